@@ -1,0 +1,81 @@
+"""Custom layers shared by the three networks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_inception")
+class ScaledResidual(keras.layers.Layer):
+    """`activation(shortcut + scale * residual)`, the paper's scaled residual sum.
+
+    Takes `[shortcut, residual]`. With `drop_path_rate > 0` the residual branch of
+    each sample is dropped with that probability during training (stochastic depth,
+    Huang et al. 2016) and the kept branches are rescaled by `1 / (1 - rate)`, so
+    inference is deterministic and equal to the layer with `drop_path_rate=0`.
+
+    Everything runs in the layer's compute dtype: under `mixed_float16` the scale
+    is cast to float16 instead of promoting the block output to float32.
+
+    Args:
+        scale: multiplier of the residual branch (0.1-0.3 in the paper).
+        activation: activation applied after the sum, or `None` for a linear block.
+        drop_path_rate: per-sample drop probability of the residual branch, in [0, 1).
+        seed: optional seed of the drop-path noise.
+    """
+
+    def __init__(
+        self,
+        scale: float,
+        activation: str | None = "relu",
+        drop_path_rate: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= float(drop_path_rate) < 1.0:
+            raise ValueError(
+                f"`drop_path_rate` must be in [0, 1); received drop_path_rate={drop_path_rate!r}."
+            )
+        self.scale = float(scale)
+        self.activation = keras.activations.get(activation)
+        self.drop_path_rate = float(drop_path_rate)
+        self.seed = seed
+        # A seed generator carries a state variable: create it only when needed so
+        # that a plain block stays weightless (legacy h5 loading counts weights).
+        self.seed_generator = (
+            keras.random.SeedGenerator(seed) if self.drop_path_rate > 0 else None
+        )
+        self.supports_masking = True
+
+    def call(self, inputs: list, training: bool | None = None):
+        shortcut, residual = inputs
+        residual = residual * ops.cast(self.scale, residual.dtype)
+        if training and self.drop_path_rate > 0:
+            keep_prob = 1.0 - self.drop_path_rate
+            batch = ops.shape(residual)[0]
+            noise_shape = (batch,) + (1,) * (len(residual.shape) - 1)
+            noise = keras.random.uniform(
+                noise_shape, dtype=residual.dtype, seed=self.seed_generator
+            )
+            keep = ops.cast(noise < ops.cast(keep_prob, noise.dtype), residual.dtype)
+            residual = residual * keep / ops.cast(keep_prob, residual.dtype)
+        return self.activation(shortcut + residual)
+
+    def compute_output_shape(self, input_shape: list) -> tuple:
+        return tuple(input_shape[0])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "scale": self.scale,
+                "activation": keras.activations.serialize(self.activation),
+                "drop_path_rate": self.drop_path_rate,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,46 @@
+"""Shared fixtures. Expensive objects are session-scoped so no test builds them twice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+from helpers import randomize_weights  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# ../shared beside the repository, as in CI; KERAS_INCEPTION_SHARED overrides it.
+SHARED = Path(os.environ.get("KERAS_INCEPTION_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"shared/ not found at {SHARED} (set KERAS_INCEPTION_SHARED)"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def flowers_dir(shared_dir: Path) -> Path:
+    return shared_dir / "datasets" / "tf_flowers_small"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's ~/.keras cache."""
+    monkeypatch.setenv("KERAS_INCEPTION_CACHE", str(tmp_path_factory.mktemp("weights_cache")))
+
+
+@pytest.fixture(scope="session")
+def small_models():
+    """One small (96x96, 5 classes) instance of each network, built once."""
+    import keras_inception as ki
+
+    models = {}
+    for builder in (ki.InceptionV4, ki.InceptionResNetV1, ki.InceptionResNetV2):
+        model = builder(weights=None, input_shape=(96, 96, 3), classes=5)
+        randomize_weights(model, seed=1)
+        models[model.name] = model
+    return models

@@ -1,0 +1,27 @@
+"""Helpers shared by the tests (importable: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def randomize_weights(model, seed: int = 0) -> None:
+    """Non-trivial weights everywhere, BN moving statistics included."""
+    rng = np.random.default_rng(seed)
+    for var in model.weights:
+        shape = tuple(var.shape)
+        path = var.path
+        if "moving_variance" in path:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif "moving_mean" in path or "beta" in path or "bias" in path:
+            value = rng.normal(0.0, 0.1, shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            value = rng.normal(0.0, np.sqrt(1.0 / fan_in), shape)
+        var.assign(value.astype(var.dtype))
+
+
+def rel_l2(a, b) -> float:
+    """Relative L2 error of `a` against the reference `b`."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
