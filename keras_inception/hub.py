@@ -1,0 +1,92 @@
+"""Presets converted from timm checkpoints on the Hugging Face hub.
+
+`fetch_converted(entry, include_top)` returns a Keras `.weights.h5` file in
+`weights.cache_dir()`. The first call downloads the preset's `model.safetensors` with
+`huggingface_hub.hf_hub_download` (which honours `HF_HUB_OFFLINE`, `HF_HUB_CACHE` /
+`HF_HOME` and an already populated Hugging Face cache), converts it with
+`convert.load_timm_weights`, verifies the written file and moves it into place;
+later calls use the cached file directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+from keras_inception import weights as weights_lib
+
+INSTALL_HINT = 'pip install "keras_inception[hub]"'
+
+
+class MissingDependencyError(ImportError, RuntimeError):
+    """An optional dependency (huggingface_hub, safetensors) is not installed."""
+
+
+def _import_hub():
+    try:
+        import huggingface_hub
+        import safetensors.numpy  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"Pretrained presets converted from timm need the optional packages "
+            f"huggingface_hub and safetensors ({e}). Install them with: {INSTALL_HINT}"
+        ) from None
+    return huggingface_hub
+
+
+def converted_path(entry: weights_lib.WeightsPreset, include_top: bool) -> str:
+    """Where the converted weights of `entry` are cached."""
+    suffix = "" if include_top else "_notop"
+    return os.path.join(
+        weights_lib.cache_dir(), f"{entry.model}_{entry.name}{suffix}.weights.h5"
+    )
+
+
+def download_state_file(entry: weights_lib.WeightsPreset) -> str:
+    """Local path of the preset's timm file, from the Hugging Face cache or the hub."""
+    hub = _import_hub()
+    try:
+        return hub.hf_hub_download(
+            repo_id=entry.hf_repo,
+            filename=entry.hf_filename,
+            revision=entry.revision,
+            etag_timeout=weights_lib.DOWNLOAD_TIMEOUT,
+        )
+    except Exception as e:
+        from huggingface_hub import constants
+
+        cache = constants.HF_HUB_CACHE
+        folder = "models--" + entry.hf_repo.replace("/", "--")
+        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+        raise weights_lib.WeightsDownloadError(
+            f"Could not get {entry.hf_filename} of {entry.hf_repo} (revision "
+            f"{entry.revision}) from the Hugging Face hub or its cache{offline}: "
+            f"{type(e).__name__}: {e}. Without network access, fill the Hugging Face cache "
+            f"elsewhere (`hf download {entry.hf_repo} {entry.hf_filename}`) and copy it to "
+            f"{os.path.join(cache, folder)}, or convert the file yourself "
+            f"(`keras-inception convert --from timm {entry.hf_filename} --model {entry.model} "
+            f"--out {os.path.basename(converted_path(entry, True))}`) and pass weights=PATH."
+        ) from None
+
+
+def fetch_converted(entry: weights_lib.WeightsPreset, include_top: bool) -> str:
+    """Path of the converted `.weights.h5` of a timm preset, converting it once."""
+    from keras_inception.convert import load_timm_weights, save_weights_verified
+    from keras_inception.models import get_builder
+
+    target = converted_path(entry, include_top)
+    if os.path.isfile(target):
+        return target
+    state_file = download_state_file(entry)  # checks the optional dependencies first
+    from safetensors.numpy import load_file
+
+    state = load_file(state_file)
+    builder = get_builder(entry.model)
+
+    def fresh():
+        # Same architecture as the user's model; without the head the classifier
+        # tensors are ignored by the converter.
+        return builder(include_top=include_top, weights=None, classes=entry.classes)
+
+    model = fresh()
+    load_timm_weights(model, state)
+    return save_weights_verified(model, target, fresh)
