@@ -130,6 +130,6 @@ def feature_extractor(
         keras.layers.Identity(name=info.name)(model.get_layer(info.layer).output)
         for info in infos
     ]
-    extractor = keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    extractor = keras.Model(model.input, outputs, name=f"{model.name}_features")
     extractor.feature_info = tuple(infos)
     return extractor
