@@ -22,7 +22,7 @@ def preprocess_input(x: Any, data_format: str | None = None) -> Any:
     del data_format
     if isinstance(x, (np.ndarray, list, tuple, int, float)):
         array = np.asarray(x)
-        dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.float32
+        dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.dtype(np.float32)
         return array.astype(dtype) / dtype.type(127.5) - dtype.type(1.0)
     dtype = x.dtype if "float" in str(x.dtype) else "float32"
     x = ops.cast(x, dtype)

@@ -1,0 +1,143 @@
+"""Download path of pretrained weights, against a loopback HTTP server."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import os
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+from helpers import randomize_weights
+from keras.src.legacy.saving import legacy_h5_format
+
+import keras_inception as ki
+from keras_inception import weights as weights_lib
+
+SHAPE = (96, 96, 3)
+
+
+class _Server:
+    """Serves one directory on 127.0.0.1 and counts the requests."""
+
+    def __init__(self, directory: str) -> None:
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests += 1
+                super().do_GET()
+
+        handler = functools.partial(Handler, directory=directory)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def release_file(tmp_path_factory):
+    """A generated no-top IR-v2 weights file in the keras.applications release layout."""
+    directory = tmp_path_factory.mktemp("served")
+    source = ki.InceptionResNetV2(weights=None, include_top=False, input_shape=SHAPE)
+    randomize_weights(source, seed=11)
+    fname = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(directory / fname, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    md5 = hashlib.md5((directory / fname).read_bytes()).hexdigest()
+    x = np.random.default_rng(2).uniform(-1, 1, (1, *SHAPE)).astype("float32")
+    return directory, fname, md5, x, np.asarray(source(x))
+
+
+def _point_preset_at(monkeypatch, url: str, fname: str, md5: str) -> None:
+    key = ("inception_resnet_v2", "imagenet")
+    entry = weights_lib.PRESETS[key]
+    remote = weights_lib.RemoteFile(url, fname, md5)
+    monkeypatch.setitem(weights_lib.PRESETS, key, dataclasses.replace(entry, notop=remote))
+
+
+def _cache_listing() -> list[str]:
+    return sorted(os.listdir(weights_lib.cache_dir())) if os.path.isdir(weights_lib.cache_dir()) else []
+
+
+def test_download_verify_cache_then_offline(monkeypatch, release_file):
+    directory, fname, md5, x, expected = release_file
+    server = _Server(str(directory))
+    try:
+        _point_preset_at(monkeypatch, server.url(fname), fname, md5)
+        first = ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
+        assert server.requests == 1
+    finally:
+        server.close()
+    np.testing.assert_allclose(np.asarray(first(x)), expected, atol=1e-5)
+    assert _cache_listing() == [fname]  # verified file in place, no staging leftovers
+    cached = os.path.join(weights_lib.cache_dir(), fname)
+    assert weights_lib.file_hash(cached) == md5
+
+    # Second call: the server is gone, the cache is enough.
+    second = ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
+    np.testing.assert_allclose(np.asarray(second(x)), expected, atol=1e-5)
+
+
+def test_wrong_hash_is_refused_and_nothing_cached(monkeypatch, release_file):
+    directory, fname, _, _, _ = release_file
+    server = _Server(str(directory))
+    try:
+        _point_preset_at(monkeypatch, server.url(fname), fname, "0" * 32)
+        with pytest.raises(ValueError, match="hash"):
+            ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
+        assert server.requests == 1
+    finally:
+        server.close()
+    assert _cache_listing() == []
+
+
+def test_corrupt_cached_file_is_replaced(monkeypatch, tmp_path):
+    payload = b"weights" * 1000
+    (tmp_path / "w.bin").write_bytes(payload)
+    remote = weights_lib.RemoteFile("", "w.bin", hashlib.md5(payload).hexdigest())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "w.bin").write_bytes(payload[:100])  # a truncated earlier download
+    server = _Server(str(tmp_path))
+    try:
+        remote = dataclasses.replace(remote, url=server.url("w.bin"))
+        path = weights_lib.download(remote, str(cache))
+    finally:
+        server.close()
+    assert open(path, "rb").read() == payload
+    assert sorted(os.listdir(cache)) == ["w.bin"]
+
+
+def test_offline_fails_fast_with_url_and_cache_path(monkeypatch, release_file):
+    _, fname, md5, _, _ = release_file
+    # A port that was just free: nothing listens there.
+    server = _Server(".")
+    url = server.url(fname)
+    server.close()
+    _point_preset_at(monkeypatch, url, fname, md5)
+    start = time.monotonic()
+    with pytest.raises(weights_lib.WeightsDownloadError) as info:
+        ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
+    assert time.monotonic() - start < 30
+    message = str(info.value)
+    assert url in message
+    assert os.path.join(weights_lib.cache_dir(), fname) in message
+    assert "weights=PATH" in message
+    assert _cache_listing() == []
