@@ -5,6 +5,7 @@ Residual Connections on Learning" (AAAI 2017).
 """
 
 from keras_inception import layers
+from keras_inception.features import feature_extractor
 from keras_inception.imagenet import decode_predictions, preprocess_input
 from keras_inception.models import InceptionResNetV1, InceptionResNetV2, InceptionV4, get_builder
 from keras_inception.weights import list_weights
@@ -16,6 +17,7 @@ __all__ = [
     "InceptionResNetV2",
     "InceptionV4",
     "decode_predictions",
+    "feature_extractor",
     "get_builder",
     "layers",
     "list_weights",

@@ -11,6 +11,8 @@ later calls use the cached file directly.
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 
 from keras_inception import weights as weights_lib
 
@@ -41,26 +43,47 @@ def converted_path(entry: weights_lib.WeightsPreset, include_top: bool) -> str:
     )
 
 
+def _unreachable(endpoint: str) -> str | None:
+    """Why `endpoint` cannot be reached (DNS, refused, timeout), or None if it can.
+
+    huggingface_hub retries a failed request five times with back-off (about 25 s);
+    one TCP connection attempt tells much sooner that there is no network.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # only the proxy knows: let huggingface_hub try
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=weights_lib.DOWNLOAD_TIMEOUT):
+            return None
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+
+
 def download_state_file(entry: weights_lib.WeightsPreset) -> str:
     """Local path of the preset's timm file, from the Hugging Face cache or the hub."""
     hub = _import_hub()
-    try:
-        return hub.hf_hub_download(
-            repo_id=entry.hf_repo,
-            filename=entry.hf_filename,
-            revision=entry.revision,
-            etag_timeout=weights_lib.DOWNLOAD_TIMEOUT,
-        )
-    except Exception as e:
-        from huggingface_hub import constants
+    from huggingface_hub import constants
 
+    request = {"repo_id": entry.hf_repo, "filename": entry.hf_filename, "revision": entry.revision}
+    try:
+        try:
+            return hub.hf_hub_download(**request, local_files_only=True)  # cached: no network
+        except Exception:
+            pass  # not in the cache: download it below
+        if not constants.HF_HUB_OFFLINE:
+            reason = _unreachable(constants.ENDPOINT)
+            if reason is not None:
+                raise ConnectionError(f"{constants.ENDPOINT} is unreachable ({reason})")
+        return hub.hf_hub_download(**request, etag_timeout=weights_lib.DOWNLOAD_TIMEOUT)
+    except Exception as e:
         cache = constants.HF_HUB_CACHE
         folder = "models--" + entry.hf_repo.replace("/", "--")
         offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
         raise weights_lib.WeightsDownloadError(
             f"Could not get {entry.hf_filename} of {entry.hf_repo} (revision "
             f"{entry.revision}) from the Hugging Face hub or its cache{offline}: "
-            f"{type(e).__name__}: {e}. Without network access, fill the Hugging Face cache "
+            f"{type(e).__name__}: {e} Without network access, fill the Hugging Face cache "
             f"elsewhere (`hf download {entry.hf_repo} {entry.hf_filename}`) and copy it to "
             f"{os.path.join(cache, folder)}, or convert the file yourself "
             f"(`keras-inception convert --from timm {entry.hf_filename} --model {entry.model} "

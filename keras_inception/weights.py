@@ -50,6 +50,9 @@ class WeightsPreset:
     top: RemoteFile | None = None
     notop: RemoteFile | None = None
     revision: str | None = None
+    # timm presets: converted from this Hugging Face hub file (see keras_inception.hub).
+    hf_repo: str | None = None
+    hf_filename: str = "model.safetensors"
     input_size: int = 299
     classes: int = 1000
     crop_pct: float = 0.875
@@ -59,7 +62,9 @@ class WeightsPreset:
     def file_for(self, include_top: bool) -> RemoteFile:
         remote = self.top if include_top else self.notop
         if remote is None:
-            raise ValueError(f"Preset {self.model}/{self.name} has no file for include_top={include_top}.")
+            raise ValueError(
+                f"Preset {self.model}/{self.name} has no file for include_top={include_top}."
+            )
         return remote
 
 
@@ -80,6 +85,29 @@ PRESETS: dict[tuple[str, str], WeightsPreset] = {
             "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
             "d19885ff4a710c122648d3b5c3b684e4",
         ),
+        crop_pct=0.8975,
+    ),
+    ("inception_v4", "imagenet"): WeightsPreset(
+        model="inception_v4",
+        name="imagenet",
+        source="timm inception_v4.tf_in1k (TF-slim inception_v4_2016_09_09), converted",
+        description="ImageNet-1k, 80.1% top-1 (timm), 80.2% (TF-slim)",
+        license="Apache-2.0",
+        hf_repo="timm/inception_v4.tf_in1k",
+        revision="main",
+        crop_pct=0.875,
+    ),
+    ("inception_resnet_v2", "imagenet_ens_adv"): WeightsPreset(
+        model="inception_resnet_v2",
+        name="imagenet_ens_adv",
+        source=(
+            "timm inception_resnet_v2.tf_ens_adv_in1k (TF ens_adv_inception_resnet_v2_2017_08_18, "
+            "ensemble adversarial training), converted"
+        ),
+        description="ImageNet-1k, ensemble adversarially trained (Tramer et al. 2018)",
+        license="Apache-2.0",
+        hf_repo="timm/inception_resnet_v2.tf_ens_adv_in1k",
+        revision="main",
         crop_pct=0.8975,
     ),
 }
@@ -211,7 +239,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     try:
         model.load_weights(path)
     except ValueError as e:
-        raise ValueError(f"Could not load weights from {path!r} into model {model.name!r}: {e}") from e
+        raise ValueError(
+            f"Could not load weights from {path!r} into model {model.name!r}: {e}"
+        ) from e
 
 
 def list_weights(print_table: bool = True) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import sys
 # returns an exit code.
 COMMAND_MODULES = [
     "keras_inception.cli.core",
+    "keras_inception.cli.convert",
 ]
 
 

@@ -1,0 +1,182 @@
+"""Presets converted from the Hugging Face hub: registry, optional dependency, offline use.
+
+huggingface_hub reads HF_HUB_OFFLINE / HF_HUB_CACHE when it is imported, so the
+offline scenarios run in a fresh interpreter with those variables set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import rel_l2
+
+import keras_inception as ki
+from keras_inception import hub
+from keras_inception.weights import WeightsDownloadError, cache_dir, get_preset
+
+REPO = Path(__file__).resolve().parents[1]
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex snapshot name
+
+
+def test_registry_records_the_timm_presets(capsys):
+    v4 = get_preset("inception_v4", "imagenet")
+    ens = get_preset("inception_resnet_v2", "imagenet_ens_adv")
+    assert (v4.hf_repo, v4.hf_filename) == ("timm/inception_v4.tf_in1k", "model.safetensors")
+    assert ens.hf_repo == "timm/inception_resnet_v2.tf_ens_adv_in1k"
+    for entry, crop in ((v4, 0.875), (ens, 0.8975)):
+        assert (entry.input_size, entry.crop_pct, entry.interpolation) == (299, crop, "bicubic")
+        assert entry.license == "Apache-2.0" and entry.revision
+        assert "x / 127.5 - 1" in entry.preprocessing
+        assert entry.top is None and entry.notop is None  # converted, not downloaded
+
+    rows = ki.list_weights()
+    printed = capsys.readouterr().out
+    names = {(r["model"], r["name"]) for r in rows}
+    assert {("inception_v4", "imagenet"), ("inception_resnet_v2", "imagenet_ens_adv"),
+            ("inception_resnet_v2", "imagenet")} <= names
+    assert "imagenet_ens_adv" in printed and "0.8975" in printed and "crop_pct" in printed
+
+
+def test_builders_keep_their_validation_rules():
+    with pytest.raises(ValueError, match="`classes` must be 1000"):
+        ki.InceptionV4(weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match=r"input must be \(299, 299, 3\)"):
+        ki.InceptionV4(weights="imagenet", input_shape=(224, 224, 3))
+    with pytest.raises(ValueError, match="No public ImageNet weights exist for Inception-ResNet"):
+        ki.InceptionResNetV1(weights="imagenet")
+    with pytest.raises(ValueError, match="no 'imagenet_ens_adv' preset for inception_v4"):
+        ki.InceptionV4(weights="imagenet_ens_adv")
+
+
+def test_missing_huggingface_hub_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now fails
+    entry = get_preset("inception_v4", "imagenet")
+    with pytest.raises(ImportError, match=r'pip install "keras_inception\[hub\]"'):
+        hub.fetch_converted(entry, include_top=True)
+    with pytest.raises(RuntimeError):  # the CLI reports RuntimeErrors as one line
+        hub.fetch_converted(entry, include_top=False)
+
+
+def test_converted_file_in_cache_is_used_without_the_hub(monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    entry = get_preset("inception_resnet_v2", "imagenet_ens_adv")
+    path = Path(hub.converted_path(entry, include_top=False))
+    assert path.parent == Path(cache_dir())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"converted earlier")
+    assert hub.fetch_converted(entry, include_top=False) == str(path)
+
+
+def test_unreachable_hub_fails_fast_with_guidance(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    entry = get_preset("inception_v4", "imagenet")
+    with pytest.raises(WeightsDownloadError, match="127.0.0.1:9 is unreachable") as info:
+        hub.fetch_converted(entry, include_top=True)
+    assert str(tmp_path / "hf_cache" / "models--timm--inception_v4.tf_in1k") in str(info.value)
+    assert "weights=PATH" in str(info.value)
+    assert not os.path.exists(hub.converted_path(entry, include_top=True))
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, os, sys
+    import numpy as np
+    import keras_inception as ki
+    from keras_inception import hub
+    from keras_inception.weights import WeightsDownloadError, cache_dir, get_preset
+
+    result = {}
+    try:
+        model = ki.InceptionV4(weights="imagenet", classifier_activation=None)
+        spec_path, x_seed, batch, size = sys.argv[1], *map(int, sys.argv[2:5])
+        loader = importlib.util.spec_from_file_location("make_state", spec_path)
+        make_state = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(make_state)
+        x = make_state.make_input(x_seed, batch, size)
+        result["logits"] = np.asarray(model(x, training=False)).tolist()
+        entry = get_preset("inception_v4", "imagenet")
+        result["converted"] = hub.converted_path(entry, True)
+        result["cache_files"] = sorted(os.listdir(os.path.dirname(result["converted"])))
+    except Exception as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def run_offline(tmp_path: Path, hf_cache: Path, fixtures: Path, spec: dict) -> dict:
+    env = dict(
+        os.environ,
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_HUB_CACHE=str(hf_cache),
+        HF_HUB_OFFLINE="1",
+        KERAS_INCEPTION_CACHE=str(tmp_path / "keras_cache"),
+        KERAS_BACKEND="tensorflow",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    args = [str(fixtures / "make_state.py"), str(spec["seed"]), str(spec["batch"]),
+            str(spec["input_size"])]
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *args], env=env, cwd=REPO, capture_output=True,
+        text=True, timeout=600,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def v4_fixture(shared_dir):
+    import importlib.util
+
+    folder = shared_dir / "fixtures" / "timm_parity"
+    loader = importlib.util.spec_from_file_location("make_state", folder / "make_state.py")
+    make_state = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(make_state)
+    spec = json.loads((folder / "inception_v4.spec.json").read_text())
+    return folder, spec, make_state.make_state(spec["params"], spec["seed"])
+
+
+def test_imagenet_preset_from_a_seeded_offline_cache(tmp_path, v4_fixture):
+    from safetensors.numpy import save_file
+
+    folder, spec, state = v4_fixture
+    # The Hugging Face cache layout: refs/main -> snapshot folder with the file.
+    repo = tmp_path / "hf_cache" / "models--timm--inception_v4.tf_in1k"
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    save_file(state, str(snapshot / "model.safetensors"))
+
+    result = run_offline(tmp_path, tmp_path / "hf_cache", folder, spec)
+    assert "error" not in result, result.get("error")
+    expected = np.load(folder / "inception_v4.expected.npz")["logits"]
+    assert rel_l2(np.asarray(result["logits"]), expected) <= 1e-4
+    # Converted once into the package cache, with no temporary file left behind.
+    assert Path(result["converted"]).is_file()
+    assert result["cache_files"] == ["inception_v4_imagenet.weights.h5"]
+
+
+def test_imagenet_preset_offline_with_empty_cache_fails_clearly(tmp_path, v4_fixture):
+    folder, spec, _ = v4_fixture
+    (tmp_path / "hf_cache").mkdir()
+    result = run_offline(tmp_path, tmp_path / "hf_cache", folder, spec)
+    message = result["error"]
+    assert message.startswith("WeightsDownloadError")
+    assert "HF_HUB_OFFLINE" in message
+    assert str(tmp_path / "hf_cache" / "models--timm--inception_v4.tf_in1k") in message
+    assert "weights=PATH" in message and "keras-inception convert" in message
