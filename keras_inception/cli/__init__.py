@@ -12,6 +12,8 @@ import sys
 COMMAND_MODULES = [
     "keras_inception.cli.core",
     "keras_inception.cli.convert",
+    "keras_inception.cli.train",
+    "keras_inception.cli.export",
 ]
 
 
@@ -32,7 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    # argparse fills a `nargs="*"` list before the options that follow it
+    # (`predict MODEL --weights W IMAGE...`): give the trailing files back to it.
+    if extras and isinstance(getattr(args, "images", None), list):
+        if any(e.startswith("-") for e in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.images += extras
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
