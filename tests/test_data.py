@@ -78,8 +78,8 @@ def test_embedded_sample_size_and_credits():
 
 def test_eval_crop_matches_load_image():
     """The tf.data center crop is the transform of images.load_image (up to resampling)."""
-    from keras_inception.images import load_image
     from keras_inception.imagenet import preprocess_input
+    from keras_inception.images import load_image
 
     path = str(_sample_files("val", "roses", 1)[0])
     ds = data_lib._records_dataset([(path, 0)])
