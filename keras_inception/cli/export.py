@@ -1,0 +1,110 @@
+"""`export` subcommand: SavedModel, TFLite (float32/float16/dynamic_int8/int8) and ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from keras_inception.cli.core import MODEL_CHOICES
+
+FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
+
+
+def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
+    """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model."""
+    from keras_inception.cli.core import load_classifier
+    from keras_inception.models import BUILDERS
+
+    if model_arg in BUILDERS:
+        size = image_size or 299
+        weights = None if weights in (None, "none") else weights
+        return BUILDERS[model_arg](weights=weights, input_shape=(size, size, 3), classes=classes)
+    if weights is not None or image_size is not None:
+        raise ValueError(
+            f"`--weights` and `--image-size` apply to model names ({', '.join(MODEL_CHOICES)}), "
+            f"not to a saved model; received --model {model_arg!r}."
+        )
+    return load_classifier(model_arg, None, None)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from keras_inception import export
+
+    if args.format != "tflite" and (args.quantize or args.calibration_data):
+        raise ValueError(
+            f"`--quantize` and `--calibration-data` apply to --format tflite; "
+            f"received --format {args.format}."
+        )
+    if args.calibration_data and args.quantize != "int8":
+        raise ValueError(
+            "`--calibration-data` is used by --quantize int8 only; "
+            f"received --quantize {args.quantize}."
+        )
+    if args.quantize == "int8" and not args.calibration_data:
+        raise ValueError("`--quantize int8` needs `--calibration-data DIR` (training images).")
+    if args.uint8_input and args.format == "onnx":
+        raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
+    model = build_model(args.model, args.weights, args.image_size, args.classes)
+    try:
+        if args.format == "saved_model":
+            path = export.export_saved_model(
+                model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite
+            )
+        elif args.format == "onnx":
+            path = export.export_onnx(model, args.out, overwrite=args.overwrite)
+        else:
+            calibration = None
+            if args.calibration_data:
+                calibration = export.calibration_dataset(
+                    args.calibration_data, tuple(model.input_shape[1:3]),
+                    count=args.calibration_size,
+                )
+            path = export.export_tflite(
+                model,
+                args.out,
+                quantization=args.quantize,
+                representative_data=calibration,
+                input_type="uint8" if args.uint8_input else "float32",
+                overwrite=args.overwrite,
+            )
+    except (FileExistsError, ImportError) as e:
+        raise ValueError(str(e)) from None
+    size = sum(
+        os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
+    ) if os.path.isdir(path) else os.path.getsize(path)
+    print(f"Exported {model.name} ({args.format}"
+          f"{', ' + args.quantize if args.quantize else ''}) to {path} ({size / 2**20:.1f} MiB), "
+          "checked against the Keras model.")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model to SavedModel, TFLite or ONNX",
+        description=(
+            "Export a model (a name + weights, or a .keras file) after checking that the "
+            "exported artifact computes what the Keras model computes."
+        ),
+    )
+    p.add_argument("--model", required=True,
+                   help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file (e.g. fine-tuned)")
+    p.add_argument("--weights", default=None,
+                   help="preset or weights file for a model name (default: random init)")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default 299)")
+    p.add_argument("--classes", type=int, default=1000, help="classes of the head")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                   help="TFLite quantization (default float32)")
+    p.add_argument("--calibration-data", metavar="DIR", default=None,
+                   help="images (any depth under DIR) to calibrate --quantize int8")
+    p.add_argument("--calibration-size", type=int, default=100,
+                   help="how many calibration images to use (default 100)")
+    p.add_argument("--uint8-input", action="store_true",
+                   help="take raw uint8 images: preprocessing inside the SavedModel, or "
+                        "quantized uint8 input/output for --quantize int8")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="destination (.tflite / .onnx file, or SavedModel directory)")
+    p.set_defaults(func=cmd_export)
