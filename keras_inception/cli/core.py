@@ -54,9 +54,19 @@ def load_classifier(model_arg: str, weights: str | None, image_size: int | None)
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from keras_inception.images import load_image
     from keras_inception.imagenet import decode_predictions, preprocess_input
+    from keras_inception.images import load_image
 
+    if args.tflite:
+        from keras_inception.lite import Classifier
+
+        # With --tflite there is no MODEL argument: every positional is an image.
+        args.images = [args.model, *args.images]
+        rows = Classifier(args.tflite).classify_files(args.images, args.top, args.crop_pct)
+        decoded = [[("", label, score) for _, label, score in r] for r in rows]
+        return _print_predictions(args.images, decoded)
+    if not args.images:
+        raise ValueError("at least one IMAGE is required after MODEL.")
     model = load_classifier(args.model, args.weights, args.image_size)
     size = int(model.input_shape[1])
     batch = np.stack([load_image(p, size, crop_pct=args.crop_pct) for p in args.images])
@@ -68,7 +78,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             [("", f"class_{i}", float(row[i])) for i in np.argsort(row)[::-1][: args.top]]
             for row in preds
         ]
-    for path, rows in zip(args.images, decoded):
+    return _print_predictions(args.images, decoded)
+
+
+def _print_predictions(paths: list[str], decoded: list) -> int:
+    for path, rows in zip(paths, decoded, strict=True):
         print(path)
         for rank, (_, label, score) in enumerate(rows, 1):
             print(f"  {rank}. {label:<30s} {score:.4f}")
@@ -101,7 +115,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Classify images with a model name + weights, or a saved .keras model.",
     )
     p.add_argument("model", help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png, ...)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (jpg, png, ...)")
+    p.add_argument("--tflite", metavar="FILE", default=None,
+                   help="classify with this exported .tflite file instead (then omit MODEL)")
     p.add_argument("--weights", default=None,
                    help="'imagenet' (or another preset) or a weights file, for a model name")
     p.add_argument("--image-size", type=int, default=None, help="input size (default 299)")
