@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "keras_inception.cli.convert",
     "keras_inception.cli.train",
     "keras_inception.cli.export",
+    "keras_inception.cli.benchmark",
 ]
 
 
