@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,dev,hub,litert
+EXTRAS ?= cpu,dev,hub,litert,onnx,jax,torch
 
 .PHONY: venv demo test lint clean
 
