@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -377,7 +378,7 @@ def main_from_args(args) -> int:
         warmup=args.warmup, jit_compile=not args.no_xla, fold_bn=args.fold_bn,
         remat=args.remat,
     )
-    command = f"KERAS_BACKEND={keras.backend.backend()} " + " ".join(
+    command = f"KERAS_BACKEND={keras.backend.backend()} " + shlex.join(
         [os.path.basename(sys.argv[0])] + sys.argv[1:])
     section = markdown_section(results, args.title, command,
                                show_absolute=not args.ratios_only, bound=args.bound)

@@ -18,6 +18,8 @@ import pytest
 import tensorflow as tf
 from helpers import rel_l2
 
+from keras_inception.inference import FoldedBatchNorm, fuse_batchnorm
+
 MODELS = ("inception_v4", "inception_resnet_v1", "inception_resnet_v2")
 
 
@@ -86,3 +88,18 @@ def test_xla_inference_matches_eager(small_models, name):
     eager = features(x, training=False).numpy()
     assert np.abs(eager).max() > 1e-3
     assert rel_l2(xla_call(x).numpy(), eager) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
+def test_fused_batchnorm_matches(small_models, name):
+    """fuse_batchnorm (the inference speed-up measured in benchmarks/) changes no output."""
+    model = small_models[name]
+    folded = fuse_batchnorm(model)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert sum(isinstance(layer, FoldedBatchNorm) for layer in folded.layers) == sum(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    size = model.input_shape[1]
+    x = np.random.default_rng(2).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    features = keras.Model(model.inputs, model.get_layer("avg_pool").output)
+    folded_features = keras.Model(folded.inputs, folded.get_layer("avg_pool").output)
+    assert rel_l2(folded_features.predict(x, verbose=0), features.predict(x, verbose=0)) < 1e-5
