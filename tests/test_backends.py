@@ -52,7 +52,8 @@ def backend_runs(small_models, tmp_path_factory):
         log = open(workdir / f"{backend}.log", "w")  # noqa: SIM115 (closed below)
         procs[backend] = (subprocess.Popen([sys.executable, str(WORKER), str(workdir)],
                                            env=env, stdout=log, stderr=subprocess.STDOUT), log)
-    reference = {name: feature_model(small_models[name]).predict(x, verbose=0) for name in MODELS}
+    reference = {name: [np.asarray(t) for t in feature_model(small_models[name])(x, training=False)]
+                 for name in MODELS}
     reports = {}
     for backend, (proc, log) in procs.items():
         try:

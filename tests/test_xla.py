@@ -76,9 +76,9 @@ def test_train_step_lowers_to_xla(small_models):
     assert model.jit_compile is True
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_xla_inference_matches_eager(small_models, name):
-    model = small_models[name]
+def test_xla_inference_matches_eager(small_models):
+    # The deepest network; each XLA compilation of a forward pass takes a minute here.
+    model = small_models["inception_resnet_v2"]
     size = model.input_shape[1]
     x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (2, size, size, 3)), tf.float32)
     features = keras.Model(model.inputs, model.get_layer("avg_pool").output)
@@ -102,4 +102,4 @@ def test_fused_batchnorm_matches(small_models, name):
     x = np.random.default_rng(2).uniform(-1, 1, (2, size, size, 3)).astype("float32")
     features = keras.Model(model.inputs, model.get_layer("avg_pool").output)
     folded_features = keras.Model(folded.inputs, folded.get_layer("avg_pool").output)
-    assert rel_l2(folded_features.predict(x, verbose=0), features.predict(x, verbose=0)) < 1e-5
+    assert rel_l2(folded_features(x, training=False), features(x, training=False)) < 1e-5
