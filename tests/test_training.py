@@ -180,6 +180,12 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys):
     assert main(["evaluate", str(out / "best.keras"), "--max-per-class", "4", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == \
         pytest.approx(report["accuracy"], abs=1e-6)
+    # `predict` on the trained model prints the dataset's class names.
+    from keras_inception.images import sample_image_path
+
+    assert main(["predict", str(out / "best.keras"), sample_image_path()]) == 0
+    ranked = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:6]]
+    assert sorted(ranked) == report["class_names"]
     # End to end, the base's BatchNorm statistics are those of the loaded weights.
     import keras_inception  # noqa: F401
 

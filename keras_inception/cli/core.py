@@ -74,8 +74,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if preds.shape[-1] == 1000:
         decoded = decode_predictions(preds, top=args.top)
     else:
+        from keras_inception.training import read_class_names
+
+        # A model trained by `keras-inception train` has its class names saved beside it.
+        names = read_class_names(args.model) if args.model.endswith(".keras") else None
+        if names is None or len(names) != preds.shape[-1]:
+            names = [f"class_{i}" for i in range(preds.shape[-1])]
         decoded = [
-            [("", f"class_{i}", float(row[i])) for i in np.argsort(row)[::-1][: args.top]]
+            [("", names[i], float(row[i])) for i in np.argsort(row)[::-1][: args.top]]
             for row in preds
         ]
     return _print_predictions(args.images, decoded)
