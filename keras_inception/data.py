@@ -338,17 +338,18 @@ def make_pipeline(
 
     Training: shuffle, random resized crop, horizontal flip. Evaluation: center crop
     with `crop_pct`. Decoded images (training) or final crops (evaluation) are cached
-    in memory when `cache` is True; batches are prefetched with AUTOTUNE.
+    in memory when `cache` is True; batches are prefetched with AUTOTUNE. Distributed,
+    the batches are sharded between workers by data (`AutoShardPolicy.DATA`).
     """
-    from keras_inception.imagenet import preprocess_input
-
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={crop_pct}.")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
 
     def finish(image, label):
-        image = preprocess_input(tf.cast(image, tf.float32))
+        # `imagenet.preprocess_input`'s scaling, in TensorFlow ops: tf.data runs
+        # TensorFlow whatever the Keras backend (keras.ops would be JAX's on JAX).
+        image = tf.cast(image, tf.float32) / 127.5 - 1.0
         image = tf.ensure_shape(image, (image_size, image_size, 3))
         return image, tf.one_hot(label, num_classes)
 
@@ -373,4 +374,8 @@ def make_pipeline(
                     num_parallel_calls=AUTOTUNE)
         if cache:
             ds = ds.cache()
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    # Under tf.distribute, each worker keeps its share of the batches (DATA policy): a
+    # list of image paths or tfds records has no files to split between workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.batch(batch_size).prefetch(AUTOTUNE).with_options(options)

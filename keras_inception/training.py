@@ -27,9 +27,11 @@ Recipes:
   saving, label smoothing 0.1, gradient clipping at global norm 2.0, weight decay
   4e-5 (decoupled, as Keras optimizers apply it) and head dropout 0.2.
 
-`train` takes a `strategy` argument (a `tf.distribute.Strategy` or None): the model,
-optimizer and metrics are created inside `strategy.scope()`, `batch_size` is per
-replica, and only the chief writes files.
+Several devices or machines (`config.strategy` or the `strategy` argument of
+`train`, see `keras_inception.distribute`): the model, optimizer and metrics are
+created inside the strategy's scope, `batch_size` is per replica, the learning rate
+is scaled by the recipe's rule for the number of replicas, and only the chief writes
+files (the other workers restore from the chief's backup).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ PAPER = {
     "weight_decay": 4e-5,
     "dropout_rate": 0.2,
 }
+# The recipes' base learning rates, for one replica's batch.
+BASE_LEARNING_RATE = {"transfer": 1e-3, "paper": PAPER["learning_rate"]}
 
 
 @dataclasses.dataclass
@@ -105,11 +109,16 @@ class TrainConfig:
     stage1_epochs: int | None = None
     max_per_class: int | None = None
     verbose: int | str = "auto"
+    strategy: str = "auto"
 
     def validate(self) -> None:
+        from keras_inception.distribute import STRATEGIES
         from keras_inception.models import get_builder
 
         get_builder(self.model)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"`strategy` must be one of {STRATEGIES}; received strategy={self.strategy!r}.")
         if self.recipe not in RECIPES:
             raise ValueError(f"`recipe` must be one of {RECIPES}; received recipe={self.recipe!r}.")
         if self.mixed_precision not in PRECISIONS:
@@ -279,14 +288,14 @@ def plan(config: TrainConfig, num_classes: int) -> tuple[keras.Model, list[Stage
         # Nothing to transfer: the whole network learns, BatchNorm in training mode.
         model = get_builder(config.model)(
             weights=None, input_shape=(size, size, 3), classes=num_classes, dropout_rate=0.2)
-        lr = config.learning_rate or 1e-3
+        lr = config.learning_rate or BASE_LEARNING_RATE["transfer"]
         return model, [Stage("scratch", 0, total, adam(lr, total), _all_trainable)], \
             "from scratch (no pretrained weights)"
 
     model = build_transfer_model(config.model, num_classes, size, weights)
     first = config.stage1_epochs if config.stage1_epochs is not None else max(1, total // 2)
     first = min(first, total)
-    lr = config.learning_rate or 1e-3
+    lr = config.learning_rate or BASE_LEARNING_RATE["transfer"]
     stages = [Stage("head", 0, first, adam(lr), freeze_base)]
     if first < total:
         stages.append(Stage(
@@ -398,27 +407,22 @@ def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True
 
     History comes before the backup: a crash between the two re-runs (and rewrites)
     the epoch instead of losing its row. With an EMA optimizer, `SwapEMAWeights`
-    comes first so that validation and `best.keras` use the averaged weights.
+    comes first so that validation and `best.keras` use the averaged weights. Only the
+    chief (`chief=True`) writes into `out`.
     """
+    from keras_inception.distribute import backup_callbacks
+
     history_path = os.path.join(out, HISTORY_FILE)
     callbacks: list = []
     if getattr(model.optimizer, "use_ema", False):
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    callbacks.append(HistoryCSV(history_path, stage))
     if chief:
+        callbacks.append(HistoryCSV(history_path, stage))
         callbacks.append(BestModel(os.path.join(out, BEST_MODEL), history_path))
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(out, "logs"), write_graph=False, profile_batch=0))
-    callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup", stage)))
+    callbacks += backup_callbacks(os.path.join(out, "backup", stage), chief)
     return callbacks
-
-
-def _is_chief(strategy: Any) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None) if strategy is not None else None
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0)
 
 
 @contextlib.contextmanager
@@ -437,22 +441,33 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
 
     Args:
         config: the run's settings (see `TrainConfig`).
-        strategy: optional `tf.distribute.Strategy`; `config.batch_size` is then per replica.
+        strategy: overrides `config.strategy`: a name of `distribute.STRATEGIES`, a
+            `tf.distribute.Strategy` or a `keras.distribution.Distribution`.
+            `config.batch_size` is per replica.
     """
     from keras_inception import data as data_lib
+    from keras_inception import distribute
     from keras_inception.weights import get_preset
 
     config.validate()
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    dist = distribute.resolve(config.strategy if strategy is None else strategy)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    chief = _is_chief(strategy)
+    chief = dist.is_chief
     out = os.path.abspath(config.out)
     os.makedirs(out, exist_ok=True)
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    replicas = dist.num_replicas
     global_batch = config.batch_size * replicas
+    learning_rate = distribute.scaled_learning_rate(
+        config.learning_rate or BASE_LEARNING_RATE[config.recipe], replicas,
+        distribute.SCALING_RULES[config.recipe])
+    if replicas > 1:
+        config = dataclasses.replace(config, learning_rate=learning_rate)
 
     data = data_lib.load_data(config.data, data_dir=config.data_dir, download=config.download,
                               seed=config.seed, max_per_class=config.max_per_class)
+    dist.check_even_split({"train": data.train_count, "val": data.val_count})
     weights = config.resolved_weights()
     crop_pct = config.crop_pct
     if crop_pct is None:
@@ -468,34 +483,43 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     best_path = os.path.join(out, BEST_MODEL)
     backup_root = os.path.join(out, "backup")
     started = time.perf_counter()
-    with _precision_policy(config.mixed_precision), (
-        strategy.scope() if strategy is not None else contextlib.nullcontext()
-    ):
-        model, stages, weights_note = plan(config, data.num_classes)
+    # Models, optimizers and metrics are created in the strategy's scope; `fit` runs
+    # in `dist.fit_scope()` (outside a tf.distribute scope, as Keras documents it), so
+    # that what only the chief does (saving) creates no variables in the strategy.
+    with _precision_policy(config.mixed_precision):
+        with dist.scope():
+            model, stages, weights_note = plan(config, data.num_classes)
         if chief:
             _atomic_write(os.path.join(out, CLASS_NAMES_FILE),
                           lambda p: _write_json(p, data.class_names))
         print(f"{config.recipe} recipe, {config.model} at {config.image_size}px, weights: "
               f"{weights_note}; {data.train_count} train / {data.val_count} val images, "
               f"{data.num_classes} classes; stages: "
-              + ", ".join(f"{s.name} (epochs {s.start + 1}-{s.end})" for s in stages))
+              + ", ".join(f"{s.name} (epochs {s.start + 1}-{s.end})" for s in stages)
+              + ("" if replicas == 1 else f"; {dist.name} over {replicas} replicas, global "
+                 f"batch {global_batch}, learning rate {learning_rate:g}"))
         for stage in stages:
             done = os.path.join(backup_root, f"{stage.name}.done.weights.h5")
+            dist.check_same_state(
+                f"resume points of stage {stage.name}",
+                distribute.resume_point(done, os.path.join(backup_root, stage.name)))
             stage.prepare(model)
             if os.path.isfile(done):
                 # Finished before a restart: its end state is all the next stage needs.
                 model.load_weights(done)
                 print(f"stage {stage.name}: already finished, resuming after it")
                 continue
-            model.compile(jit_compile="auto" if config.jit is None else config.jit,
-                          **stage.compile_args(steps))
+            with dist.scope():
+                model.compile(jit_compile="auto" if config.jit is None else config.jit,
+                              **stage.compile_args(steps))
             callbacks = stage_callbacks(model, stage.name, out, chief)
             # Keras keeps the epoch BackupAndRestore restored on the model; clear it
             # so that a later stage starts at its own first epoch.
             model._initial_epoch = None
-            model.fit(train_ds, validation_data=val_ds, initial_epoch=stage.start,
-                      epochs=stage.end, callbacks=callbacks, verbose=config.verbose,
-                      shuffle=False)
+            with dist.fit_scope():
+                model.fit(train_ds, validation_data=val_ds, initial_epoch=stage.start,
+                          epochs=stage.end, callbacks=callbacks, verbose=config.verbose,
+                          shuffle=False)
             if chief:
                 _atomic_write(done, model.save_weights)
     train_seconds = time.perf_counter() - started
@@ -507,6 +531,7 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
         "model": config.model, "recipe": config.recipe, "data": data.source,
         "image_size": config.image_size, "crop_pct": crop_pct, "weights": weights_note,
         "epochs": config.epochs, "batch_size": global_batch,
+        "strategy": dist.name, "replicas": replicas, "learning_rate": learning_rate,
         "mixed_precision": config.mixed_precision,
         "best_epoch": _best_epoch(read_history(history_path)),
         "train_images": data.train_count, "val_images": data.val_count,

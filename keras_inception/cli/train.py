@@ -6,6 +6,7 @@ import argparse
 import json
 
 from keras_inception.cli.core import MODEL_CHOICES
+from keras_inception.distribute import STRATEGIES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe=args.recipe, mixed_precision=args.mixed_precision, jit=args.jit,
         data_dir=args.data_dir, download=args.download, seed=args.seed,
         learning_rate=args.learning_rate, stage1_epochs=args.stage1_epochs,
-        max_per_class=args.max_per_class,
+        max_per_class=args.max_per_class, strategy=args.strategy,
     )
     train(config)
     return 0
@@ -67,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="transfer recipe: epochs of the head-only stage (default half)")
     p.add_argument("--max-per-class", type=int, default=None,
                    help="use at most this many images per class and split (quick runs)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="devices to train on: all GPUs of this machine (mirrored), the machines "
+                        "of TF_CONFIG (multi_worker), a TPU, or one device (none); auto picks "
+                        "multi_worker with TF_CONFIG, else mirrored with 2+ GPUs (default auto). "
+                        "--batch-size is per replica")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
     p.set_defaults(func=cmd_train)
