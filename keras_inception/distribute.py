@@ -180,7 +180,7 @@ def _multi_worker_strategy_class():
         averaged over replicas, which is what Keras does with one worker.
         """
 
-        def reduce(self, reduce_op, value, axis):  # noqa: D102 (see the class)
+        def reduce(self, reduce_op, value, axis=None):  # noqa: D102 (see the class)
             def one(v):
                 local = self.experimental_local_results(v)[0]
                 scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
@@ -345,6 +345,14 @@ def resolve(strategy: Any = "auto") -> Distribution:
     if not isinstance(strategy, str):
         if hasattr(strategy, "num_replicas_in_sync"):
             multi = type(strategy).__name__.startswith(("MultiWorker", "CollectiveAllReduce"))
+            if multi and type(strategy).__module__.startswith("tensorflow") and num_tasks(
+                    {"cluster": strategy.cluster_resolver.cluster_spec().as_dict()}) > 1:
+                raise ValueError(
+                    "Keras 3's fit fails with TensorFlow's own MultiWorkerMirroredStrategy "
+                    "(keras-team/keras#20585): pass strategy='multi_worker' or "
+                    "keras_inception.distribute.multi_worker_strategy() instead of "
+                    f"{type(strategy).__name__}."
+                )
             return _tf_distribution("multi_worker" if multi else "mirrored", strategy)
         if isinstance(strategy, keras.distribution.Distribution):
             replicas = int(strategy.device_mesh.devices.size)

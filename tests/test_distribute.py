@@ -205,6 +205,27 @@ def test_learning_rate_scaling_rule():
         distribute.scaled_learning_rate(1e-3, 0, "linear")
 
 
+def test_pipeline_shards_by_data_and_resume_points(tmp_path):
+    import tensorflow as tf
+
+    from keras_inception import data as data_lib
+
+    images = data_lib.load_data("flowers_sample", max_per_class=1)
+    for training_mode in (True, False):
+        ds = data_lib.make_pipeline(images.train, image_size=SIZE, num_classes=5, batch_size=2,
+                                    training=training_mode)
+        assert ds.options().experimental_distribute.auto_shard_policy == \
+            tf.data.experimental.AutoShardPolicy.DATA
+    # Where a stage would resume, as every worker checks it before training.
+    done, backup = tmp_path / "head.done.weights.h5", tmp_path / "head"
+    assert distribute.resume_point(str(done), str(backup)) == 0
+    backup.mkdir()
+    (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    assert distribute.resume_point(str(done), str(backup)) == 2
+    done.write_bytes(b"")
+    assert distribute.resume_point(str(done), str(backup)) == -1
+
+
 # --- mirrored over 2 logical CPU devices ---------------------------------------------------
 
 
