@@ -44,3 +44,18 @@ def small_models():
         randomize_weights(model, seed=1)
         models[model.name] = model
     return models
+
+
+@pytest.fixture(scope="session")
+def base_weights(tmp_path_factory) -> str:
+    """A no-top IR-v1 base at 75 px with non-trivial weights and BN statistics, saved as a
+    weights file: the stand-in for pretrained weights in the training tests."""
+    from keras_inception.models import get_builder
+
+    base = get_builder("inception_resnet_v1")(
+        include_top=False, weights=None, input_shape=(75, 75, 3), pooling="avg"
+    )
+    randomize_weights(base, seed=7)
+    path = str(tmp_path_factory.mktemp("base") / "base.weights.h5")
+    base.save_weights(path)
+    return path

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import randomize_weights, rel_l2
+from helpers import rel_l2
 
 from keras_inception import distribute, training
 from keras_inception.cli import main
@@ -35,19 +35,6 @@ SIZE = 75
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("distribute_worker.py")
 TIMEOUT_S = 420
-
-
-@pytest.fixture(scope="module")
-def base_weights(tmp_path_factory) -> str:
-    """A notop IR-v1 base with non-trivial weights and BN statistics, as a weights file."""
-    from keras_inception.models import get_builder
-
-    base = get_builder(MODEL)(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
-                              pooling="avg")
-    randomize_weights(base, seed=7)
-    path = str(tmp_path_factory.mktemp("dist_base") / "base.weights.h5")
-    base.save_weights(path)
-    return path
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -19,7 +19,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
 
 from keras_inception import training
 from keras_inception.cli import main
@@ -27,19 +26,6 @@ from keras_inception.cli import main
 MODEL = "inception_resnet_v1"
 SIZE = 75
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def base_weights(tmp_path_factory) -> str:
-    """A notop IR-v1 base with non-trivial weights and BN statistics, as a weights file."""
-    from keras_inception.models import get_builder
-
-    base = get_builder(MODEL)(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3),
-                              pooling="avg")
-    randomize_weights(base, seed=7)
-    path = str(tmp_path_factory.mktemp("base") / "base.weights.h5")
-    base.save_weights(path)
-    return path
 
 
 def _bn_stats(model: keras.Model) -> dict[str, np.ndarray]:
