@@ -206,9 +206,13 @@ def test_quantized_files_are_small(flowers_tflite):
 def test_classifier_top_k_and_class_names(flowers, flowers_tflite):
     names = sorted(os.listdir(flowers.train_dir))
     classifier = Classifier(flowers_tflite["float32"], class_names=names)
-    rows = classifier.top_k(flowers.val_x[:2].astype(np.uint8), k=3)
-    want = np.argsort(flowers.probs[:2], axis=-1)[:, ::-1][:, :3]
+    images = flowers.val_x[:2].astype(np.uint8)
+    rows = classifier.top_k(images, k=3)
+    scores = classifier.predict(images)
+    want = np.argsort(scores, axis=-1)[:, ::-1][:, :3]
     assert [[i for i, _, _ in row] for row in rows] == want.tolist()
+    np.testing.assert_allclose([[s for _, _, s in row] for row in rows],
+                               np.take_along_axis(scores, want, axis=-1), atol=1e-7)
     assert rows[0][0][1] == names[want[0, 0]]
     with pytest.raises(ValueError, match="one name per output"):
         Classifier(flowers_tflite["float32"], class_names=["a", "b"])
