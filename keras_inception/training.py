@@ -592,9 +592,8 @@ def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[
 
 def write_outputs(out: str, report: dict[str, Any], history: list[dict]) -> None:
     """report.json, curves.png and confusion.png (each written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # No matplotlib.use("Agg") here: it would switch a notebook's inline backend off.
+    # Without a display matplotlib picks Agg by itself.
     from matplotlib import pyplot as plt
 
     _atomic_write(os.path.join(out, REPORT_FILE), lambda p: _write_json(p, report))

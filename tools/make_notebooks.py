@@ -136,6 +136,17 @@ for q in variants:
 print(f"{'variant':<14}{'MB':>8}{'ms/img':>9}{'top-1 agree':>13}{'max |dp|':>10}{'export s':>10}")
 for r in rows:
     print(f"{r[0]:<14}{r[1]:>8.1f}{r[2]:>9.1f}{r[3]:>13.1%}{r[4]:>10.4f}{r[5]:>10.0f}")"""),
+    new_code_cell("""\
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+names = [r[0] for r in rows]
+for ax, column, title in zip(axes, (1, 2, 3), ("file size (MB)", "latency (ms / image)",
+                                              "top-1 agreement with Keras")):
+    ax.bar(names, [r[column] for r in rows])
+    ax.set_title(title)
+plt.tight_layout()
+plt.show()"""),
     new_markdown_cell("""\
 Latency is single-threaded-by-default LiteRT on this machine's CPU, batch 1; it is a rough,
 machine-dependent number. Agreement is the share of validation images whose top-1 class
