@@ -91,6 +91,8 @@ class Classifier:
             ImageNet names for 1000 outputs and `class_<i>` otherwise.
         num_threads: CPU threads of the interpreter (default: LiteRT's choice).
         preprocess: whether to scale 0-255 images to [-1, 1] before the model.
+        delegates: `False` runs LiteRT's built-in kernels without the default
+            XNNPACK delegate (for comparisons, or where XNNPACK misbehaves).
     """
 
     def __init__(
@@ -100,9 +102,10 @@ class Classifier:
         class_names: Sequence[str] | None = None,
         num_threads: int | None = None,
         preprocess: bool = True,
+        delegates: bool = True,
     ) -> None:
         self.path = os.fspath(path)
-        self.interpreter = load_interpreter(self.path, num_threads=num_threads)
+        self.interpreter = load_interpreter(self.path, num_threads=num_threads, delegates=delegates)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

@@ -154,6 +154,9 @@ def test_tflite_float_variants_match_keras(flowers, flowers_tflite):
         assert list(details["shape_signature"]) == [1, FLOWERS_SIZE, FLOWERS_SIZE, 3]  # static
         assert details["name"].endswith("images:0")
         assert rel_l2(classifier.predict(images), flowers.probs[:6]) <= bound, name
+    # LiteRT's built-in kernels (no XNNPACK, as the latency benchmark compares) agree too
+    builtin = Classifier(flowers_tflite["float32"], delegates=False)
+    assert rel_l2(builtin.predict(images), flowers.probs[:6]) <= 1e-4
 
 
 def _accuracy_and_agreement(predictions: np.ndarray, flowers) -> tuple[float, float]:
