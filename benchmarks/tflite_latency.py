@@ -43,7 +43,11 @@ from keras_inception.lite import Classifier  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 # The training recipe lives with the tests that check quantized accuracy.
-from test_export import fit_head_on_random_backbone, load_flowers_split  # noqa: E402
+from test_export import (  # noqa: E402
+    estimate_batchnorm_statistics,
+    fit_head_on_random_backbone,
+    load_flowers_split,
+)
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 
@@ -115,13 +119,7 @@ def train_from_scratch(model: keras.Model, images: np.ndarray, labels: np.ndarra
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy")
     model.fit(x, labels, batch_size=32, epochs=epochs, shuffle=True, verbose=0)
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    pick = np.random.default_rng(seed).choice(len(x), min(len(x), 200), replace=False)
-    for layer in norms:
-        layer.momentum = 0.0
-    model(x[pick], training=True)
-    for layer in norms:
-        layer.momentum = 0.99
+    estimate_batchnorm_statistics(model, x, seed=seed)
 
 
 def measure_latency(name: str, args: argparse.Namespace, out: Path) -> dict:

@@ -136,7 +136,7 @@ def test_drop_path_on_tensorflow():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_remat_scope_on_backend(backend_runs, backend):
-    """keras.RematScope("full") on our blocks: same gradients and BN statistics."""
+    """keras.RematScope("activations") on our blocks: same gradients and BN statistics."""
     _, reports, _ = backend_runs
     assert "remat" not in reports[backend]["errors"], reports[backend]["errors"]["remat"]
     _check_remat(reports[backend]["remat"])

@@ -33,14 +33,9 @@ def load_flowers_split(root, split: str, size: int) -> tuple[np.ndarray, np.ndar
     return np.stack(images), np.array(labels)
 
 
-def fit_head_on_random_backbone(model: keras.Model, images: np.ndarray, labels: np.ndarray,
-                                *, epochs: int = 40, seed: int = 0) -> None:
-    """Cheapest meaningful training without pretrained weights: BatchNorm statistics
-    estimated on the data (one training-mode pass with momentum 0), then the Dense
-    head trained on the random backbone's pooled features (also used by
-    benchmarks/tflite_latency.py)."""
-    keras.utils.set_random_seed(seed)
-    x = ki.preprocess_input(images)
+def estimate_batchnorm_statistics(model: keras.Model, x: np.ndarray, *, seed: int = 0) -> None:
+    """Set every BatchNormalization's moving statistics to those of up to 200 of the
+    preprocessed images `x` (one training-mode pass with momentum 0)."""
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     pick = np.random.default_rng(seed).choice(len(x), min(len(x), 200), replace=False)
     for layer in norms:
@@ -48,6 +43,16 @@ def fit_head_on_random_backbone(model: keras.Model, images: np.ndarray, labels: 
     model(x[pick], training=True)  # eager: every BN layer now holds this batch's statistics
     for layer in norms:
         layer.momentum = 0.99
+
+
+def fit_head_on_random_backbone(model: keras.Model, images: np.ndarray, labels: np.ndarray,
+                                *, epochs: int = 40, seed: int = 0) -> None:
+    """Cheapest meaningful training without pretrained weights: BatchNorm statistics
+    estimated on the data, then the Dense head trained on the random backbone's
+    pooled features (also used by benchmarks/tflite_latency.py)."""
+    keras.utils.set_random_seed(seed)
+    x = ki.preprocess_input(images)
+    estimate_batchnorm_statistics(model, x, seed=seed)
     features = keras.Model(model.input, model.get_layer("avg_pool").output)
     pooled = features.predict(x, batch_size=50, verbose=0)
     head = keras.Sequential([keras.Input(pooled.shape[1:]), model.get_layer("predictions")])
