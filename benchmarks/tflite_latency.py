@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,10 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_inception as ki  # noqa: E402
 from keras_inception import export  # noqa: E402
+from keras_inception.benchmark import machine_description  # noqa: E402
 from keras_inception.lite import Classifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +50,12 @@ from test_export import (  # noqa: E402
 )
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+
+
+@functools.cache
+def flowers_split(root: Path, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A split of the flowers set, loaded once per run for all models."""
+    return load_flowers_split(root, split, size)
 
 
 def export_variants(model, out: Path, calibration) -> dict[str, str]:
@@ -77,16 +83,6 @@ def interleaved_ms(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
             fn()
             times[key].append(1000 * (time.perf_counter() - t0))
     return {key: (statistics.median(t), min(t)) for key, t in times.items()}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # SIMD features that decide int8 vs float32 speed: without a VNNI dot product, x86 int8
@@ -124,7 +120,7 @@ def train_from_scratch(model: keras.Model, images: np.ndarray, labels: np.ndarra
 
 def measure_latency(name: str, args: argparse.Namespace, out: Path) -> dict:
     flowers = Path(args.flowers)
-    image = load_flowers_split(flowers, "val", args.size)[0][:1].astype(np.uint8)
+    image = flowers_split(flowers, "val", args.size)[0][:1].astype(np.uint8)
     x = ki.preprocess_input(image)
     print(f"{name}: latency at {args.size}x{args.size}", flush=True)
     model = ki.get_builder(name)(weights=None, input_shape=(args.size, args.size, 3))
@@ -154,8 +150,8 @@ def measure_latency(name: str, args: argparse.Namespace, out: Path) -> dict:
 
 def measure_accuracy(name: str, args: argparse.Namespace, out: Path) -> dict:
     flowers = Path(args.flowers)
-    train_x, train_y = load_flowers_split(flowers, "train", args.flowers_size)
-    val_x, val_y = load_flowers_split(flowers, "val", args.flowers_size)
+    train_x, train_y = flowers_split(flowers, "train", args.flowers_size)
+    val_x, val_y = flowers_split(flowers, "val", args.flowers_size)
     print(f"{name}: flowers accuracy at {args.flowers_size}x{args.flowers_size} "
           f"({args.recipe} recipe)", flush=True)
     keras.utils.set_random_seed(0)
@@ -303,8 +299,7 @@ def main() -> None:
 
     report = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
-                   f"Keras {keras.__version__}",
+        "machine": machine_description(),
         "cpus": os.cpu_count(),
         "simd": cpu_simd_flags(),
         "config": {k: getattr(args, k) for k in
