@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,dev,hub,litert,onnx,jax,torch
+EXTRAS ?= cpu,train,dev,hub,litert,onnx,jax,torch
 
-.PHONY: venv demo test lint clean
+# The library's quick tier: builders, layers, preprocessing, validation, features,
+# converters, layout and CLI parsing (a few minutes); `make test` runs everything.
+FAST_TESTS = tests/test_models.py tests/test_layers.py tests/test_imagenet.py \
+	tests/test_validation.py tests/test_features.py tests/test_convert.py tests/test_layout.py \
+	tests/test_compat.py tests/test_cli.py tests/test_weights_compat.py
+
+.PHONY: venv demo test test-fast lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +27,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check keras_inception tests benchmarks
 	$(PY) -m pytest -n 2 --dist loadfile tests
+
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check keras_inception tests benchmarks
+	$(PY) -m pytest -n 2 --dist loadfile $(FAST_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_inception tests benchmarks

@@ -24,7 +24,6 @@ import functools
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,17 +36,16 @@ import numpy as np  # noqa: E402
 
 import keras_inception as ki  # noqa: E402
 from keras_inception import export  # noqa: E402
-from keras_inception.benchmark import machine_description  # noqa: E402
-from keras_inception.lite import Classifier  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-# The training recipe lives with the tests that check quantized accuracy.
-from test_export import (  # noqa: E402
+from keras_inception.apps.benchmark import machine_description  # noqa: E402
+from keras_inception.apps.random_backbone import (  # noqa: E402
     estimate_batchnorm_statistics,
     fit_head_on_random_backbone,
     load_flowers_split,
 )
+from keras_inception.export.runtime import Classifier  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_inception.benchmark import main_from_args  # noqa: E402
+from keras_inception.apps.benchmark import main_from_args  # noqa: E402
 from keras_inception.cli.benchmark import add_arguments  # noqa: E402
 
 if __name__ == "__main__":

@@ -2,24 +2,41 @@
 
 Szegedy, Ioffe, Vanhoucke, Alemi, "Inception-v4, Inception-ResNet and the Impact of
 Residual Connections on Learning" (AAAI 2017).
+
+The public names below are imported on first use (PEP 562), so that `import
+keras_inception` and the command line's `--help` stay fast and import neither
+TensorFlow nor the builders until they are needed.
 """
 
-from keras_inception import layers
-from keras_inception.features import feature_extractor
-from keras_inception.imagenet import decode_predictions, preprocess_input
-from keras_inception.models import InceptionResNetV1, InceptionResNetV2, InceptionV4, get_builder
-from keras_inception.weights import list_weights
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from keras_inception._lazy import lazy_exports
 
-__all__ = [
-    "InceptionResNetV1",
-    "InceptionResNetV2",
-    "InceptionV4",
-    "decode_predictions",
-    "feature_extractor",
-    "get_builder",
-    "layers",
-    "list_weights",
-    "preprocess_input",
-]
+__version__ = "0.2.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "InceptionResNetV1": "keras_inception.models",
+    "InceptionResNetV2": "keras_inception.models",
+    "InceptionV4": "keras_inception.models",
+    "FaceNet": "keras_inception.models",
+    "get_builder": "keras_inception.models",
+    "model_names": "keras_inception.registry",
+    "get_spec": "keras_inception.registry",
+    "feature_extractor": "keras_inception.features",
+    "feature_info": "keras_inception.features",
+    "preprocess_input": "keras_inception.preprocessing",
+    "decode_predictions": "keras_inception.preprocessing",
+    "list_weights": "keras_inception.presets",
+    "load_model": "keras_inception.saving",
+}
+_SUBMODULES = (
+    "apps", "cli", "convert", "export", "facenet", "features", "files", "layers", "models",
+    "preprocessing",
+    "presets", "registry", "saving", "train",
+)
+
+__all__ = sorted([*_EXPORTS, "layers"])
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

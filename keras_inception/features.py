@@ -1,9 +1,10 @@
 """Multi-scale feature maps of the three networks (strides 2, 4, 8, 16, 32).
 
-The taps follow timm's `feature_info` for Inception-v4 and Inception-ResNet-v2, so a
-converted timm checkpoint gives the same feature maps as `timm.create_model(...,
-features_only=True)`; Inception-ResNet-v1 gets the analogous taps. Every tap is a
-layer output after its activation.
+The taps are declared with each network (`ModelSpec.feature_taps`). They follow
+timm's `feature_info` for Inception-v4 and Inception-ResNet-v2, so a converted timm
+checkpoint gives the same feature maps as `timm.create_model(..., features_only=True)`;
+Inception-ResNet-v1 gets the analogous taps. Every tap is a layer output after its
+activation.
 """
 
 from __future__ import annotations
@@ -13,37 +14,7 @@ from collections.abc import Sequence
 
 import keras
 
-# Layers that identify each architecture (names set by the builders).
-_SIGNATURES = {
-    "inception_v4": ("conv_2b", "mixed_3a", "mixed_5a", "mixed_7d"),
-    "inception_resnet_v2": ("conv_4a", "mixed_5b", "block35_10", "block8_10", "conv_7b"),
-    "inception_resnet_v1": ("conv_4b", "block35_5", "block17_10", "block8_5"),
-}
-
-# (layer, channels, reduction) per level; reductions are timm's nominal strides.
-FEATURE_TAPS: dict[str, tuple[tuple[str, int, int], ...]] = {
-    "inception_v4": (
-        ("conv_2b_ac", 64, 2),
-        ("mixed_3a", 160, 4),
-        ("mixed_5e", 384, 8),
-        ("mixed_6h", 1024, 16),
-        ("mixed_7d", 1536, 32),
-    ),
-    "inception_resnet_v2": (
-        ("conv_2b_ac", 64, 2),
-        ("conv_4a_ac", 192, 4),
-        ("block35_10", 320, 8),
-        ("block17_20", 1088, 16),
-        ("conv_7b_ac", 1536, 32),
-    ),
-    "inception_resnet_v1": (
-        ("conv_2b_ac", 64, 2),
-        ("conv_4a_ac", 192, 4),
-        ("block35_5", 256, 8),
-        ("block17_10", 896, 16),
-        ("block8_5", 1792, 32),
-    ),
-}
+from keras_inception.registry import network_of, spec_of
 
 NUM_LEVELS = 5
 
@@ -60,22 +31,11 @@ class FeatureInfo:
 
 
 def model_family(model: keras.Model) -> str:
-    """"inception_v4", "inception_resnet_v1" or "inception_resnet_v2", from layer names.
+    """The registry name of a model built by this package ("inception_v4", ...).
 
     Raises ValueError for a model that was not built by this package's builders.
     """
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"Expected a keras.Model built by keras_inception; received {type(model).__name__}."
-        )
-    names = {layer.name for layer in model.layers}
-    for family, signature in _SIGNATURES.items():
-        if names.issuperset(signature):
-            return family
-    raise ValueError(
-        f"Model {model.name!r} is not one of keras_inception's networks (InceptionV4, "
-        "InceptionResNetV1, InceptionResNetV2): its layers do not carry their names."
-    )
+    return spec_of(model).name
 
 
 def _check_out_indices(out_indices: Sequence[int]) -> tuple[int, ...]:
@@ -102,10 +62,10 @@ def feature_info(
 ) -> list[FeatureInfo]:
     """The levels `feature_extractor(model, out_indices)` returns: channels, stride, layer."""
     indices = _check_out_indices(out_indices)
-    taps = FEATURE_TAPS[model_family(model)]
+    taps = spec_of(model).feature_taps
     return [
-        FeatureInfo(index=i, name=f"feature_{i}", layer=taps[i][0], num_chs=taps[i][1],
-                    reduction=taps[i][2])
+        FeatureInfo(index=i, name=f"feature_{i}", layer=taps[i].layer, num_chs=taps[i].channels,
+                    reduction=taps[i].reduction)
         for i in indices
     ]
 
@@ -125,6 +85,7 @@ def feature_extractor(
     `FeatureInfo(index, name, layer, num_chs, reduction)` for each output.
     """
     infos = feature_info(model, out_indices)
+    _, model = network_of(model)  # the network itself, when nested in `model`
     outputs = [
         # Identity gives each output a stable name independent of the tapped layer.
         keras.layers.Identity(name=info.name)(model.get_layer(info.layer).output)

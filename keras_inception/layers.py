@@ -1,4 +1,4 @@
-"""Custom layers shared by the three networks."""
+"""The package's registered layers (safe-mode `.keras` loading, no `Lambda`)."""
 
 from __future__ import annotations
 
@@ -79,3 +79,63 @@ class ScaledResidual(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_inception")
+class L2Normalize(keras.layers.Layer):
+    """Scales each vector to unit L2 norm along the last axis (FaceNet's embedding).
+
+    Computes in float32 whatever the dtype policy, so that embeddings and their
+    distances keep float32 precision under mixed precision.
+    """
+
+    def __init__(self, epsilon: float = 1e-10, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        norm = ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), self.epsilon))
+        return x / norm
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+STANDARDIZATIONS = ("prewhiten", "fixed")
+
+
+@keras.saving.register_keras_serializable(package="keras_inception")
+class FaceStandardization(keras.layers.Layer):
+    """FaceNet's input standardisation of raw 0-255 RGB face crops, inside the model.
+
+    * `"prewhiten"` (davidsandberg/facenet, keras-facenet): per image,
+      `(x - mean) / max(std, 1 / sqrt(N))` over all N pixels and channels;
+    * `"fixed"` (facenet-pytorch): `(x - 127.5) / 128`.
+    """
+
+    def __init__(self, mode: str = "prewhiten", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in STANDARDIZATIONS:
+            raise ValueError(f"`mode` must be one of {STANDARDIZATIONS}; received mode={mode!r}.")
+        self.mode = mode
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.mode == "fixed":
+            return (x - ops.cast(127.5, x.dtype)) / ops.cast(128.0, x.dtype)
+        axes = tuple(range(1, len(x.shape)))
+        mean = ops.mean(x, axis=axes, keepdims=True)
+        std = ops.std(x, axis=axes, keepdims=True)
+        size = ops.cast(ops.prod(ops.shape(x)[1:]), x.dtype)
+        return (x - mean) / ops.maximum(std, ops.rsqrt(size))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}

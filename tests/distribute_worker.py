@@ -13,7 +13,6 @@ distributed check runs in a fresh process:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -21,20 +20,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODEL = "inception_resnet_v1"
 SIZE = 75
-
-
-def _atomic_save(path: str, save) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    save(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, value) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(value, f)
-
-    _atomic_save(path, write)
 
 
 def run_mirrored(workdir: str) -> None:
@@ -47,9 +32,11 @@ def run_mirrored(workdir: str) -> None:
     import numpy as np
     from helpers import randomize_weights
 
-    from keras_inception import data as data_lib
-    from keras_inception import distribute, training
+    from keras_inception import files
+    from keras_inception import train as training
     from keras_inception.models import get_builder
+    from keras_inception.train import data as data_lib
+    from keras_inception.train import distribute
 
     dist = distribute.resolve("mirrored")
     per_replica, epochs = 5, 3
@@ -102,15 +89,16 @@ def run_mirrored(workdir: str) -> None:
         "single_weights": {v.path: np.asarray(v.numpy()).tolist()
                            for v in single.trainable_weights},
     }
-    _write_json(os.path.join(workdir, "mirrored.json"), result)
+    files.write_json_atomic(os.path.join(workdir, "mirrored.json"), result)
 
 
 def run_train(dump_dir: str, args: list[str]) -> int:
     import keras
     import numpy as np
 
-    from keras_inception import distribute, training
+    from keras_inception import files
     from keras_inception.cli import main
+    from keras_inception.train import distribute, loop
 
     keras.config.disable_traceback_filtering()  # full tracebacks in the logs
     os.makedirs(dump_dir, exist_ok=True)
@@ -127,21 +115,22 @@ def run_train(dump_dir: str, args: list[str]) -> int:
                 with open(path, "wb") as f:
                     np.savez(f, **weights)
 
-            _atomic_save(os.path.join(dump_dir, f"{task}.npz"), save_npz)
+            files.write_atomic(os.path.join(dump_dir, f"{task}.npz"), save_npz)
             kernel = self.model.get_layer("predictions").kernel.value
             sharding = getattr(kernel, "sharding", None)  # JAX arrays
             info = {"backend": keras.backend.backend(),
                     "kernel_devices": len(sharding.device_set) if sharding is not None else None,
                     "kernel_replicated": bool(sharding.is_fully_replicated)
                     if sharding is not None else None}
-            _write_json(os.path.join(dump_dir, f"{task}.json"), info)
+            files.write_json_atomic(os.path.join(dump_dir, f"{task}.json"), info)
 
-    stage_callbacks = training.stage_callbacks
+    # The training loop's callbacks, plus the dump.
+    stage_callbacks = loop.stage_callbacks
 
     def with_dump(*a, **k):
         return [*stage_callbacks(*a, **k), DumpWeights()]
 
-    training.stage_callbacks = with_dump
+    loop.stage_callbacks = with_dump
     return main(args)
 
 

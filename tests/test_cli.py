@@ -8,7 +8,7 @@ from helpers import randomize_weights
 
 import keras_inception as ki
 from keras_inception.cli import main
-from keras_inception.images import load_image, sample_image_path
+from keras_inception.preprocessing import load_image, sample_image_path
 
 
 def test_help_lists_commands(capsys):
@@ -21,7 +21,7 @@ def test_help_lists_commands(capsys):
 
 
 def test_summary_prints_params_and_gmacs(capsys):
-    assert main(["summary", "inception_resnet_v1"]) == 0
+    assert main(["summary", "--model", "inception_resnet_v1"]) == 0
     out = capsys.readouterr().out
     assert "22,769,848" in out and "6.21" in out and "299x299x3" in out
 
@@ -32,7 +32,7 @@ def test_predict_top5_with_class_names(tmp_path, capsys):
     path = tmp_path / "irv1.weights.h5"
     model.save_weights(path)
     image = sample_image_path()
-    assert main(["predict", "inception_resnet_v1", "--weights", str(path), image]) == 0
+    assert main(["predict", "--model", "inception_resnet_v1", "--weights", str(path), image]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == image
     ranked = [line.split()[1] for line in lines[1:6]]
@@ -43,11 +43,12 @@ def test_predict_top5_with_class_names(tmp_path, capsys):
 
 
 def test_predict_without_weights_is_a_clear_error(capsys):
-    assert main(["predict", "inception_resnet_v1", sample_image_path()]) == 2
+    assert main(["predict", "--model", "inception_resnet_v1", sample_image_path()]) == 2
     assert "--weights" in capsys.readouterr().err
 
 
 def test_predict_missing_image(tmp_path, capsys):
-    code = main(["predict", "inception_resnet_v2", "--weights", str(tmp_path / "none.h5"), "x.jpg"])
+    code = main(["predict", "--model", "inception_resnet_v2", "--weights", str(tmp_path / "none.h5"),
+                 "x.jpg"])
     assert code == 2
     assert "none.h5" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from keras_inception.convert import (
     timm_key_map,
 )
 from keras_inception.features import feature_extractor
-from keras_inception.weights import file_hash
+from keras_inception.presets import file_hash
 
 BUILDERS = {"inception_v4": ki.InceptionV4, "inception_resnet_v2": ki.InceptionResNetV2}
 TOLERANCE = 1e-4
@@ -74,7 +74,7 @@ def parity(shared_dir):
 
 
 def snapshot(model) -> list[np.ndarray]:
-    return [np.array(v) for v in model.weights]
+    return [keras.ops.convert_to_numpy(v) for v in model.weights]
 
 
 # --------------------------------------------------------------------------- timm parity

@@ -1,4 +1,4 @@
-"""keras_inception.data: offline loading, corrupt files, clear errors, the tf.data pipeline."""
+"""keras_inception.train.data: offline loading, corrupt files, clear errors, the tf.data pipeline."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_inception import data as data_lib
+from keras_inception.train import data as data_lib
 
 
 @pytest.fixture
@@ -77,16 +77,24 @@ def test_embedded_sample_size_and_credits():
 
 
 def test_eval_crop_matches_load_image():
-    """The tf.data center crop is the transform of images.load_image (up to resampling)."""
-    from keras_inception.imagenet import preprocess_input
-    from keras_inception.images import load_image
+    """The evaluation pipeline is the package's transform (`center_crop_tf`, then
+    `tf_preprocess`), which agrees with `load_image` up to resampling."""
+    from keras_inception.preprocessing import (
+        center_crop_tf,
+        load_image,
+        preprocess_input,
+        tf_preprocess,
+    )
 
     path = str(_sample_files("val", "roses", 1)[0])
     ds = data_lib._records_dataset([(path, 0)])
     x, _ = next(iter(data_lib.make_pipeline(ds, image_size=96, num_classes=2, batch_size=1,
                                             training=False, crop_pct=0.8)))
+    image, _ = next(iter(ds))
+    np.testing.assert_array_equal(np.asarray(x[0]),
+                                  np.asarray(tf_preprocess(center_crop_tf(image, 96, 0.8))))
     expected = preprocess_input(load_image(path, 96, crop_pct=0.8))
-    assert np.mean(np.abs(np.asarray(x[0]) - expected)) < 0.03
+    assert np.mean(np.abs(np.asarray(x[0]) - expected)) < 0.015
 
 
 def test_flat_folder_split_and_corrupt_files(flat_folder, no_network):

@@ -1,11 +1,11 @@
-"""Multi-device and multi-worker training (keras_inception.distribute).
+"""Multi-device and multi-worker training (keras_inception.train.distribute).
 
 Devices, clusters and backends are fixed when TensorFlow or JAX starts, so each
 distributed run is a subprocess (tests/distribute_worker.py), bounded by a timeout:
 
 * `mirrored` over 2 logical CPU devices against one device, same global batch;
 * `multi_worker`: two `keras-inception train` processes on 127.0.0.1 with their own
-  TF_CONFIG, once straight through and once killed after epoch 1 and restarted;
+  TF_CONFIG, killed at the end of epoch 1 (the crash hook) and restarted;
 * JAX `DataParallel` over 2 host devices.
 
 Everything is tiny: Inception-ResNet-v1 at 75 px with a frozen randomized base (the
@@ -27,8 +27,10 @@ import numpy as np
 import pytest
 from helpers import rel_l2
 
-from keras_inception import distribute, training
+from keras_inception import train as training
 from keras_inception.cli import main
+from keras_inception.train import distribute, resume
+from keras_inception.train.callbacks import CRASH_AFTER_EPOCH_ENV
 
 MODEL = "inception_resnet_v1"
 SIZE = 75
@@ -38,7 +40,8 @@ TIMEOUT_S = 420
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "XLA_FLAGS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CONFIG", "XLA_FLAGS", CRASH_AFTER_EPOCH_ENV)}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
                 "CUDA_VISIBLE_DEVICES": ""}, **extra)
     return env
@@ -66,7 +69,8 @@ def _train_args(base_weights: str, out: Path, epochs: int, strategy: str,
 class Cluster:
     """Two `keras-inception train` workers on 127.0.0.1, each with its TF_CONFIG."""
 
-    def __init__(self, args: list[str], dump: Path, logs: Path) -> None:
+    def __init__(self, args: list[str], dump: Path, logs: Path,
+                 worker_env: dict[int, dict[str, str]] | None = None) -> None:
         ports = _free_ports(2)
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         dump.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,8 @@ class Cluster:
             with open(self.logs[i], "w") as log:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, str(WORKER), "train", str(dump), "--", *args],
-                    cwd=REPO, env=_env(TF_CONFIG=tf_config), stdout=log,
+                    cwd=REPO, env=_env(TF_CONFIG=tf_config, **(worker_env or {}).get(i, {})),
+                    stdout=log,
                     stderr=subprocess.STDOUT))
 
     def log(self, i: int) -> str:
@@ -195,7 +200,7 @@ def test_learning_rate_scaling_rule():
 def test_pipeline_shards_by_data_and_resume_points(tmp_path):
     import tensorflow as tf
 
-    from keras_inception import data as data_lib
+    from keras_inception.train import data as data_lib
 
     images = data_lib.load_data("flowers_sample", max_per_class=1)
     for training_mode in (True, False):
@@ -204,13 +209,15 @@ def test_pipeline_shards_by_data_and_resume_points(tmp_path):
         assert ds.options().experimental_distribute.auto_shard_policy == \
             tf.data.experimental.AutoShardPolicy.DATA
     # Where a stage would resume, as every worker checks it before training.
-    done, backup = tmp_path / "head.done.weights.h5", tmp_path / "head"
-    assert distribute.resume_point(str(done), str(backup)) == 0
+    done, backup = Path(resume.done_path(str(tmp_path), "head")), tmp_path / "head"
+    assert resume.resume_point(str(done), str(backup)) == 0
     backup.mkdir()
-    (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
-    assert distribute.resume_point(str(done), str(backup)) == 2
+    (backup / resume.weights_name(2)).write_bytes(b"")
+    (backup / resume.PROGRESS_FILE).write_text(
+        json.dumps({"stage": "head", "epoch": 2, "weights": resume.weights_name(2)}))
+    assert resume.resume_point(str(done), str(backup)) == 2
     done.write_bytes(b"")
-    assert distribute.resume_point(str(done), str(backup)) == -1
+    assert resume.resume_point(str(done), str(backup)) == -1
 
 
 # --- mirrored over 2 logical CPU devices ---------------------------------------------------
@@ -248,33 +255,30 @@ def test_mirrored_matches_one_device(tmp_path):
 
 @pytest.fixture(scope="module")
 def resumed_cluster(tmp_path_factory, base_weights) -> dict:
-    """Two workers train 3 epochs; worker 1 is killed after epoch 1; both are restarted.
+    """Two workers train 3 epochs; the chief dies at the end of epoch 1; both are restarted.
 
+    The crash hook SIGKILLs the chief (worker 0) at the end of epoch 1, after its
+    callbacks wrote the history and the backup; worker 1 cannot go on alone (its next
+    all-reduce has no partner), so it is stopped too, and the cluster is restarted.
     The restarted cluster is a complete two-process run (it finishes and writes
     everything), so it serves both the plain multi-worker checks and the resume checks.
     """
     root = tmp_path_factory.mktemp("cluster")
     out, dump = root / "run", root / "dump"
-    metadata = out / "backup" / "head" / "training_metadata.json"
-    first = Cluster(_train_args(base_weights, out, 3, "multi_worker"), dump, root / "first")
-    deadline = time.monotonic() + TIMEOUT_S
+    first = Cluster(_train_args(base_weights, out, 3, "multi_worker"), dump, root / "first",
+                    worker_env={0: {CRASH_AFTER_EPOCH_ENV: "1"}})
     try:
-        while time.monotonic() < deadline and all(p.poll() is None for p in first.procs):
-            if metadata.is_file() and json.loads(metadata.read_text() or "{}").get("epoch") == 1:
-                break
-            time.sleep(0.2)
-        alive = all(p.poll() is None for p in first.procs)
-        if alive:
-            first.procs[1].send_signal(signal.SIGKILL)
-            first.procs[1].wait(timeout=30)
-        # The survivor cannot go on alone (its next all-reduce has no partner): it is
-        # stopped and restarted with the cluster.
+        first.procs[0].wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass
     finally:
         first.kill()
     killed = {
-        "alive_at_kill": alive, "logs": [first.log(0)[-3000:], first.log(1)[-3000:]],
-        "code": first.procs[1].returncode,
+        "codes": [p.returncode for p in first.procs],
+        "logs": [first.log(0), first.log(1)],
         "epochs": [r["epoch"] for r in training.read_history(str(out / "history.csv"))],
+        "resume_point": resume.resume_point(resume.done_path(str(out / "backup"), "head"),
+                                            str(out / "backup" / "head")),
         "report": (out / "report.json").exists(),
     }
     # Restarted with `auto`, which picks multi_worker from TF_CONFIG.
@@ -321,12 +325,15 @@ def test_multi_worker_two_processes(resumed_cluster, base_weights):
 
 
 def test_multi_worker_resumes_after_a_worker_dies(resumed_cluster):
-    """Killed after epoch 1 of 3 and restarted: epochs 2 and 3 run once, from the backup."""
+    """Chief killed after epoch 1 of 3, cluster restarted: epochs 2 and 3 run once, from
+    the backup."""
     run = resumed_cluster
     killed = run["killed"]
-    assert killed["alive_at_kill"], "a worker ended before the kill:\n" + "\n".join(killed["logs"])
-    assert killed["code"] == -signal.SIGKILL
-    assert killed["epochs"] == [1] and not killed["report"]
+    # The chief died at the crash hook, right after epoch 1; worker 1 did not finish.
+    assert killed["codes"][0] == -signal.SIGKILL and killed["codes"][1] != 0, (
+        f"exit codes {killed['codes']}:\n" + "\n".join(log[-3000:] for log in killed["logs"]))
+    assert "Epoch 1/3" in killed["logs"][0] and "Epoch 2/3" not in killed["logs"][0]
+    assert killed["epochs"] == [1] and killed["resume_point"] == 1 and not killed["report"]
     _completed(run)
     for log in run["logs"]:
         # Both workers resumed from the chief's backup: no epoch 1, epochs 2 and 3 once.

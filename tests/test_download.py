@@ -10,14 +10,13 @@ import os
 import threading
 import time
 
-import h5py
 import numpy as np
 import pytest
 from helpers import randomize_weights
-from keras.src.legacy.saving import legacy_h5_format
 
 import keras_inception as ki
-from keras_inception import weights as weights_lib
+from keras_inception import _compat, registry
+from keras_inception.presets import fetch as weights_lib
 
 SHAPE = (96, 96, 3)
 
@@ -58,18 +57,19 @@ def release_file(tmp_path_factory):
     source = ki.InceptionResNetV2(weights=None, include_top=False, input_shape=SHAPE)
     randomize_weights(source, seed=11)
     fname = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    with h5py.File(directory / fname, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    _compat.save_legacy_h5_weights(source, directory / fname)
     md5 = hashlib.md5((directory / fname).read_bytes()).hexdigest()
     x = np.random.default_rng(2).uniform(-1, 1, (1, *SHAPE)).astype("float32")
     return directory, fname, md5, x, np.asarray(source(x))
 
 
 def _point_preset_at(monkeypatch, url: str, fname: str, md5: str) -> None:
-    key = ("inception_resnet_v2", "imagenet")
-    entry = weights_lib.PRESETS[key]
-    remote = weights_lib.RemoteFile(url, fname, md5)
-    monkeypatch.setitem(weights_lib.PRESETS, key, dataclasses.replace(entry, notop=remote))
+    spec = registry.get_spec("inception_resnet_v2")
+    remote = registry.RemoteFile(url, fname, md5)
+    presets = tuple(
+        dataclasses.replace(p, notop=remote) if p.name == "imagenet" else p for p in spec.presets
+    )
+    monkeypatch.setitem(registry.MODELS, spec.name, dataclasses.replace(spec, presets=presets))
 
 
 def _cache_listing() -> list[str]:
@@ -111,7 +111,7 @@ def test_wrong_hash_is_refused_and_nothing_cached(monkeypatch, release_file):
 def test_corrupt_cached_file_is_replaced(monkeypatch, tmp_path):
     payload = b"weights" * 1000
     (tmp_path / "w.bin").write_bytes(payload)
-    remote = weights_lib.RemoteFile("", "w.bin", hashlib.md5(payload).hexdigest())
+    remote = registry.RemoteFile("", "w.bin", hashlib.md5(payload).hexdigest())
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "w.bin").write_bytes(payload[:100])  # a truncated earlier download

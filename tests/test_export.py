@@ -16,48 +16,17 @@ from helpers import rel_l2
 
 import keras_inception as ki
 from keras_inception import export
+from keras_inception.apps.random_backbone import (
+    fit_head_on_random_backbone,
+    load_flowers_split,
+)
 from keras_inception.cli import main
-from keras_inception.lite import Classifier, load_interpreter, non_integer_ops
+from keras_inception.export.runtime import Classifier, list_ops, load_interpreter, non_integer_ops
+from keras_inception.export.staging import DestinationError
+from keras_inception.preprocessing import load_image, preprocess_input
 
 FLOWERS_SIZE = 80
 CALIBRATION_IMAGES = 100
-
-
-def load_flowers_split(root, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """All images of a split as float32 0-255 arrays, center-cropped to `size`."""
-    data = keras.utils.image_dataset_from_directory(
-        root / split, image_size=(size, size), batch_size=None, shuffle=False,
-        crop_to_aspect_ratio=True, verbose=False,
-    )
-    images, labels = zip(*data.as_numpy_iterator(), strict=True)
-    return np.stack(images), np.array(labels)
-
-
-def estimate_batchnorm_statistics(model: keras.Model, x: np.ndarray, *, seed: int = 0) -> None:
-    """Set every BatchNormalization's moving statistics to those of up to 200 of the
-    preprocessed images `x` (one training-mode pass with momentum 0)."""
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    pick = np.random.default_rng(seed).choice(len(x), min(len(x), 200), replace=False)
-    for layer in norms:
-        layer.momentum = 0.0
-    model(x[pick], training=True)  # eager: every BN layer now holds this batch's statistics
-    for layer in norms:
-        layer.momentum = 0.99
-
-
-def fit_head_on_random_backbone(model: keras.Model, images: np.ndarray, labels: np.ndarray,
-                                *, epochs: int = 40, seed: int = 0) -> None:
-    """Cheapest meaningful training without pretrained weights: BatchNorm statistics
-    estimated on the data, then the Dense head trained on the random backbone's
-    pooled features (also used by benchmarks/tflite_latency.py)."""
-    keras.utils.set_random_seed(seed)
-    x = ki.preprocess_input(images)
-    estimate_batchnorm_statistics(model, x, seed=seed)
-    features = keras.Model(model.input, model.get_layer("avg_pool").output)
-    pooled = features.predict(x, batch_size=50, verbose=0)
-    head = keras.Sequential([keras.Input(pooled.shape[1:]), model.get_layer("predictions")])
-    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    head.fit(pooled, labels, epochs=epochs, batch_size=100, verbose=0)
 
 
 @pytest.fixture(scope="session")
@@ -187,14 +156,11 @@ def test_int8_model_is_integer_only(flowers_tflite):
     path = flowers_tflite["int8"]
     assert non_integer_ops(path) == []
     interpreter = load_interpreter(path, delegates=False)
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
-    convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+    convs = [op for op in list_ops(path) if op.name == "CONV_2D"]
     assert len(convs) > 100
     for op in convs:
-        act, weight, bias = (tensors[i]["dtype"] for i in op["inputs"])
-        assert (act, weight, bias, tensors[op["outputs"][0]]["dtype"]) == (
-            np.int8, np.int8, np.int32, np.int8)
+        act, weight, bias = op.inputs
+        assert (act, weight, bias, op.outputs[0]) == ("int8", "int8", "int32", "int8")
     # uint8 in and out, with the scales that map 0-255 pixels to [-1, 1] and scores to [0, 1]
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
@@ -336,3 +302,224 @@ def test_bad_arguments_are_named(small_models, tmp_path):
                "--out", str(tmp_path / "m.tflite")])
     assert rc == 2
     assert os.listdir(tmp_path) == []
+
+
+# --- destinations: one-line errors, parents, temporary files, dead writers ---------------------
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A small conv classifier (32x32, 3 classes): exports of it take seconds."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3)(x))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="tiny")
+
+
+def _one_line_error(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_bad_destinations_are_one_clear_line(tiny_model, tmp_path):
+    (tmp_path / "file.txt").write_text("a file")
+    (tmp_path / "dir.tflite").mkdir()
+    (tmp_path / "sm").write_text("a file where a SavedModel folder is expected")
+    before = sorted(os.listdir(tmp_path))
+    # a parent that is a file, with or without creating parents
+    for create_parents in (False, True):
+        with pytest.raises(DestinationError, match=r"file.txt' is a file, not a folder") as e:
+            export.export_tflite(tiny_model, tmp_path / "file.txt" / "sub" / "m.tflite",
+                                 create_parents=create_parents)
+        assert str(tmp_path / "file.txt" / "sub" / "m.tflite") in _one_line_error(e)
+    # a file where a folder is expected, and the reverse, even with overwrite=True
+    with pytest.raises(DestinationError, match="is a file, but a SavedModel is a folder") as e:
+        export.export_saved_model(tiny_model, tmp_path / "sm", overwrite=True)
+    _one_line_error(e)
+    with pytest.raises(DestinationError, match="is a folder, but a TFLite model is a file") as e:
+        export.export_tflite(tiny_model, tmp_path / "dir.tflite", overwrite=True)
+    _one_line_error(e)
+    # DestinationError is an OSError and a ValueError (what the command line reports)
+    assert issubclass(DestinationError, OSError) and issubclass(DestinationError, ValueError)
+    assert sorted(os.listdir(tmp_path)) == before
+    assert os.listdir(tmp_path / "dir.tflite") == []
+
+
+def test_unwritable_folder_is_one_clear_line(tiny_model, tmp_path, monkeypatch):
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    if os.geteuid() != 0:  # root writes through permissions: simulate the refusal instead
+        readonly.chmod(0o555)
+    else:
+        real_mkdir = os.mkdir
+
+        def refusing_mkdir(path, *args, **kwargs):
+            if os.path.dirname(os.path.abspath(path)) == str(readonly):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+    try:
+        with pytest.raises(DestinationError, match=r"Cannot write into .*readonly.*writable") as e:
+            export.export_tflite(tiny_model, readonly / "m.tflite")
+        _one_line_error(e)
+    finally:
+        readonly.chmod(0o755)
+    assert os.listdir(readonly) == []
+
+
+def test_missing_parent_folders_are_created_on_request(tiny_model, tmp_path):
+    path = export.export_tflite(tiny_model, tmp_path / "serving" / "1" / "m.tflite",
+                                create_parents=True)
+    assert path == str(tmp_path / "serving" / "1" / "m.tflite")
+    assert os.listdir(tmp_path / "serving" / "1") == ["m.tflite"]
+    with pytest.raises(FileNotFoundError, match="create_parents=True") as e:
+        export.export_tflite(tiny_model, tmp_path / "other" / "m.tflite")
+    _one_line_error(e)
+
+
+def test_cli_export_creates_missing_parent_folders(tiny_model, tmp_path, capsys):
+    model_path = tmp_path / "tiny.keras"
+    tiny_model.save(model_path)
+    out = tmp_path / "serving" / "1"
+    assert main(["export", "--model", str(model_path), "--format", "saved_model",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert os.path.isfile(out / "saved_model.pb")
+    assert sorted(os.listdir(tmp_path / "serving")) == ["1"]
+    # a parent that is a file: one line on stderr, exit status 2
+    rc = main(["export", "--model", str(model_path), "--format", "tflite",
+               "--out", str(model_path / "m.tflite")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "is a file, not a folder" in err
+
+
+def test_converter_temporary_files_stay_in_the_staging_folder(tiny_model, tmp_path, monkeypatch):
+    """While the converter runs, `tempfile` points inside the staging folder beside the
+    destination; a failed export removes what the converter left there."""
+    import tempfile
+
+    seen = {}
+
+    def export_leaving_temporary_files(filepath, *args, **kwargs):
+        seen["tempdir"] = tempfile.gettempdir()
+        seen["tmpdir_env"] = os.environ.get("TMPDIR")
+        seen["leftover"] = tempfile.mkdtemp()  # what Keras / the converter may leave
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(tiny_model, "export", export_leaving_temporary_files)
+    previous = tempfile.gettempdir()
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export.export_tflite(tiny_model, tmp_path / "m.tflite")
+    staging = os.path.relpath(seen["tempdir"], tmp_path).split(os.sep)
+    assert staging[0].startswith(f".m.tflite.{os.getpid()}-") and staging[0].endswith(".partial")
+    assert seen["tmpdir_env"] == seen["tempdir"]
+    assert os.path.dirname(seen["leftover"]) == seen["tempdir"]
+    assert os.listdir(tmp_path) == []
+    assert tempfile.gettempdir() == previous
+
+
+NO_TEMP_FILES_SCRIPT = textwrap.dedent("""
+    import json, os, sys, tempfile
+    import keras, numpy as np
+    from keras_inception import export
+
+    out = sys.argv[1]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    calibration = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
+    model(calibration[:1])
+    tmp = tempfile.gettempdir()
+    before = set(os.listdir(tmp))
+    export.export_saved_model(model, os.path.join(out, "sm"))
+    export.export_tflite(model, os.path.join(out, "f.tflite"))
+    export.export_tflite(model, os.path.join(out, "q.tflite"), quantization="int8",
+                         representative_data=calibration, input_type="uint8")
+    export.export_onnx(model, os.path.join(out, "m.onnx"))
+    print(json.dumps({"tmp": tmp, "new": sorted(set(os.listdir(tmp)) - before),
+                      "tempdir_after": tempfile.gettempdir()}))
+""")
+
+
+def test_exports_leave_nothing_in_the_temporary_folder(tmp_path):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-c", NO_TEMP_FILES_SCRIPT, str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["tmp"] == result["tempdir_after"] == str(tmp)
+    assert result["new"] == [], result["new"]
+    assert sorted(os.listdir(out)) == ["f.tflite", "m.onnx", "q.tflite", "sm"]
+
+
+def _dead_pid() -> int:
+    for pid in range(999999, 2**22):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            continue
+    raise AssertionError("no unused pid found")
+
+
+def test_dead_writers_staging_folder_is_removed_by_the_next_export(tiny_model, tmp_path):
+    """What a killed export leaves (its staging folder, with the converter's temporary
+    files inside) is removed by the next export to the same destination."""
+    pid = _dead_pid()
+    dead = tmp_path / f".model.tflite.{pid}-0.partial"
+    (dead / "tmp" / "tmpabc").mkdir(parents=True)
+    (dead / "model.tflite").write_bytes(b"half")
+    other = tmp_path / f".other.tflite.{pid}-0.partial"  # another destination's: kept
+    other.mkdir()
+    export.export_tflite(tiny_model, tmp_path / "model.tflite")
+    assert sorted(os.listdir(tmp_path)) == [other.name, "model.tflite"]
+
+
+# --- int8 calibration: the evaluation transform -------------------------------------------------
+
+def test_calibration_images_are_the_evaluation_transform(flowers_dir, tmp_path):
+    sources = sorted((flowers_dir / "train" / "roses").iterdir())[:2]
+    sources += sorted((flowers_dir / "train" / "tulips").iterdir())[:1]
+    for i, source in enumerate(sources):  # nested folders, any depth
+        target = tmp_path / f"class{i % 2}" / f"img{i}.jpg"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(source.read_bytes())
+    (tmp_path / "class0" / "notes.txt").write_text("not an image: ignored")
+    for size, crop_pct in ((80, 0.875), (64, 1.0)):
+        expected = [preprocess_input(load_image(s, size, crop_pct)) for s in sources]
+        got = list(export.calibration_dataset(tmp_path, (size, size), count=10,
+                                              crop_pct=crop_pct).as_numpy_iterator())
+        assert len(got) == len(expected) == 3
+        matched = set()
+        for image in got:
+            assert image.shape == (size, size, 3) and image.dtype == np.float32
+            errors = [float(np.abs(image - e).mean()) for e in expected]
+            best = int(np.argmin(errors))
+            matched.add(best)
+            # the same pixels as load_image (PIL) up to resampling rounding: < 1 level on average
+            assert errors[best] < 0.5 / 127.5, errors
+            assert float(np.abs(image - expected[best]).max()) < 8 / 127.5
+        assert matched == {0, 1, 2}
+    assert len(list(export.calibration_dataset(tmp_path, 80, count=2))) == 2
+
+
+def test_unreadable_calibration_image_is_named(flowers_dir, tmp_path):
+    source = sorted((flowers_dir / "train" / "daisy").iterdir())[0]
+    (tmp_path / "good.jpg").write_bytes(source.read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(ValueError, match=r"Cannot read calibration image .*broken\.jpg") as e:
+        export.calibration_dataset(tmp_path, 80)
+    _one_line_error(e)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="No images"):
+        export.calibration_dataset(tmp_path / "empty", 80)
+    with pytest.raises(ValueError, match="square"):
+        export.calibration_dataset(tmp_path, (80, 96))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import keras_inception as ki
-from keras_inception.features import FEATURE_TAPS, feature_info, model_family
+from keras_inception.features import feature_info, model_family
+from keras_inception.registry import get_spec
 
 CHANNELS = {
     "inception_v4": (64, 160, 384, 1024, 1536),
@@ -48,7 +49,7 @@ def test_levels_of_models_with_top(small_models, family):
         assert (info.index, info.name, info.num_chs, info.reduction) == (
             i, f"feature_{i}", CHANNELS[family][i], REDUCTIONS[i]
         )
-        assert info.layer == FEATURE_TAPS[family][i][0]
+        assert info.layer == get_spec(family).feature_taps[i].layer
     # The extractor shares the classifier's weights (no copies).
     assert {id(v) for v in extractor.weights} <= {id(v) for v in model.weights}
 

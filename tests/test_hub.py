@@ -13,13 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-from helpers import rel_l2
+from helpers import randomize_weights, rel_l2
 
 import keras_inception as ki
-from keras_inception import hub
-from keras_inception.weights import WeightsDownloadError, cache_dir, get_preset
+from keras_inception.presets import WeightsDownloadError, cache_dir, converted, get_preset, hub
 
 REPO = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex snapshot name
@@ -55,26 +55,60 @@ def test_builders_keep_their_validation_rules():
         ki.InceptionV4(weights="imagenet_ens_adv")
 
 
-def test_missing_huggingface_hub_names_the_extra(monkeypatch):
+@pytest.fixture(scope="module")
+def small_v4_notop():
+    """A cheap model to convert into: the hub errors come before any conversion."""
+    return ki.InceptionV4(weights=None, include_top=False, input_shape=(75, 75, 3))
+
+
+@pytest.fixture(scope="module")
+def small_ir2_notop():
+    model = ki.InceptionResNetV2(weights=None, include_top=False, input_shape=(75, 75, 3))
+    randomize_weights(model, seed=3)
+    return model
+
+
+def test_missing_huggingface_hub_names_the_extra(monkeypatch, small_v4_notop):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now fails
     entry = get_preset("inception_v4", "imagenet")
     with pytest.raises(ImportError, match=r'pip install "keras_inception\[hub\]"'):
-        hub.fetch_converted(entry, include_top=True)
+        hub.load_converted(small_v4_notop, entry, include_top=True)
     with pytest.raises(RuntimeError):  # the CLI reports RuntimeErrors as one line
-        hub.fetch_converted(entry, include_top=False)
+        hub.load_converted(small_v4_notop, entry, include_top=False)
 
 
-def test_converted_file_in_cache_is_used_without_the_hub(monkeypatch):
+def test_verified_cached_file_is_used_without_the_hub(monkeypatch, small_ir2_notop):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     entry = get_preset("inception_resnet_v2", "imagenet_ens_adv")
-    path = Path(hub.converted_path(entry, include_top=False))
+    path = Path(converted.converted_path(entry, include_top=False))
     assert path.parent == Path(cache_dir())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"converted earlier")
-    assert hub.fetch_converted(entry, include_top=False) == str(path)
+    # A file converted earlier, with the hash recorded when it was written.
+    converted.save_converted(small_ir2_notop, entry, include_top=False)
+    fresh = ki.InceptionResNetV2(weights=None, include_top=False, input_shape=(75, 75, 3))
+    assert hub.load_converted(fresh, entry, include_top=False) == str(path)
+    for a, b in zip(fresh.weights, small_ir2_notop.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
-def test_unreachable_hub_fails_fast_with_guidance(monkeypatch, tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "no_record"])
+def test_unverified_cached_file_is_not_used(monkeypatch, small_ir2_notop, damage):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    entry = get_preset("inception_resnet_v2", "imagenet_ens_adv")
+    path = Path(converted.save_converted(small_ir2_notop, entry, include_top=False))
+    if damage == "garbage":
+        path.write_bytes(b"converted earlier")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        os.remove(path.as_posix() + ".sha256.json")
+    assert not converted.cached_file_is_valid(str(path))
+    fresh = ki.InceptionResNetV2(weights=None, include_top=False, input_shape=(75, 75, 3))
+    # Not trusted: it must be converted again, which needs the hub (missing here).
+    with pytest.raises(ImportError, match="huggingface_hub"):
+        hub.load_converted(fresh, entry, include_top=False)
+
+
+def test_unreachable_hub_fails_fast_with_guidance(monkeypatch, tmp_path, small_v4_notop):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
@@ -84,10 +118,10 @@ def test_unreachable_hub_fails_fast_with_guidance(monkeypatch, tmp_path):
         monkeypatch.delenv(proxy, raising=False)
     entry = get_preset("inception_v4", "imagenet")
     with pytest.raises(WeightsDownloadError, match="127.0.0.1:9 is unreachable") as info:
-        hub.fetch_converted(entry, include_top=True)
+        hub.load_converted(small_v4_notop, entry, include_top=True)
     assert str(tmp_path / "hf_cache" / "models--timm--inception_v4.tf_in1k") in str(info.value)
     assert "weights=PATH" in str(info.value)
-    assert not os.path.exists(hub.converted_path(entry, include_top=True))
+    assert not os.path.exists(converted.converted_path(entry, include_top=True))
 
 
 SCRIPT = textwrap.dedent(
@@ -95,8 +129,8 @@ SCRIPT = textwrap.dedent(
     import importlib.util, json, os, sys
     import numpy as np
     import keras_inception as ki
-    from keras_inception import hub
-    from keras_inception.weights import WeightsDownloadError, cache_dir, get_preset
+    from keras_inception.presets import converted, hub
+    from keras_inception.presets import WeightsDownloadError, cache_dir, get_preset
 
     result = {}
     try:
@@ -108,7 +142,7 @@ SCRIPT = textwrap.dedent(
         x = make_state.make_input(x_seed, batch, size)
         result["logits"] = np.asarray(model(x, training=False)).tolist()
         entry = get_preset("inception_v4", "imagenet")
-        result["converted"] = hub.converted_path(entry, True)
+        result["converted"] = converted.converted_path(entry, True)
         result["cache_files"] = sorted(os.listdir(os.path.dirname(result["converted"])))
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
@@ -168,7 +202,9 @@ def test_imagenet_preset_from_a_seeded_offline_cache(tmp_path, v4_fixture):
     assert rel_l2(np.asarray(result["logits"]), expected) <= 1e-4
     # Converted once into the package cache, with no temporary file left behind.
     assert Path(result["converted"]).is_file()
-    assert result["cache_files"] == ["inception_v4_imagenet.weights.h5"]
+    # The converted file and its recorded hash, no staging leftovers.
+    assert result["cache_files"] == [
+        "inception_v4_imagenet.weights.h5", "inception_v4_imagenet.weights.h5.sha256.json"]
 
 
 def test_imagenet_preset_offline_with_empty_cache_fails_clearly(tmp_path, v4_fixture):

@@ -13,7 +13,7 @@ RELOAD_SCRIPT = """
 import json, sys
 import numpy as np
 import keras
-import keras_inception  # registers ScaledResidual
+import keras_inception.layers  # registers ScaledResidual
 out = {}
 x = np.load(sys.argv[1])
 for path in sys.argv[2:]:

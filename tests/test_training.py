@@ -1,4 +1,4 @@
-"""keras_inception.training and `keras-inception train/evaluate`.
+"""keras_inception.train and `keras-inception train/evaluate`.
 
 Tiny scale throughout: Inception-ResNet-v1 at 75 px on 4 images per class, with a
 randomized "pretrained" base saved once per session so that the transfer recipe's
@@ -11,17 +11,19 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from keras_inception import training
+from keras_inception import train as training
 from keras_inception.cli import main
+from keras_inception.train import callbacks as callbacks_lib
+from keras_inception.train import resume
 
 MODEL = "inception_resnet_v1"
 SIZE = 75
@@ -42,7 +44,7 @@ def _weights_of(model: keras.Model, names: tuple[str, ...]) -> dict[str, np.ndar
 
 
 def test_transfer_recipe_keeps_batchnorm_frozen(base_weights):
-    from keras_inception import data as data_lib
+    from keras_inception.train import data as data_lib
 
     config = training.TrainConfig(out="unused", model=MODEL, image_size=SIZE, epochs=2,
                                   stage1_epochs=1, weights=base_weights)
@@ -97,7 +99,7 @@ def test_paper_recipe_configuration():
     assert opt.global_clipnorm == 2.0 and opt.clipnorm is None
     assert opt.weight_decay == pytest.approx(4e-5)
     assert opt.use_ema and opt.ema_momentum == pytest.approx(0.9999)
-    schedule = opt._learning_rate
+    schedule = keras.optimizers.schedules.deserialize(opt.get_config()["learning_rate"])
     lr = {e: float(schedule(e * 1000)) for e in (0, 1, 2, 3, 4)}
     assert lr[0] == pytest.approx(0.045) and lr[1] == pytest.approx(0.045)
     assert lr[2] == pytest.approx(0.045 * 0.94) and lr[3] == pytest.approx(0.045 * 0.94)
@@ -113,7 +115,8 @@ def test_paper_recipe_configuration():
     assert isinstance(callbacks[0], keras.callbacks.SwapEMAWeights)
     assert callbacks[0].swap_on_epoch
     kinds = [type(c).__name__ for c in callbacks]
-    assert kinds.index("HistoryCSV") < kinds.index("BestModel") < kinds.index("BackupAndRestore")
+    assert kinds.index("HistoryCSV") < kinds.index("BestModel") < kinds.index("StageBackup")
+    assert kinds[-1] == "StageBackup" and "RestoreBackup" not in kinds  # nothing to restore
     # Short runs: the average spans about the last tenth of the steps.
     assert training.paper_optimizer(10, 5).ema_momentum == pytest.approx(1 - 10 / 50)
     with pytest.raises(ValueError, match="paper.*from scratch.*imagenet"):
@@ -144,6 +147,12 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("curves.png", "confusion.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every output honours the umask (no 0600 temporary files renamed into place).
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [p for p in out.rglob("*") if p.is_file() and "logs" not in p.parts]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging leftovers
     assert list((out / "logs").rglob("events.out.tfevents.*"))
     assert not (out / "backup").exists()
     rows = training.read_history(str(out / "history.csv"))
@@ -163,13 +172,14 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys):
     again = training.evaluate(str(out / "best.keras"), "flowers_sample", max_per_class=4)
     assert again["accuracy"] == pytest.approx(report["accuracy"], abs=1e-6)
     assert again["confusion_matrix"] == report["confusion_matrix"]
-    assert main(["evaluate", str(out / "best.keras"), "--max-per-class", "4", "--json"]) == 0
+    assert main(["evaluate", "--model", str(out / "best.keras"), "--max-per-class", "4",
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == \
         pytest.approx(report["accuracy"], abs=1e-6)
     # `predict` on the trained model prints the dataset's class names.
-    from keras_inception.images import sample_image_path
+    from keras_inception.preprocessing import sample_image_path
 
-    assert main(["predict", str(out / "best.keras"), sample_image_path()]) == 0
+    assert main(["predict", "--model", str(out / "best.keras"), sample_image_path()]) == 0
     ranked = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:6]]
     assert sorted(ranked) == report["class_names"]
     # End to end, the base's BatchNorm statistics are those of the loaded weights.
@@ -204,37 +214,113 @@ def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch, capsys
 
 
 def test_resume_after_sigkill(tmp_path, base_weights):
-    """Kill the process after epoch 1 of 3, restart: history.csv has epochs 1, 2, 3."""
+    """Killed at the end of epoch 1 of 3 (the crash hook), restarted: history.csv has
+    epochs 1, 2, 3; the second run restores the head stage at epoch 2 and the next stage
+    still starts at its own first epoch (3)."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "keras_inception.cli", "train", "--model", MODEL,
            "--image-size", str(SIZE), "--batch-size", "10", "--epochs", "3",
-           "--stage1-epochs", "3", "--weights", base_weights, "--max-per-class", "4",
+           "--stage1-epochs", "2", "--weights", base_weights, "--max-per-class", "4",
            "--out", str(out)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    backup = out / "backup" / "head" / "training_metadata.json"
-    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 600
-    try:
-        # Wait until epoch 1 is logged and backed up.
-        while time.monotonic() < deadline and first.poll() is None:
-            if backup.is_file() and json.loads(backup.read_text() or "{}").get("epoch") == 1:
-                break
-            time.sleep(0.2)
-        assert first.poll() is None, "the first run ended before it could be killed"
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == -signal.SIGKILL
+    env = {k: v for k, v in os.environ.items() if k != callbacks_lib.CRASH_AFTER_EPOCH_ENV}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    first = subprocess.run(cmd, cwd=REPO, env={**env, callbacks_lib.CRASH_AFTER_EPOCH_ENV: "1"},
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == -signal.SIGKILL, first.stdout[-3000:] + first.stderr[-3000:]
+    # Keras numbers the epochs of each stage's fit up to the stage's end (2, then 3).
+    assert "Epoch 1/2" in first.stdout and "Epoch 2/2" not in first.stdout
     rows = training.read_history(str(out / "history.csv"))
     assert [r["epoch"] for r in rows] == [1]
     assert not (out / "report.json").exists()
+    assert resume.resume_point(resume.done_path(str(out / "backup"), "head"),
+                               str(out / "backup" / "head")) == 1
 
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
+    assert "Epoch 1/2" not in second.stdout
+    assert second.stdout.count("Epoch 2/2") == 1 and second.stdout.count("Epoch 3/3") == 1
     rows = training.read_history(str(out / "history.csv"))
     assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["stage"] for r in rows] == ["head", "head", "fine_tune"]
     assert json.loads((out / "report.json").read_text())["epochs"] == 3
+    assert not (out / "backup").exists()
+
+
+def _tiny_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    return model
+
+
+def test_stage_backup_restores_weights_optimizer_and_epoch(tmp_path, monkeypatch):
+    """The resume protocol with public Keras APIs only, on a tiny Dense model."""
+    monkeypatch.delenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, raising=False)
+    x, y = np.arange(24, dtype="float32").reshape(8, 3) / 24, np.ones((8, 2), "float32")
+    backup = tmp_path / "backup" / "stage"
+    done = tmp_path / "backup" / "stage.done.weights.h5"
+    assert resume.read_progress(str(backup)) is None
+    assert resume.resume_point(str(done), str(backup)) == 0
+
+    first = _tiny_model(0)
+    first.fit(x, y, batch_size=4, epochs=2, verbose=0,
+              callbacks=[resume.StageBackup(str(backup), "stage")])
+    progress = resume.read_progress(str(backup))
+    assert (progress.stage, progress.epoch) == ("stage", 2)
+    # Only the latest weights file is kept, beside the record that names it.
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-0002.weights.h5", "progress.json"]
+    assert resume.resume_point(str(done), str(backup)) == 2
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask for p in backup.iterdir())
+
+    class Seen(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+            self.iterations = int(self.model.optimizer.iterations.numpy())
+
+    second, seen = _tiny_model(1), Seen()
+    history = second.fit(x, y, batch_size=4, epochs=3, initial_epoch=progress.initial_epoch,
+                         verbose=0, callbacks=[resume.RestoreBackup(progress), seen])
+    # Restored when fit starts: the weights and the optimizer's step count of epoch 2.
+    for got, expected in zip(seen.weights, first.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert seen.iterations == int(first.optimizer.iterations.numpy()) == 4
+    assert len(history.history["loss"]) == 1 and int(second.optimizer.iterations.numpy()) == 6
+    # Nothing of the restore outlives that fit: the next one starts where it is told to.
+    assert len(second.fit(x, y, batch_size=4, epochs=2, verbose=0).history["loss"]) == 2
+    # A record that names a missing file is no resume point.
+    (backup / "epoch-0002.weights.h5").unlink()
+    assert resume.read_progress(str(backup)) is None
+    done.write_bytes(b"")
+    assert resume.resume_point(str(done), str(backup)) == -1
+
+
+def test_crash_hook_is_off_unless_set(monkeypatch):
+    monkeypatch.delenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, raising=False)
+    assert callbacks_lib.crash_hook() == []
+    monkeypatch.setenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, "2")
+    (hook,) = callbacks_lib.crash_hook()
+    assert isinstance(hook, callbacks_lib.CrashAfterEpoch) and hook.epoch == 2
+    monkeypatch.setenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, "soon")
+    with pytest.raises(ValueError, match="KERAS_INCEPTION_CRASH_AFTER_EPOCH.*'soon'"):
+        callbacks_lib.crash_hook()
+
+
+def test_train_package_imports_keras_lazily():
+    """The CLI's parser reads the run's choices without importing Keras or TensorFlow."""
+    code = (
+        "import sys\n"
+        "from keras_inception.train.config import PRECISIONS, RECIPES, STRATEGIES\n"
+        "from keras_inception.train.distribute import STRATEGIES as S, parse_tf_config\n"
+        "import keras_inception.train as t\n"
+        "assert S is STRATEGIES and sorted(t.__all__) == sorted(t._EXPORTS)\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"
+    # ... and the public names resolve on first use.
+    assert training.train is training.loop.train
+    assert training.TrainConfig is training.config.TrainConfig

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import h5py
 import keras
 import numpy as np
 import pytest
 from helpers import randomize_weights
-from keras.src.legacy.saving import legacy_h5_format
 
 import keras_inception as ki
+from keras_inception import _compat
 
 SHAPE = (96, 96, 3)
 
 
 def save_release_layout(model: keras.Model, path) -> None:
     """The legacy (Keras 2) h5 layout of the keras.applications release files."""
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    _compat.save_legacy_h5_weights(model, path)
 
 
 @pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from helpers import rel_l2
 
-from keras_inception.inference import FoldedBatchNorm, fuse_batchnorm
+from keras_inception.export.fold_bn import FoldedBatchNorm, fuse_batchnorm
 
 MODELS = ("inception_v4", "inception_resnet_v1", "inception_resnet_v2")
 
@@ -103,3 +103,48 @@ def test_fused_batchnorm_matches(small_models, name):
     features = keras.Model(model.inputs, model.get_layer("avg_pool").output)
     folded_features = keras.Model(folded.inputs, folded.get_layer("avg_pool").output)
     assert rel_l2(folded_features(x, training=False), features(x, training=False)) < 1e-5
+
+
+def test_fuse_batchnorm_folds_only_a_conv_that_feeds_nothing_else():
+    """The conv feeding each BatchNormalization comes from the model's config; a conv
+    whose output is read elsewhere too (here also a model output), a shared conv and a
+    conv with an activation keep their BatchNormalization."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    folded_conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="folded")
+    read_twice = keras.layers.Conv2D(4, 3, padding="same", name="read_twice")
+    shared = keras.layers.Conv2D(4, 1, name="shared")
+    activated = keras.layers.Conv2D(4, 1, activation="relu", name="activated")
+    x = keras.layers.BatchNormalization(name="bn_folded")(folded_conv(inputs))
+    y = read_twice(x)
+    z = keras.layers.BatchNormalization(name="bn_read_twice")(y)
+    a = keras.layers.BatchNormalization(name="bn_shared")(shared(z))
+    b = shared(a)
+    c = keras.layers.BatchNormalization(name="bn_activated")(activated(b))
+    model = keras.Model(inputs, [c, y])
+    for layer in model.layers:  # non-trivial statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.moving_mean.assign(np.random.uniform(-1, 1, shape))
+            layer.moving_variance.assign(np.random.uniform(0.5, 2, shape))
+            layer.gamma.assign(np.random.uniform(0.5, 2, shape))
+            layer.beta.assign(np.random.uniform(-1, 1, shape))
+    folded = fuse_batchnorm(model)
+    kinds = {layer.name: type(layer).__name__ for layer in folded.layers}
+    assert kinds["bn_folded"] == "FoldedBatchNorm"
+    assert [kinds[n] for n in ("bn_read_twice", "bn_shared", "bn_activated")] == [
+        "BatchNormalization"] * 3
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 12, 12, 3)).astype("float32")
+    for got, want in zip(folded(x, training=False), model(x, training=False), strict=True):
+        assert rel_l2(got, want) < 1e-5
+
+    sequential = keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="c"),
+        keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(),
+    ])
+    folded = fuse_batchnorm(sequential)
+    assert isinstance(folded.get_layer("bn"), FoldedBatchNorm)
+    x = x[:, :8, :8]
+    assert rel_l2(folded(x, training=False), sequential(x, training=False)) < 1e-5
+    with pytest.raises(ValueError, match="functional keras.Model"):
+        fuse_batchnorm(keras.layers.Dense(2))

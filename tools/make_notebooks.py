@@ -40,8 +40,9 @@ import json
 import numpy as np
 import matplotlib.pyplot as plt
 import keras
-from keras_inception import data as data_lib, training
-from keras_inception.demo import demo_config, imagenet_available, random_base_file
+from keras_inception import train as training
+from keras_inception.train import data as data_lib
+from keras_inception.apps.demo import demo_config, imagenet_available, random_base_file
 
 images = data_lib.load_data("flowers_sample")
 print(images.class_names, images.train_count, "train /", images.val_count, "val")
@@ -94,9 +95,9 @@ import time
 import numpy as np
 import keras
 import keras_inception as ki
-from keras_inception import data as data_lib
+from keras_inception.train import data as data_lib
 from keras_inception.export import export_tflite
-from keras_inception.lite import Classifier
+from keras_inception.export.runtime import Classifier
 
 images = data_lib.load_data("flowers_sample")
 trained = os.path.join("..", "runs", "demo", "best.keras")
@@ -174,7 +175,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import keras
 from keras import layers
-from keras_inception import data as data_lib
+from keras_inception.train import data as data_lib
 from keras_inception.layers import ScaledResidual
 
 WIDTH, BLOCKS = 1088, 4

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
+import tempfile
 
 # Each module defines `register(subparsers)`, adding subcommands whose `func(args)`
 # returns an exit code.
@@ -33,24 +35,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# TensorFlow's C++ start-up notices, printed before its logging is configured (so
+# TF_CPP_MIN_LOG_LEVEL cannot silence them): informational, and they bury our output.
+_STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow (when it is the backend) with its start-up notices filtered;
+    any other line it prints is passed on."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow" or "tensorflow" in sys.modules:
+        return
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            importlib.import_module("tensorflow")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        for line in captured.read().decode("utf-8", "replace").splitlines():
+            if line.strip() and not any(noise in line for noise in _STARTUP_NOISE):
+                print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
-    # argparse fills a `nargs="*"` list before the options that follow it
-    # (`predict MODEL --weights W IMAGE...`): give the trailing files back to it.
-    if extras and isinstance(getattr(args, "images", None), list):
-        if any(e.startswith("-") for e in extras):
-            parser.error(f"unrecognized arguments: {' '.join(extras)}")
-        args.images += extras
-    elif extras:
-        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    args = build_parser().parse_args(argv)
+    _import_tensorflow_quietly()
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        # Expected failures (bad arguments, missing files, offline) get one clear line.
-        print(f"keras-inception {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError, ImportError) as e:
+        # Expected failures (bad arguments or files, missing packages, offline) get one
+        # clear line and exit code 2; FileNotFoundError, FileExistsError and
+        # PermissionError are OSErrors.
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"keras-inception {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"keras-inception {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,70 +1,139 @@
-"""`convert`: reference weights (timm, TF-slim, keras.applications) -> `.weights.h5`."""
+"""`convert`: reference weights (timm, TF-slim, keras.applications, FaceNet's originals) ->
+`.weights.h5`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from keras_inception.cli.core import MODEL_CHOICES
+from keras_inception.cli.arguments import add_model_option, positive_int
 
-SOURCES = ("timm", "slim", "keras")
+SOURCES = ("timm", "slim", "keras", "facenet-keras", "facenet-pytorch")
+# FaceNet's original files: the embedding size each source's weights have, and the input
+# standardisation they expect (keras_inception.layers.FaceStandardization).
+FACENET_SOURCES = {"facenet-keras": (128, "prewhiten"), "facenet-pytorch": (512, "fixed")}
+FACENET = "facenet"
+
+
+def _check_pairing(args: argparse.Namespace) -> None:
+    """The source, the model and the options that only some of them take agree."""
+    if args.source in FACENET_SOURCES and args.model != FACENET:
+        raise ValueError(
+            f"--from {args.source} holds FaceNet weights: convert them with --model {FACENET}; "
+            f"received --model {args.model}."
+        )
+    if args.model == FACENET:
+        if args.source in ("timm", "slim"):
+            raise ValueError(
+                f"--model {FACENET} converts from {', '.join(FACENET_SOURCES)} (or keras); "
+                f"received --from {args.source}."
+            )
+        if args.classes is not None or args.no_top:
+            raise ValueError(
+                f"`--classes` and `--no-top` do not apply to --model {FACENET} (an embedding "
+                "model without a classifier); use --embedding-dim."
+            )
+    elif args.embedding_dim is not None:
+        raise ValueError(
+            f"`--embedding-dim` applies to --model {FACENET}; received --model {args.model}."
+        )
+
+
+def _convert_facenet(args: argparse.Namespace):
+    """(FaceNet model holding the converted weights, what was read, standardisation)."""
+    from keras_inception.convert import facenet as facenet_convert
+    from keras_inception.models.facenet import FaceNet
+    from keras_inception.presets import load_weights_file
+
+    default_dim, standardization = FACENET_SOURCES.get(args.source, (128, None))
+    if args.embedding_dim is None and args.source == "keras":
+        from keras_inception.cli.facenet import embedding_dim_of_file
+
+        default_dim = embedding_dim_of_file(args.src) or default_dim
+    dim = args.embedding_dim or default_dim
+    model = FaceNet(weights=None, embedding_dim=dim)
+    if args.source == "facenet-keras":
+        facenet_convert.load_facenet_keras_weights(model, args.src)
+        what = "keras-facenet file"
+    elif args.source == "facenet-pytorch":
+        facenet_convert.load_facenet_pytorch_weights(model, args.src)
+        what = "facenet-pytorch state dict"
+    else:
+        load_weights_file(model, args.src)
+        what = "Keras weights file"
+    return model, what, standardization
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from keras_inception import convert
-    from keras_inception.models import get_builder
-    from keras_inception.weights import file_hash, load_weights_file
+    from keras_inception.presets import file_hash, load_weights_file
 
     if not args.out.endswith(".weights.h5"):
         raise ValueError(f"`--out` must end with .weights.h5; received --out={args.out!r}.")
-    if args.classes < 1:
-        raise ValueError(f"`--classes` must be a positive integer; received {args.classes}.")
+    _check_pairing(args)
     if not os.path.exists(args.src) and not os.path.exists(args.src + ".index"):
         raise FileNotFoundError(f"SRC not found: {args.src!r}.")
-    include_top = not args.no_top
-    builder = get_builder(args.model)
-
-    def fresh():
-        return builder(include_top=include_top, weights=None, classes=args.classes)
-
-    model = fresh()
-    if args.source == "timm":
-        state = convert.read_state_dict(args.src)
-        convert.load_timm_weights(model, state)
-        what = f"timm state dict ({len(state)} tensors)"
-    elif args.source == "slim":
-        convert.load_slim_checkpoint(model, args.src)
-        what = "TF-slim checkpoint"
+    standardization = None
+    if args.model == FACENET:
+        model, what, standardization = _convert_facenet(args)
+        head = f"{int(model.output_shape[-1])}-d embeddings"
     else:
-        load_weights_file(model, args.src)
-        what = "Keras weights file"
-    out = convert.save_weights_verified(model, args.out, fresh)
-    head = f"{args.classes} classes" if include_top else "no top"
+        from keras_inception.models import get_builder
+
+        include_top = not args.no_top
+        classes = 1000 if args.classes is None else args.classes
+        model = get_builder(args.model)(include_top=include_top, weights=None, classes=classes)
+        if args.source == "timm":
+            state = convert.read_state_dict(args.src)
+            convert.load_timm_weights(model, state)
+            what = f"timm state dict ({len(state)} tensors)"
+        elif args.source == "slim":
+            convert.load_slim_checkpoint(model, args.src)
+            what = "TF-slim checkpoint"
+        else:
+            load_weights_file(model, args.src)
+            what = "Keras weights file"
+        head = f"{classes} classes" if include_top else "no top"
+    out = convert.save_weights_verified(model, args.out)
     print(f"Converted {what} {args.src}")
     print(f"  into {args.model} ({head}, {len(model.weights)} weights, "
           f"{model.count_params():,} parameters), verified by reloading")
     print(f"  -> {out}")
     print(f"sha256: {file_hash(out, 'sha256')}")
+    if standardization == "prewhiten":
+        print("Input standardisation: prewhiten (what FaceNet(weights=FILE, "
+              "include_preprocessing=True), embed and verify use for a .weights.h5).")
+    elif standardization is not None:
+        print(f"Input standardisation: {standardization} ((x - 127.5) / 128), not the prewhiten "
+              "a .weights.h5 gets by default: pass --standardization fixed to embed/verify, "
+              "or keras_inception.facenet.preprocess_input(x, 'fixed') before the model.")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert timm / TF-slim / keras.applications weights to a .weights.h5",
+        help="convert timm / TF-slim / keras.applications / FaceNet weights to a .weights.h5",
         description=(
             "Convert reference weights into a verified Keras weights file that "
             "`weights=PATH` loads. SRC: a timm state dict (.safetensors or .npz), a TF-slim "
-            "checkpoint prefix, or a Keras weights file (.h5, .weights.h5)."
+            "checkpoint prefix, a Keras weights file (.h5, .weights.h5), keras-facenet's "
+            "facenet_keras.h5 (--from facenet-keras) or a facenet-pytorch state dict "
+            "(--from facenet-pytorch, .pt; needs torch), the last two with --model facenet."
         ),
     )
     p.add_argument("--from", dest="source", choices=SOURCES, required=True,
                    help="format of SRC")
     p.add_argument("src", metavar="SRC", help="file (or checkpoint prefix) to convert")
-    p.add_argument("--model", choices=MODEL_CHOICES, required=True, help="architecture")
-    p.add_argument("--classes", type=int, default=1000,
-                   help="classes of the source's classifier (default 1000)")
+    add_model_option(p, files=False)
+    p.add_argument("--classes", type=positive_int, default=None,
+                   help="classes of the source's classifier (default 1000; not for facenet)")
     p.add_argument("--no-top", action="store_true",
                    help="convert into a model without the head (the classifier is dropped)")
+    p.add_argument(
+        "--embedding-dim", type=positive_int, default=None, metavar="D",
+        help="--model facenet: embedding size (default: the source's, 128 for facenet-keras, "
+             "512 for facenet-pytorch; read from a keras file)",
+    )
     p.add_argument("--out", required=True, metavar="DST.weights.h5", help="output file")
     p.set_defaults(func=cmd_convert)

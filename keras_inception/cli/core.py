@@ -3,88 +3,117 @@
 from __future__ import annotations
 
 import argparse
-import os
+import inspect
+import sys
 
-MODEL_CHOICES = ("inception_v4", "inception_resnet_v1", "inception_resnet_v2")
-
-
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="input height and width (default 299)")
-    parser.add_argument("--classes", type=int, default=1000, help="classes of the head")
+from keras_inception.cli.arguments import (
+    MODEL_CHOICES,
+    add_image_size_option,
+    add_model_option,
+    crop_fraction,
+    positive_int,
+)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from keras_inception.analysis import model_stats, stats_table
     from keras_inception.models import get_builder
 
-    size = args.image_size or 299
-    model = get_builder(args.model)(weights=None, input_shape=(size, size, 3), classes=args.classes)
+    builder = get_builder(args.model)
+    size = args.image_size or _default_size(builder)
+    kwargs = {"classes": args.classes} if "classes" in inspect.signature(builder).parameters else {}
+    model = builder(weights=None, input_shape=(size, size, 3), **kwargs)
     if args.layers:
         model.summary(line_length=110)
     print(stats_table([model_stats(model)]))
     return 0
 
 
+def _default_size(builder) -> int:
+    """The builder's default input size (299; FaceNet's 160)."""
+    default = inspect.signature(builder).parameters["input_shape"].default
+    return int(default[0]) if default else 299
+
+
 def load_classifier(model_arg: str, weights: str | None, image_size: int | None):
     """A Keras model from a model name (+ weights) or from a `.keras` file."""
-    import keras
+    from keras_inception.models import get_builder
+    from keras_inception.saving import load_model
 
-    import keras_inception  # noqa: F401  (registers custom layers for .keras files)
-    from keras_inception.models import BUILDERS
-
-    if model_arg in BUILDERS:
+    if model_arg in MODEL_CHOICES:
         size = image_size or 299
-        include_top = True
         if weights in (None, "none"):
             raise ValueError(
                 f"`--weights` is required to predict with {model_arg}: a preset such as "
                 "'imagenet' or a weights file (random weights give meaningless classes)."
             )
-        return BUILDERS[model_arg](
-            include_top=include_top, weights=weights, input_shape=(size, size, 3)
-        )
-    if os.path.isfile(model_arg) and model_arg.endswith(".keras"):
-        return keras.saving.load_model(model_arg)
+        return get_builder(model_arg)(include_top=True, weights=weights, input_shape=(size, size, 3))
+    if model_arg.endswith(".keras"):
+        return load_model(model_arg)
     raise ValueError(
-        f"MODEL must be one of {', '.join(MODEL_CHOICES)} or a .keras file; received {model_arg!r}."
+        f"`--model` must be one of {', '.join(MODEL_CHOICES)} or a .keras file; "
+        f"received --model {model_arg!r}."
     )
 
 
+def _readable_images(paths: list[str], size: int, crop_pct: float) -> tuple[list, list[str]]:
+    """(loaded images with their paths, errors): a bad file is reported, not fatal."""
+    from keras_inception.preprocessing import load_image
+
+    loaded, errors = [], []
+    for path in paths:
+        try:
+            loaded.append((path, load_image(path, size, crop_pct=crop_pct)))
+        except (ValueError, OSError) as e:
+            errors.append(" ".join(str(e).split()))
+    return loaded, errors
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classifies every readable image; unreadable ones are reported on stderr and make
+    the exit code 1 (the others are still classified)."""
     import numpy as np
 
-    from keras_inception.imagenet import decode_predictions, preprocess_input
-    from keras_inception.images import load_image
+    from keras_inception.preprocessing import preprocess_input
 
     if args.tflite:
-        from keras_inception.lite import Classifier
+        from keras_inception.export.runtime import Classifier
 
-        # With --tflite there is no MODEL argument: every positional is an image.
-        args.images = [args.model, *args.images]
-        rows = Classifier(args.tflite).classify_files(args.images, args.top, args.crop_pct)
-        decoded = [[("", label, score) for _, label, score in r] for r in rows]
-        return _print_predictions(args.images, decoded)
-    if not args.images:
-        raise ValueError("at least one IMAGE is required after MODEL.")
-    model = load_classifier(args.model, args.weights, args.image_size)
-    size = int(model.input_shape[1])
-    batch = np.stack([load_image(p, size, crop_pct=args.crop_pct) for p in args.images])
-    preds = model.predict(preprocess_input(batch), verbose=0)
-    if preds.shape[-1] == 1000:
-        decoded = decode_predictions(preds, top=args.top)
+        classifier = Classifier(args.tflite)
+        loaded, errors = _readable_images(args.images, classifier.input_size[0], args.crop_pct)
+        top = min(args.top, classifier.num_classes)
+        decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
+                   for _, image in loaded]
     else:
-        from keras_inception.training import read_class_names
+        model = load_classifier(args.model, args.weights, args.image_size)
+        loaded, errors = _readable_images(args.images, int(model.input_shape[1]), args.crop_pct)
+        decoded = []
+        if loaded:
+            preds = model.predict(preprocess_input(np.stack([im for _, im in loaded])), verbose=0)
+            decoded = _decode(preds, args)
+    _print_predictions([path for path, _ in loaded], decoded)
+    for message in errors:
+        print(f"keras-inception predict: error: {message}", file=sys.stderr)
+    if errors and not loaded:
+        return 2
+    return 1 if errors else 0
 
-        # A model trained by `keras-inception train` has its class names saved beside it.
-        names = read_class_names(args.model) if args.model.endswith(".keras") else None
-        if names is None or len(names) != preds.shape[-1]:
-            names = [f"class_{i}" for i in range(preds.shape[-1])]
-        decoded = [
-            [("", names[i], float(row[i])) for i in np.argsort(row)[::-1][: args.top]]
-            for row in preds
-        ]
-    return _print_predictions(args.images, decoded)
+
+def _decode(preds, args: argparse.Namespace) -> list:
+    import numpy as np
+
+    from keras_inception.preprocessing import decode_predictions
+
+    if preds.shape[-1] == 1000:
+        return decode_predictions(preds, top=args.top)
+    from keras_inception.saving import read_class_names
+
+    # A model trained by `keras-inception train` has its class names saved beside it.
+    names = read_class_names(args.model) if args.model.endswith(".keras") else None
+    if names is None or len(names) != preds.shape[-1]:
+        names = [f"class_{i}" for i in range(preds.shape[-1])]
+    top = min(args.top, preds.shape[-1])
+    return [[("", names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in preds]
 
 
 def _print_predictions(paths: list[str], decoded: list) -> int:
@@ -96,39 +125,42 @@ def _print_predictions(paths: list[str], decoded: list) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from keras_inception.weights import list_weights
+    from keras_inception.presets import list_weights
 
     list_weights()
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from keras_inception.demo import run_demo
+    from keras_inception.apps.demo import run_demo
 
     return run_demo()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="parameters, GMACs and layers of a model")
-    p.add_argument("model", choices=MODEL_CHOICES)
-    _add_model_arguments(p)
+    add_model_option(p, files=False)
+    add_image_size_option(p, help_text="input height and width (default: the network's, 299 or 160)")
+    p.add_argument("--classes", type=positive_int, default=1000, help="classes of the head")
     p.add_argument("--layers", action="store_true", help="also print the Keras layer summary")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(
         "predict",
         help="top-k classes of images",
-        description="Classify images with a model name + weights, or a saved .keras model.",
+        description="Classify images with a model name + weights, a saved .keras model, or an "
+                    "exported .tflite file.",
     )
-    p.add_argument("model", help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file")
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (jpg, png, ...)")
-    p.add_argument("--tflite", metavar="FILE", default=None,
-                   help="classify with this exported .tflite file instead (then omit MODEL)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="MODEL",
+                        help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file")
+    source.add_argument("--tflite", metavar="FILE", help="an exported .tflite classifier")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png, ...)")
     p.add_argument("--weights", default=None,
                    help="'imagenet' (or another preset) or a weights file, for a model name")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default 299)")
-    p.add_argument("--crop-pct", type=float, default=0.875, help="center-crop fraction")
-    p.add_argument("--top", type=int, default=5, help="how many classes to print")
+    add_image_size_option(p)
+    p.add_argument("--crop-pct", type=crop_fraction, default=0.875, help="center-crop fraction")
+    p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("weights", help="list the pretrained weight presets")
@@ -136,3 +168,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="the main job of `make demo`")
     p.set_defaults(func=cmd_demo)
+
+
+

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from keras_inception.cli.core import MODEL_CHOICES
+from keras_inception.cli.arguments import (
+    MODEL_CHOICES,
+    add_image_size_option,
+    add_model_option,
+    positive_int,
+)
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
@@ -14,12 +19,17 @@ QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
 def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
     """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model."""
     from keras_inception.cli.core import load_classifier
-    from keras_inception.models import BUILDERS
+    from keras_inception.models import get_builder
 
-    if model_arg in BUILDERS:
+    if model_arg in MODEL_CHOICES:
+        if weights is None:
+            raise ValueError(
+                f"`--weights` is required to export {model_arg}: a preset such as 'imagenet', a "
+                "weights file, or 'none' to export random weights on purpose."
+            )
         size = image_size or 299
-        weights = None if weights in (None, "none") else weights
-        return BUILDERS[model_arg](weights=weights, input_shape=(size, size, 3), classes=classes)
+        weights = None if weights == "none" else weights
+        return get_builder(model_arg)(weights=weights, input_shape=(size, size, 3), classes=classes)
     if weights is not None or image_size is not None:
         raise ValueError(
             f"`--weights` and `--image-size` apply to model names ({', '.join(MODEL_CHOICES)}), "
@@ -49,10 +59,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if args.format == "saved_model":
             path = export.export_saved_model(
-                model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite
+                model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite,
+                create_parents=True,
             )
         elif args.format == "onnx":
-            path = export.export_onnx(model, args.out, overwrite=args.overwrite)
+            path = export.export_onnx(model, args.out, overwrite=args.overwrite,
+                                      create_parents=True)
         else:
             calibration = None
             if args.calibration_data:
@@ -67,6 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 representative_data=calibration,
                 input_type="uint8" if args.uint8_input else "float32",
                 overwrite=args.overwrite,
+                create_parents=True,
             )
     except (FileExistsError, ImportError) as e:
         raise ValueError(str(e)) from None
@@ -88,18 +101,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "exported artifact computes what the Keras model computes."
         ),
     )
-    p.add_argument("--model", required=True,
-                   help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file (e.g. fine-tuned)")
+    add_model_option(p, files=True, help_suffix=" (e.g. fine-tuned)")
     p.add_argument("--weights", default=None,
-                   help="preset or weights file for a model name (default: random init)")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default 299)")
-    p.add_argument("--classes", type=int, default=1000, help="classes of the head")
+                   help="preset or weights file for a model name ('none': random weights)")
+    add_image_size_option(p, help_text="input size (default 299)")
+    p.add_argument("--classes", type=positive_int, default=1000, help="classes of the head")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                    help="TFLite quantization (default float32)")
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="images (any depth under DIR) to calibrate --quantize int8")
-    p.add_argument("--calibration-size", type=int, default=100,
+    p.add_argument("--calibration-size", type=positive_int, default=100,
                    help="how many calibration images to use (default 100)")
     p.add_argument("--uint8-input", action="store_true",
                    help="take raw uint8 images: preprocessing inside the SavedModel, or "

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from keras_inception.cli.core import MODEL_CHOICES
-from keras_inception.distribute import STRATEGIES
+from keras_inception.cli.arguments import (
+    add_image_size_option,
+    add_model_option,
+    crop_fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from keras_inception.train.config import PRECISIONS, RECIPES, STRATEGIES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from keras_inception.training import TrainConfig, train
+    from keras_inception.train import TrainConfig, train
 
     config = TrainConfig(
         out=args.out, model=args.model, data=args.data, image_size=args.image_size,
@@ -25,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from keras_inception.training import evaluate, summary
+    from keras_inception.train import evaluate, summary
 
     report = evaluate(args.model, args.data, data_dir=args.data_dir, batch_size=args.batch_size,
                       crop_pct=args.crop_pct, split=args.split,
@@ -39,7 +46,7 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="'flowers_sample' (embedded), 'tfds:NAME' or a folder "
                         "ROOT/<split>/<class>/* or ROOT/<class>/* (default flowers_sample)")
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder (tfds:NAME)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,24 +56,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "scratch, section 4 of the paper) recipe. Rerun with the same --out to "
                     "resume an interrupted run.",
     )
-    p.add_argument("--model", choices=MODEL_CHOICES, default="inception_resnet_v2")
+    add_model_option(p, files=False, required=False, default="inception_resnet_v2",
+                     help_suffix=" (default inception_resnet_v2)")
     _add_data_arguments(p)
     p.add_argument("--download", action="store_true",
                    help="allow downloading a tfds:NAME dataset that is not prepared yet")
-    p.add_argument("--image-size", type=int, default=299, help="input size (default 299)")
-    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    add_image_size_option(p, default=299, help_text="input size (default 299)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="total epochs (default 10)")
     p.add_argument("--weights", default=None,
                    help="'imagenet', 'none' or a weights file (default: imagenet for "
                         "transfer, none for paper)")
-    p.add_argument("--recipe", choices=("transfer", "paper"), default="transfer")
-    p.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"), default="none")
+    p.add_argument("--recipe", choices=RECIPES, default="transfer")
+    p.add_argument("--mixed-precision", choices=PRECISIONS, default="none")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
                    help="XLA compilation (default: Keras decides; off on CPU)")
-    p.add_argument("--learning-rate", type=float, default=None,
+    p.add_argument("--learning-rate", type=positive_float, default=None,
                    help="override the recipe's base learning rate")
-    p.add_argument("--stage1-epochs", type=int, default=None,
-                   help="transfer recipe: epochs of the head-only stage (default half)")
-    p.add_argument("--max-per-class", type=int, default=None,
+    p.add_argument("--stage1-epochs", type=non_negative_int, default=None,
+                   help="transfer recipe: epochs of the head-only stage (default half; 0 "
+                        "fine-tunes from the first epoch)")
+    p.add_argument("--max-per-class", type=positive_int, default=None,
                    help="use at most this many images per class and split (quick runs)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="devices to train on: all GPUs of this machine (mirrored), the machines "
@@ -78,12 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a trained .keras model on a dataset")
-    p.add_argument("model", help="a .keras file written by `keras-inception train`")
+    p.add_argument("--model", required=True, metavar="MODEL.keras",
+                   help="a .keras file written by `keras-inception train`")
     _add_data_arguments(p)
     p.add_argument("--split", choices=("val", "train"), default="val")
-    p.add_argument("--crop-pct", type=float, default=None,
+    p.add_argument("--crop-pct", type=crop_fraction, default=None,
                    help="center-crop fraction (default: the training run's, else 0.875)")
-    p.add_argument("--max-per-class", type=int, default=None,
+    p.add_argument("--max-per-class", type=positive_int, default=None,
                    help="use at most this many images per class (quick checks)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_evaluate)

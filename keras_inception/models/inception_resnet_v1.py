@@ -6,14 +6,15 @@ from typing import Any
 
 import keras
 
-from keras_inception.blocks import (
+from keras_inception.models.blocks import (
     drop_path_schedule,
     inception_resnet_reduction_b,
     inception_resnet_stem,
     reduction_a,
     residual_stage,
 )
-from keras_inception.models.base import BUILDER_ARGS_DOC, build_model
+from keras_inception.models.builder import build_model, document_builder
+from keras_inception.registry import FeatureTap, ModelSpec, get_spec, register_model
 
 MODEL_NAME = "inception_resnet_v1"
 
@@ -23,10 +24,15 @@ BLOCK8 = [[(192, 1)], [(192, 1), (192, (1, 3)), (192, (3, 1))]]
 REPEATS = (5, 10, 5)
 
 
-def inception_resnet_v1_body(x, drop_path_rate: float = 0.0):
-    """Stem to the last IR-C block (8x8x1792 at 299)."""
-    rates = drop_path_schedule(drop_path_rate, sum(REPEATS))
+def inception_resnet_v1_body(x, drop_path_rate: float = 0.0, *, linear_block8: bool = False):
+    """Stem to the last IR-C block (8x8x1792 at 299).
+
+    `linear_block8=True` appends FaceNet's sixth IR-C block (`block8_6`, scale 1.0,
+    no activation), as the released Inception-ResNet-v2 ends.
+    """
     a, b, c = REPEATS
+    c += int(linear_block8)
+    rates = drop_path_schedule(drop_path_rate, a + b + c)
     x = inception_resnet_stem(x, last="conv")
     x = residual_stage(x, BLOCK35, prefix="block35", repeats=a, scale=0.17,
                        drop_path_rates=rates[:a])
@@ -35,9 +41,10 @@ def inception_resnet_v1_body(x, drop_path_rate: float = 0.0):
                        drop_path_rates=rates[a:a + b])
     x = inception_resnet_reduction_b(x, (384, 256, 256, 256))
     return residual_stage(x, BLOCK8, prefix="block8", repeats=c, scale=0.20,
-                          drop_path_rates=rates[a + b:])
+                          drop_path_rates=rates[a + b:], last_linear=linear_block8)
 
 
+@document_builder
 def InceptionResNetV1(
     include_top: bool = True,
     weights: Any = None,
@@ -63,11 +70,29 @@ def InceptionResNetV1(
     exist, so `weights` defaults to `None`.
     """
     return build_model(
-        MODEL_NAME, inception_resnet_v1_body, include_top=include_top, weights=weights,
+        get_spec(MODEL_NAME), inception_resnet_v1_body, include_top=include_top, weights=weights,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name, dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate, include_preprocessing=include_preprocessing,
     )
 
 
-InceptionResNetV1.__doc__ += BUILDER_ARGS_DOC
+SPEC = register_model(ModelSpec(
+    name=MODEL_NAME,
+    builder=InceptionResNetV1,
+    title="Inception-ResNet-v1",
+    signature=("conv_4b", "block35_5", "block17_10", "block8_5"),
+    # The analogues of timm's Inception-ResNet-v2 taps.
+    feature_taps=(
+        FeatureTap("conv_2b_ac", 64, 2),
+        FeatureTap("conv_4a_ac", 192, 4),
+        FeatureTap("block35_5_ac", 256, 8),
+        FeatureTap("block17_10_ac", 896, 16),
+        FeatureTap("block8_5_ac", 1792, 32),
+    ),
+    fine_tune_from="block8_",
+    no_imagenet_reason=(
+        "No public ImageNet weights exist for Inception-ResNet-v1 (the paper released none; "
+        "facenet's are face-recognition weights)."
+    ),
+))

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from keras_inception.blocks import (
+from keras_inception.models.blocks import (
     AVG_POOL,
     conv2d_bn,
     drop_path_schedule,
@@ -16,7 +16,15 @@ from keras_inception.blocks import (
     reduction_a,
     residual_stage,
 )
-from keras_inception.models.base import BUILDER_ARGS_DOC, build_model
+from keras_inception.models.builder import build_model, document_builder
+from keras_inception.registry import (
+    FeatureTap,
+    ModelSpec,
+    RemoteFile,
+    WeightsPreset,
+    get_spec,
+    register_model,
+)
 
 MODEL_NAME = "inception_resnet_v2"
 
@@ -45,6 +53,7 @@ def inception_resnet_v2_body(x, drop_path_rate: float = 0.0):
     return conv2d_bn(x, 1536, 1, name="conv_7b")
 
 
+@document_builder
 def InceptionResNetV2(
     include_top: bool = True,
     weights: Any = "imagenet",
@@ -73,11 +82,67 @@ def InceptionResNetV2(
     `include_preprocessing=True`.
     """
     return build_model(
-        MODEL_NAME, inception_resnet_v2_body, include_top=include_top, weights=weights,
+        get_spec(MODEL_NAME), inception_resnet_v2_body, include_top=include_top, weights=weights,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name, dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate, include_preprocessing=include_preprocessing,
     )
 
 
-InceptionResNetV2.__doc__ += BUILDER_ARGS_DOC
+KERAS_RELEASE_BASE = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/inception_resnet_v2/"
+)
+
+SPEC = register_model(ModelSpec(
+    name=MODEL_NAME,
+    builder=InceptionResNetV2,
+    title="Inception-ResNet-v2",
+    signature=("conv_4a", "mixed_5b", "block35_10", "block8_10", "conv_7b"),
+    # timm's feature_info: a converted timm checkpoint gives timm's feature maps.
+    feature_taps=(
+        FeatureTap("conv_2b_ac", 64, 2),
+        FeatureTap("conv_4a_ac", 192, 4),
+        FeatureTap("block35_10_ac", 320, 8),
+        FeatureTap("block17_20_ac", 1088, 16),
+        FeatureTap("conv_7b_ac", 1536, 32),
+    ),
+    fine_tune_from="block8_",
+    presets=(
+        WeightsPreset(
+            model=MODEL_NAME,
+            name="imagenet",
+            source="keras.applications release (TF-slim inception_resnet_v2_2016_08_30)",
+            description="ImageNet-1k, 80.4% top-1 (TF-slim)",
+            license="Apache-2.0",
+            top=RemoteFile(
+                KERAS_RELEASE_BASE + "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
+                "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
+                "e693bd0210a403b3192acc6073ad2e96",
+            ),
+            notop=RemoteFile(
+                KERAS_RELEASE_BASE + "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                "d19885ff4a710c122648d3b5c3b684e4",
+            ),
+            crop_pct=0.8975,
+        ),
+        WeightsPreset(
+            model=MODEL_NAME,
+            name="imagenet_ens_adv",
+            source=(
+                "timm inception_resnet_v2.tf_ens_adv_in1k (TF ens_adv_inception_resnet_v2_2017_08_18, "
+                "ensemble adversarial training), converted"
+            ),
+            description="ImageNet-1k, ensemble adversarially trained (Tramer et al. 2018)",
+            license="Apache-2.0",
+            source_format="timm",
+            hf_repo="timm/inception_resnet_v2.tf_ens_adv_in1k",
+            revision="main",
+            crop_pct=0.8975,
+        ),
+    ),
+    timm_classifier="classif",
+    timm_key_prefixes=("conv2d_1a.", "repeat.", "classif."),
+    slim_scope="InceptionResnetV2",
+    slim_conv2d_1x1=True,
+))

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from keras_inception.blocks import (
+from keras_inception.models.blocks import (
     AVG_POOL,
     MAX_POOL,
     Split,
@@ -14,7 +14,8 @@ from keras_inception.blocks import (
     reduction_a,
     stem_convs,
 )
-from keras_inception.models.base import BUILDER_ARGS_DOC, build_model
+from keras_inception.models.builder import build_model, document_builder
+from keras_inception.registry import FeatureTap, ModelSpec, WeightsPreset, get_spec, register_model
 
 MODEL_NAME = "inception_v4"
 
@@ -67,6 +68,7 @@ def inception_v4_body(x, drop_path_rate: float = 0.0):
     return x
 
 
+@document_builder
 def InceptionV4(
     include_top: bool = True,
     weights: Any = "imagenet",
@@ -92,11 +94,43 @@ def InceptionV4(
     connections, so `drop_path_rate` must stay 0.0.
     """
     return build_model(
-        MODEL_NAME, inception_v4_body, include_top=include_top, weights=weights,
+        get_spec(MODEL_NAME), inception_v4_body, include_top=include_top, weights=weights,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name, dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate, include_preprocessing=include_preprocessing,
     )
 
 
-InceptionV4.__doc__ += BUILDER_ARGS_DOC
+SPEC = register_model(ModelSpec(
+    name=MODEL_NAME,
+    builder=InceptionV4,
+    title="Inception-v4",
+    signature=("conv_2b", "mixed_3a", "mixed_5a", "mixed_7d"),
+    # timm's feature_info: a converted timm checkpoint gives timm's feature maps.
+    feature_taps=(
+        FeatureTap("conv_2b_ac", 64, 2),
+        FeatureTap("mixed_3a", 160, 4),
+        FeatureTap("mixed_5e", 384, 8),
+        FeatureTap("mixed_6h", 1024, 16),
+        FeatureTap("mixed_7d", 1536, 32),
+    ),
+    fine_tune_from="mixed_7b",
+    presets=(
+        WeightsPreset(
+            model=MODEL_NAME,
+            name="imagenet",
+            source="timm inception_v4.tf_in1k (TF-slim inception_v4_2016_09_09), converted",
+            description="ImageNet-1k, 80.1% top-1 (timm), 80.2% (TF-slim)",
+            license="Apache-2.0",
+            source_format="timm",
+            hf_repo="timm/inception_v4.tf_in1k",
+            revision="main",
+            crop_pct=0.875,
+        ),
+    ),
+    timm_classifier="last_linear",
+    timm_key_prefixes=("features.", "last_linear."),
+    timm_sequential=True,
+    slim_scope="InceptionV4",
+    slim_conv_0a_blocks=("mixed_3a",),
+))

@@ -1,11 +1,10 @@
 """Presets converted from timm checkpoints on the Hugging Face hub.
 
-`fetch_converted(entry, include_top)` returns a Keras `.weights.h5` file in
-`weights.cache_dir()`. The first call downloads the preset's `model.safetensors` with
-`huggingface_hub.hf_hub_download` (which honours `HF_HUB_OFFLINE`, `HF_HUB_CACHE` /
-`HF_HOME` and an already populated Hugging Face cache), converts it with
-`convert.load_timm_weights`, verifies the written file and moves it into place;
-later calls use the cached file directly.
+`load_converted(model, preset, include_top)` fills the caller's model. The first
+call downloads the preset's `model.safetensors` with `huggingface_hub.hf_hub_download`
+(which honours `HF_HUB_OFFLINE`, `HF_HUB_CACHE` / `HF_HOME` and an already populated
+Hugging Face cache) and converts it into the model with the strict timm converter;
+`presets.converted` caches and verifies the result.
 """
 
 from __future__ import annotations
@@ -14,7 +13,12 @@ import os
 import socket
 import urllib.parse
 
-from keras_inception import weights as weights_lib
+import keras
+
+from keras_inception.convert import load_timm_weights
+from keras_inception.presets.converted import converted_path, load_or_convert
+from keras_inception.presets.fetch import DOWNLOAD_TIMEOUT, WeightsDownloadError
+from keras_inception.registry import WeightsPreset
 
 INSTALL_HINT = 'pip install "keras_inception[hub]"'
 
@@ -35,14 +39,6 @@ def _import_hub():
     return huggingface_hub
 
 
-def converted_path(entry: weights_lib.WeightsPreset, include_top: bool) -> str:
-    """Where the converted weights of `entry` are cached."""
-    suffix = "" if include_top else "_notop"
-    return os.path.join(
-        weights_lib.cache_dir(), f"{entry.model}_{entry.name}{suffix}.weights.h5"
-    )
-
-
 def _unreachable(endpoint: str) -> str | None:
     """Why `endpoint` cannot be reached (DNS, refused, timeout), or None if it can.
 
@@ -54,13 +50,13 @@ def _unreachable(endpoint: str) -> str | None:
     url = urllib.parse.urlsplit(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        with socket.create_connection((url.hostname, port), timeout=weights_lib.DOWNLOAD_TIMEOUT):
+        with socket.create_connection((url.hostname, port), timeout=DOWNLOAD_TIMEOUT):
             return None
     except OSError as e:
         return f"{type(e).__name__}: {e}"
 
 
-def download_state_file(entry: weights_lib.WeightsPreset) -> str:
+def download_state_file(entry: WeightsPreset) -> str:
     """Local path of the preset's timm file, from the Hugging Face cache or the hub."""
     hub = _import_hub()
     from huggingface_hub import constants
@@ -75,12 +71,12 @@ def download_state_file(entry: weights_lib.WeightsPreset) -> str:
             reason = _unreachable(constants.ENDPOINT)
             if reason is not None:
                 raise ConnectionError(f"{constants.ENDPOINT} is unreachable ({reason})")
-        return hub.hf_hub_download(**request, etag_timeout=weights_lib.DOWNLOAD_TIMEOUT)
+        return hub.hf_hub_download(**request, etag_timeout=DOWNLOAD_TIMEOUT)
     except Exception as e:
         cache = constants.HF_HUB_CACHE
         folder = "models--" + entry.hf_repo.replace("/", "--")
         offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
-        raise weights_lib.WeightsDownloadError(
+        raise WeightsDownloadError(
             f"Could not get {entry.hf_filename} of {entry.hf_repo} (revision "
             f"{entry.revision}) from the Hugging Face hub or its cache{offline}: "
             f"{type(e).__name__}: {e} Without network access, fill the Hugging Face cache "
@@ -91,25 +87,14 @@ def download_state_file(entry: weights_lib.WeightsPreset) -> str:
         ) from None
 
 
-def fetch_converted(entry: weights_lib.WeightsPreset, include_top: bool) -> str:
-    """Path of the converted `.weights.h5` of a timm preset, converting it once."""
-    from keras_inception.convert import load_timm_weights, save_weights_verified
-    from keras_inception.models import get_builder
+def load_converted(model: keras.Model, entry: WeightsPreset, include_top: bool) -> str:
+    """Fills `model` with the timm preset `entry` (converted once, then cached); returns the file."""
 
-    target = converted_path(entry, include_top)
-    if os.path.isfile(target):
-        return target
-    state_file = download_state_file(entry)  # checks the optional dependencies first
-    from safetensors.numpy import load_file
+    def convert(model: keras.Model) -> str:
+        state_file = download_state_file(entry)  # checks the optional dependencies first
+        from safetensors.numpy import load_file
 
-    state = load_file(state_file)
-    builder = get_builder(entry.model)
+        load_timm_weights(model, load_file(state_file))
+        return f"{entry.hf_repo}/{entry.hf_filename}"
 
-    def fresh():
-        # Same architecture as the user's model; without the head the classifier
-        # tensors are ignored by the converter.
-        return builder(include_top=include_top, weights=None, classes=entry.classes)
-
-    model = fresh()
-    load_timm_weights(model, state)
-    return save_weights_verified(model, target, fresh)
+    return load_or_convert(model, entry, include_top, convert)

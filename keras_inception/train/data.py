@@ -12,8 +12,9 @@ Sources (`load_data(source)`):
 Folder images are checked once before training: files that cannot be decoded are
 left out with a single `CorruptImageWarning` that counts and names them, so that no
 epoch stops on a bad file. The pipeline (`make_pipeline`) runs in tf.data, outside
-the model: decode, random resized crop + flip (training) or center crop with the
-model's crop_pct (evaluation), scaling to [-1, 1], batching, caching, prefetching.
+the model: decode, random resized crop + flip (training) or the package's evaluation
+transform with the model's crop_pct (`preprocessing.center_crop_tf`), the package's
+scaling to [-1, 1] (`preprocessing.tf_preprocess`), batching, caching, prefetching.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import warnings
 from importlib import resources
 
 import tensorflow as tf
+
+from keras_inception.preprocessing import DEFAULT_CROP_PCT, center_crop_tf, tf_preprocess
 
 SAMPLE_NAME = "flowers_sample"
 TFDS_PREFIX = "tfds:"
@@ -310,18 +313,6 @@ def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tens
     return tf.image.resize(image, (size, size), method="bilinear")
 
 
-def center_crop(image: tf.Tensor, size: int, crop_pct: float) -> tf.Tensor:
-    """Resize the short side to `size / crop_pct` (bicubic), then crop the center
-    `size x size`: the evaluation transform of `keras_inception.images.load_image`."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.round(size / crop_pct) / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
-    image = tf.image.resize(image, new, method="bicubic")
-    top = (new[0] - size) // 2
-    left = (new[1] - size) // 2
-    return tf.clip_by_value(image[top:top + size, left:left + size], 0.0, 255.0)
-
-
 def make_pipeline(
     ds: tf.data.Dataset,
     *,
@@ -329,7 +320,7 @@ def make_pipeline(
     num_classes: int,
     batch_size: int,
     training: bool,
-    crop_pct: float = 0.875,
+    crop_pct: float = DEFAULT_CROP_PCT,
     cache: bool = True,
     shuffle_buffer: int = 1024,
     seed: int | None = 0,
@@ -347,10 +338,9 @@ def make_pipeline(
         raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
 
     def finish(image, label):
-        # `imagenet.preprocess_input`'s scaling, in TensorFlow ops: tf.data runs
-        # TensorFlow whatever the Keras backend (keras.ops would be JAX's on JAX).
-        image = tf.cast(image, tf.float32) / 127.5 - 1.0
-        image = tf.ensure_shape(image, (image_size, image_size, 3))
+        # The package's one scaling, in TensorFlow ops: tf.data runs TensorFlow whatever
+        # the Keras backend (keras.ops would be JAX's on JAX).
+        image = tf.ensure_shape(tf_preprocess(image), (image_size, image_size, 3))
         return image, tf.one_hot(label, num_classes)
 
     if training:
@@ -370,8 +360,9 @@ def make_pipeline(
 
         ds = tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=AUTOTUNE)
     else:
-        ds = ds.map(lambda image, label: finish(center_crop(image, image_size, crop_pct), label),
-                    num_parallel_calls=AUTOTUNE)
+        ds = ds.map(
+            lambda image, label: finish(center_crop_tf(image, image_size, crop_pct), label),
+            num_parallel_calls=AUTOTUNE)
         if cache:
             ds = ds.cache()
     # Under tf.distribute, each worker keeps its share of the batches (DATA policy): a

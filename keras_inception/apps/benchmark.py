@@ -9,14 +9,13 @@ compilation) is timed apart and reported as `compile_s`.
 Candidates: our `MODEL` for each requested model, `keras_apps_ir_v2`
 (keras.applications.InceptionResNetV2, the reference), and optionally
 `MODEL+fold_bn` (inference with BatchNorm folded into the convolutions, see
-`keras_inception.inference.fuse_batchnorm`) and `MODEL+remat` (training with
+`keras_inception.export.fold_bn.fuse_batchnorm`) and `MODEL+remat` (training with
 `keras.RematScope("activations")`).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import resource
@@ -31,6 +30,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_inception import files
 from keras_inception.models import get_builder
 
 REFERENCE = "keras_apps_ir_v2"
@@ -212,7 +212,7 @@ def build_candidates(
     for name in models:
         candidates[name] = (ours(name), MODES)
         if fold_bn:
-            from keras_inception.inference import fuse_batchnorm
+            from keras_inception.export.fold_bn import fuse_batchnorm
 
             candidates[f"{name}+fold_bn"] = (
                 lambda n=name: fuse_batchnorm(ours(n)()), ("inference",))
@@ -352,22 +352,17 @@ def append_results(path: str, section: str) -> None:
     """Appends `section` to the Markdown file `path` (written whole, then moved into place)."""
     existing = ""
     if os.path.exists(path):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             existing = f.read()
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(existing.rstrip("\n") + "\n\n" + section if existing else section)
-    os.replace(tmp, path)
+    files.write_text_atomic(
+        path, existing.rstrip("\n") + "\n\n" + section if existing else section)
 
 
 def write_json(path: str, results: Sequence[Measurement]) -> None:
-    """Writes machine, measurements and ratios as JSON (to a temporary file first)."""
+    """Writes machine, measurements and ratios as JSON (written whole, then moved into place)."""
     payload = {"machine": machine_description(), "argv": sys.argv,
                "results": [asdict(m) for m in results], "ratios": ratio_rows(results)}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    files.write_json_atomic(path, payload)
 
 
 def main_from_args(args) -> int:

@@ -111,7 +111,8 @@ def inception_resnet_block(
     """Inception-ResNet block: `activation(x + scale * up(concat(branches(x))))`.
 
     Layers: `{name}_mixed` (concat), `{name}_conv` (1x1 up-projection with bias, no
-    BN), `{name}` (the ScaledResidual sum), matching keras.applications' names.
+    BN), `{name}` (the ScaledResidual sum) and `{name}_ac` (the activation, absent
+    from a linear block), with keras.applications' names.
     """
     mixed = layers.Concatenate(axis=channel_axis(), name=f"{name}_mixed")(
         inception_branches(x, branches, name)
@@ -119,9 +120,10 @@ def inception_resnet_block(
     up = conv2d_bn(
         mixed, x.shape[channel_axis()], 1, activation=None, use_bias=True, name=f"{name}_conv"
     )
-    return ScaledResidual(scale, activation=activation, drop_path_rate=drop_path_rate, name=name)(
-        [x, up]
-    )
+    x = ScaledResidual(scale, activation=None, drop_path_rate=drop_path_rate, name=name)([x, up])
+    if activation is None:
+        return x
+    return layers.Activation(activation, name=f"{name}_ac")(x)
 
 
 def residual_stage(

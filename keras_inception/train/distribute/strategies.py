@@ -1,9 +1,4 @@
-"""Training on several devices or machines with the backends' own engines.
-
-`resolve(strategy)` turns a strategy name (or an existing strategy object) into a
-`Distribution`: the engine's object, its scope, the number of replicas and whether
-this process is the chief. `keras_inception.training.train` and
-`keras-inception train --strategy NAME` use it.
+"""Strategy names -> the backends' engines: `resolve` and the `Distribution` it returns.
 
 Names (`STRATEGIES`):
 
@@ -20,146 +15,33 @@ Names (`STRATEGIES`):
 * `auto` (default): `multi_worker` when `TF_CONFIG` describes more than one task,
   else `mirrored` when there is more than one accelerator, else `none`.
 
-Batch and learning rate: the batch size of a run is per replica, so the global batch
-is `batch_size x replicas`. The recipes' learning rates are tuned for one replica's
-batch; with N replicas they are scaled by the recipe's rule (`SCALING_RULES`):
-linearly (x N, Goyal et al. 2017, "Accurate, Large Minibatch SGD") for the `paper`
-recipe's RMSprop with momentum, and by the square root (x sqrt(N), the rule for
-adaptive optimizers, Malladi et al. 2022) for the `transfer` recipe's Adam.
-
 Keras 3 with `MultiWorkerMirroredStrategy`: `model.fit` of Keras 3.15 fails with it
 (keras-team/keras#20585, tensorflow/tensorflow#72388) because it asks the strategy
 for two reductions that TensorFlow's collective implementation does not do: a
 `reduce` of the nested `(x, y)` sample batch it builds the model from ("Attempt to
 convert a value (PerReplica...) to a Tensor"), and a `reduce(..., axis=0)` of the
 scalar metric values of each step ("Invalid reduction dimension 0 for input with 0
-dimensions"). `MultiWorkerMirroredStrategy` below is the TensorFlow strategy with
-those two reductions done tensor by tensor; everything else (all-reduce of the
-gradients, variable initialization, input sharding) is TensorFlow's own.
+dimensions"). `multi_worker_strategy()` returns a subclass of the TensorFlow strategy
+with those two reductions done tensor by tensor (public `tf.distribute` API only);
+everything else (all-reduce of the gradients, variable initialization, input
+sharding) is TensorFlow's own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
 import os
-import re
-import tempfile
 from typing import Any
 
 import keras
 
-STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
-# How the recipes' learning rates follow the number of replicas (see the module docstring).
-SCALING_RULES = {"paper": "linear", "transfer": "sqrt"}
-TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-    '"task": {"type": "worker", "index": 0}}'
+from keras_inception.train.config import STRATEGIES
+from keras_inception.train.distribute.tf_config import (
+    TF_CONFIG_EXAMPLE,
+    num_tasks,
+    parse_tf_config,
 )
-# Task types of TF_CONFIG that synchronous multi-worker training can use.
-_SYNC_TASK_TYPES = ("chief", "worker")
-_ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:(\d{1,5})$")
-
-
-# --- TF_CONFIG -----------------------------------------------------------------------
-
-
-def parse_tf_config(text: str | None = None) -> dict[str, Any] | None:
-    """The validated `TF_CONFIG` (the environment variable when `text` is None).
-
-    Returns None when it is unset or empty, else `{"cluster": {job: [address]},
-    "task": {"type": str, "index": int}}`. Only the synchronous task types `chief`
-    (at most one) and `worker` are accepted: Keras 3 has no parameter-server
-    training and no side-car evaluator, so a `ps` or `evaluator` task is an error.
-
-    Raises:
-        ValueError: not JSON, a missing or malformed `cluster` or `task`, a task
-            that is not in the cluster, or an address that is not `host:port`.
-    """
-    if text is None:
-        text = os.environ.get("TF_CONFIG", "")
-    if not text.strip():
-        return None
-
-    def fail(problem: str) -> ValueError:
-        return ValueError(
-            f"TF_CONFIG {problem}; received TF_CONFIG={text!r}. Expected e.g. {TF_CONFIG_EXAMPLE}."
-        )
-
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise fail(f"is not valid JSON ({e.msg} at character {e.pos})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not config[
-        "cluster"
-    ]:
-        raise fail('needs a "cluster" object mapping task types to address lists')
-    cluster = config["cluster"]
-    for job, addresses in cluster.items():
-        if job in ("ps", "evaluator"):
-            raise fail(
-                f'has a "{job}" task: parameter-server training and side-car evaluation '
-                "are not supported by Keras 3; use only \"chief\" and \"worker\" tasks"
-            )
-        if job not in _SYNC_TASK_TYPES:
-            raise fail(f'has an unknown task type "{job}" (allowed: {", ".join(_SYNC_TASK_TYPES)})')
-        if not isinstance(addresses, list) or not addresses:
-            raise fail(f'must list the addresses of "{job}" as a non-empty list')
-        for address in addresses:
-            match = _ADDRESS.match(address) if isinstance(address, str) else None
-            if not match or not 0 < int(match.group(1)) < 65536:
-                raise fail(f'has the address {address!r} for "{job}", which is not "host:port"')
-    if len(cluster.get("chief", [])) > 1:
-        raise fail('lists more than one "chief"')
-    task = config.get("task")
-    if not isinstance(task, dict) or "type" not in task or "index" not in task:
-        raise fail('needs a "task" object with "type" and "index"')
-    kind, index = task["type"], task["index"]
-    if kind not in cluster:
-        raise fail(f'has task type "{kind}", which is not in the cluster ({", ".join(cluster)})')
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(
-        cluster[kind]
-    ):
-        raise fail(f'has task index {index!r}, not in 0..{len(cluster[kind]) - 1} for "{kind}"')
-    return {"cluster": cluster, "task": {"type": kind, "index": index}}
-
-
-def num_tasks(tf_config: dict[str, Any] | None) -> int:
-    """The number of processes a (parsed) `TF_CONFIG` describes (1 without one)."""
-    if not tf_config:
-        return 1
-    return sum(len(addresses) for addresses in tf_config["cluster"].values())
-
-
-def is_chief_task(tf_config: dict[str, Any] | None) -> bool:
-    """TensorFlow's rule: the `chief` task if there is one, else worker 0."""
-    if not tf_config:
-        return True
-    task = tf_config["task"]
-    if "chief" in tf_config["cluster"]:
-        return task["type"] == "chief"
-    return task["type"] == "worker" and task["index"] == 0
-
-
-# --- the learning rate ----------------------------------------------------------------
-
-
-def scaled_learning_rate(learning_rate: float, replicas: int, rule: str) -> float:
-    """`learning_rate` (tuned for one replica's batch) for `replicas` replicas.
-
-    `rule` is "linear" (x replicas), "sqrt" (x sqrt(replicas)) or "none".
-    """
-    if not isinstance(replicas, int) or replicas < 1:
-        raise ValueError(f"`replicas` must be a positive integer; received replicas={replicas!r}.")
-    factors = {"linear": float(replicas), "sqrt": math.sqrt(replicas), "none": 1.0}
-    if rule not in factors:
-        raise ValueError(f"`rule` must be one of {tuple(factors)}; received rule={rule!r}.")
-    return learning_rate * factors[rule]
-
-
-# --- strategies -----------------------------------------------------------------------
 
 
 def _tf():
@@ -168,7 +50,11 @@ def _tf():
     return tf
 
 
+# --- the engines --------------------------------------------------------------------------
+
+
 def _multi_worker_strategy_class():
+    """The workaround class (see the module docstring), defined once TensorFlow is imported."""
     tf = _tf()
 
     class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -193,7 +79,8 @@ def _multi_worker_strategy_class():
 
 
 def multi_worker_strategy(tf_config: dict[str, Any] | None = None):
-    """The `MultiWorkerMirroredStrategy` of the cluster in `TF_CONFIG`.
+    """The `MultiWorkerMirroredStrategy` of the cluster in `TF_CONFIG` (with the reductions
+    Keras 3 needs, see the module docstring).
 
     It must be created before TensorFlow runs anything else in the process (the
     collective ops are configured at start-up), which `resolve` does first thing.
@@ -220,7 +107,8 @@ def multi_worker_strategy(tf_config: dict[str, Any] | None = None):
         ) from None
 
 
-def _mirrored_strategy():
+def mirrored_strategy():
+    """`tf.distribute.MirroredStrategy` over every GPU, else every logical CPU device."""
     tf = _tf()
     gpus = tf.config.list_logical_devices("GPU")
     # Without GPUs, the logical CPU devices the user configured (one by default).
@@ -228,7 +116,8 @@ def _mirrored_strategy():
     return tf.distribute.MirroredStrategy(devices)
 
 
-def _tpu_strategy():
+def tpu_strategy():
+    """`tf.distribute.TPUStrategy` on the TPU of `TPU_NAME`, or the TPU VM's own TPU."""
     tf = _tf()
     name = os.environ.get("TPU_NAME", "")
     on_tpu_vm = any(os.path.exists(p) for p in ("/dev/accel0", "/dev/vfio/0"))
@@ -245,6 +134,9 @@ def _tpu_strategy():
         raise RuntimeError(f"strategy='tpu' could not connect to the TPU {name or 'local'!r}: "
                            f"{e}") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+# --- Distribution ----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -329,6 +221,9 @@ def _tf_distribution(name: str, strategy: Any) -> Distribution:
                         bool(strategy.extended.should_checkpoint))
 
 
+# --- resolve -----------------------------------------------------------------------------------
+
+
 def resolve(strategy: Any = "auto") -> Distribution:
     """A `Distribution` from a name of `STRATEGIES`, a `tf.distribute.Strategy`, a
     `keras.distribution.Distribution`, a `Distribution` or None (= "auto").
@@ -343,25 +238,7 @@ def resolve(strategy: Any = "auto") -> Distribution:
     if strategy is None:
         strategy = "auto"
     if not isinstance(strategy, str):
-        if hasattr(strategy, "num_replicas_in_sync"):
-            multi = type(strategy).__name__.startswith(("MultiWorker", "CollectiveAllReduce"))
-            if multi and type(strategy).__module__.startswith("tensorflow") and num_tasks(
-                    {"cluster": strategy.cluster_resolver.cluster_spec().as_dict()}) > 1:
-                raise ValueError(
-                    "Keras 3's fit fails with TensorFlow's own MultiWorkerMirroredStrategy "
-                    "(keras-team/keras#20585): pass strategy='multi_worker' or "
-                    "keras_inception.distribute.multi_worker_strategy() instead of "
-                    f"{type(strategy).__name__}."
-                )
-            return _tf_distribution("multi_worker" if multi else "mirrored", strategy)
-        if isinstance(strategy, keras.distribution.Distribution):
-            replicas = int(strategy.device_mesh.devices.size)
-            return Distribution("mirrored", strategy, replicas, True)
-        raise ValueError(
-            "`strategy` must be one of "
-            f"{STRATEGIES}, a tf.distribute.Strategy or a keras.distribution.Distribution; "
-            f"received strategy={strategy!r}."
-        )
+        return _from_object(strategy)
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}; received strategy={strategy!r}.")
     backend = keras.backend.backend()
@@ -374,6 +251,28 @@ def resolve(strategy: Any = "auto") -> Distribution:
     raise ValueError(
         f"strategy={strategy!r} needs the TensorFlow or JAX backend; the {backend} backend "
         "trains on one device here (strategy='none')."
+    )
+
+
+def _from_object(strategy: Any) -> Distribution:
+    if hasattr(strategy, "num_replicas_in_sync"):
+        multi = type(strategy).__name__.startswith(("MultiWorker", "CollectiveAllReduce"))
+        if multi and type(strategy).__module__.startswith("tensorflow") and num_tasks(
+                {"cluster": strategy.cluster_resolver.cluster_spec().as_dict()}) > 1:
+            raise ValueError(
+                "Keras 3's fit fails with TensorFlow's own MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585): pass strategy='multi_worker' or "
+                "keras_inception.train.distribute.multi_worker_strategy() instead of "
+                f"{type(strategy).__name__}."
+            )
+        return _tf_distribution("multi_worker" if multi else "mirrored", strategy)
+    if isinstance(strategy, keras.distribution.Distribution):
+        replicas = int(strategy.device_mesh.devices.size)
+        return Distribution("mirrored", strategy, replicas, True)
+    raise ValueError(
+        "`strategy` must be one of "
+        f"{STRATEGIES}, a tf.distribute.Strategy or a keras.distribution.Distribution; "
+        f"received strategy={strategy!r}."
     )
 
 
@@ -390,8 +289,8 @@ def _resolve_tensorflow(name: str) -> Distribution:
     if name == "multi_worker":
         return _tf_distribution(name, multi_worker_strategy(tf_config))
     if name == "tpu":
-        return _tf_distribution(name, _tpu_strategy())
-    return _tf_distribution(name, _mirrored_strategy())
+        return _tf_distribution(name, tpu_strategy())
+    return _tf_distribution(name, mirrored_strategy())
 
 
 def _resolve_jax(name: str) -> Distribution:
@@ -411,44 +310,10 @@ def _resolve_jax(name: str) -> Distribution:
     return Distribution("tpu" if name == "tpu" else "mirrored", engine, len(devices), True)
 
 
-# --- checkpoints of multi-worker runs -------------------------------------------------------
-
-
-class RestoreFromChief(keras.callbacks.Callback):
-    """Restores a non-chief worker from the chief's `BackupAndRestore` folder.
-
-    The weights are the same on every worker of a synchronous run, so the chief's
-    backup is every worker's backup; reading it (rather than a backup of one's own)
-    guarantees that all workers resume at the same epoch.
-    """
-
-    def __init__(self, backup_dir: str) -> None:
-        super().__init__()
-        self.reader = keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.reader.set_model(self.model)
-        self.reader.on_train_begin(logs)
-
-
-def backup_callbacks(backup_dir: str, chief: bool) -> list:
-    """`BackupAndRestore` for one process: the chief writes `backup_dir`; another worker
-    restores from it and writes its own backup to a private temporary folder (deleted
-    at the end of training), as TensorFlow's multi-worker protocol has it.
-    """
-    if chief:
-        return [keras.callbacks.BackupAndRestore(backup_dir)]
-    private = tempfile.mkdtemp(prefix="keras-inception-worker-backup-")
-    return [RestoreFromChief(backup_dir), keras.callbacks.BackupAndRestore(private)]
-
-
-def resume_point(done_path: str, backup_dir: str) -> int:
-    """Where a stage would start from the files in the output folder: -1 when it is
-    finished (`done_path` exists), else the epochs its backup has done (0: none)."""
-    if os.path.isfile(done_path):
-        return -1
-    try:
-        with open(os.path.join(backup_dir, "training_metadata.json")) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
+__all__ = [
+    "Distribution",
+    "mirrored_strategy",
+    "multi_worker_strategy",
+    "resolve",
+    "tpu_strategy",
+]

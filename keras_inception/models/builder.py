@@ -9,7 +9,9 @@ from typing import Any
 import keras
 from keras import layers
 
-from keras_inception import weights as weights_lib
+from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
+from keras_inception.presets.loader import load_preset, load_weights_file
+from keras_inception.registry import ModelSpec, known_preset_names, unavailable_reason
 
 DEFAULT_SIZE = 299
 MIN_SIZE = 75
@@ -20,22 +22,23 @@ def _is_path_like(value: Any) -> bool:
     if isinstance(value, os.PathLike):
         return True
     return isinstance(value, str) and (
-        os.sep in value or value.endswith((".h5", ".hdf5", ".keras", ".weights.h5"))
+        os.sep in value or value.endswith((".h5", ".hdf5", ".keras", ".weights.h5", ".pt", ".pth"))
     )
 
 
-def validate_weights(model_name: str, weights: Any) -> str | None:
+def validate_weights(spec: ModelSpec, weights: Any) -> str | None:
     """Returns the preset name, `None` for random init, or raises; files are checked."""
     if weights is None:
         return None
-    presets = weights_lib.preset_names(model_name)
+    model_name = spec.name
+    presets = spec.preset_names
     if isinstance(weights, str) and weights in presets:
         return weights
     if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
         return None
-    if weights == "imagenet" or (isinstance(weights, str) and weights in weights_lib.KNOWN_PRESETS):
+    if isinstance(weights, str) and weights in known_preset_names():
         raise ValueError(
-            f"{weights_lib.unavailable_reason(model_name, weights)} Received weights={weights!r}; "
+            f"{unavailable_reason(spec, weights)} Received weights={weights!r}; "
             f"allowed for {model_name}: None, {', '.join(map(repr, presets)) or 'no presets'}, "
             "or the path to a weights file."
         )
@@ -51,7 +54,7 @@ def validate_weights(model_name: str, weights: Any) -> str | None:
     )
 
 
-def _check_rate(name: str, value: Any) -> float:
+def check_rate(name: str, value: Any) -> float:
     try:
         rate = float(value)
     except (TypeError, ValueError):
@@ -125,7 +128,7 @@ def resolve_input_shape(
 
 
 def validate_arguments(
-    model_name: str,
+    spec: ModelSpec,
     *,
     include_top: bool,
     weights: Any,
@@ -138,7 +141,7 @@ def validate_arguments(
     drop_path_rate: Any,
 ) -> tuple[str | None, tuple]:
     """Checks every builder argument up front; returns (preset, input_shape)."""
-    preset = validate_weights(model_name, weights)
+    preset = validate_weights(spec, weights)
     if pooling not in POOLING_MODES:
         raise ValueError(
             f"`pooling` must be one of {POOLING_MODES}; received pooling={pooling!r}."
@@ -147,7 +150,7 @@ def validate_arguments(
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
             raise ValueError(f"`classes` must be a positive integer; received classes={classes!r}.")
         if preset is not None:
-            expected = weights_lib.get_preset(model_name, preset).classes
+            expected = spec.preset(preset).classes
             if classes != expected:
                 raise ValueError(
                     f"With weights={preset!r} and include_top=True, `classes` must be {expected}; "
@@ -159,15 +162,17 @@ def validate_arguments(
                     "With pretrained weights, `classifier_activation` must be None or 'softmax'; "
                     f"received classifier_activation={classifier_activation!r}."
                 )
-    if input_tensor is not None and not (
-        keras.utils.is_keras_tensor(input_tensor) or keras.ops.is_tensor(input_tensor)
-    ):
+    if input_tensor is not None and not keras.utils.is_keras_tensor(input_tensor):
+        # keras.applications refuses these too in Keras 3 (Input(tensor=...) takes only
+        # symbolic tensors); say what works instead of failing inside Keras.
         raise ValueError(
-            "`input_tensor` must be a Keras tensor (e.g. from keras.Input) or a backend tensor; "
-            f"received input_tensor of type {type(input_tensor).__name__}."
+            "`input_tensor` must be a symbolic Keras tensor (from keras.Input() or a Keras "
+            f"layer); received input_tensor of type {type(input_tensor).__name__}. To run the "
+            "network on a backend tensor or array, build it with "
+            "input_shape=tensor.shape[1:] and call it: model(tensor)."
         )
-    _check_rate("dropout_rate", dropout_rate)
-    _check_rate("drop_path_rate", drop_path_rate)
+    check_rate("dropout_rate", dropout_rate)
+    check_rate("drop_path_rate", drop_path_rate)
     shape = resolve_input_shape(
         input_shape=input_shape, input_tensor=input_tensor, include_top=include_top, preset=preset
     )
@@ -175,7 +180,7 @@ def validate_arguments(
 
 
 def build_model(
-    model_name: str,
+    spec: ModelSpec,
     body: Callable[..., Any],
     *,
     include_top: bool,
@@ -192,7 +197,7 @@ def build_model(
 ) -> keras.Model:
     """Validates, builds `body(x, drop_path_rate=...)`, adds the head, loads weights."""
     preset, shape = validate_arguments(
-        model_name,
+        spec,
         include_top=include_top,
         weights=weights,
         input_tensor=input_tensor,
@@ -203,17 +208,11 @@ def build_model(
         dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate,
     )
-    if input_tensor is None:
-        img_input = layers.Input(shape=shape, name="input_layer")
-    elif keras.utils.is_keras_tensor(input_tensor):
-        img_input = input_tensor
-    else:
-        img_input = layers.Input(tensor=input_tensor, shape=shape)
-
+    img_input = layers.Input(shape=shape, name="input_layer")
     x = img_input
     if include_preprocessing:
         # Raw 0-255 RGB -> [-1, 1], the "tf" mode of preprocess_input.
-        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocessing")(x)
+        x = layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="preprocessing")(x)
     x = body(x, drop_path_rate=float(drop_path_rate))
 
     if include_top:
@@ -229,26 +228,33 @@ def build_model(
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
-    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = keras.Model(inputs, x, name=name)
-
+    model = keras.Model(img_input, x, name=name)
     if preset is not None:
-        path = weights_lib.fetch_weights(model_name, preset, include_top=include_top)
-        weights_lib.load_weights_file(model, path)
+        load_preset(model, spec, preset, include_top=include_top)
     elif weights is not None:
-        weights_lib.load_weights_file(model, weights)
-    return model
+        load_weights_file(model, weights)
+    if input_tensor is None:
+        return model
+    # On a given tensor the network is one nested layer (named `name`) of a model from
+    # the tensor's source inputs, so several networks can share one input (an
+    # ensemble) although their layer names repeat; `model.get_layer(name)` is it.
+    return keras.Model(
+        keras.utils.get_source_inputs(input_tensor), model(input_tensor), name=name
+    )
 
 
-BUILDER_ARGS_DOC = """
+_BUILDER_ARGS_DOC = """
     Args:
         include_top: whether to include the classification head (global average
             pooling, dropout, `Dense(classes)`).
         weights: `None` (random initialization), a preset name such as
             `"imagenet"` (see `keras_inception.list_weights()`), or the path to a
             weights file (`.weights.h5`, a legacy `.h5`, or a `.keras` file).
-        input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
-            the image input.
+        input_tensor: optional symbolic Keras tensor (output of `keras.Input()` or
+            of a layer) to use as the image input. The returned model then goes
+            from the tensor's source inputs to the network's output and holds the
+            network as one nested layer named `name` (`model.get_layer(name)`),
+            so several networks can share one input, as in the paper's ensemble.
         input_shape: optional `(height, width, channels)` tuple. Defaults to
             `(299, 299, 3)` with the head and `(None, None, 3)` without. Height and
             width must be at least 75; pretrained weights need 3 channels, and
@@ -270,3 +276,13 @@ BUILDER_ARGS_DOC = """
     Returns:
         A `keras.Model`. Its outputs are float32 under mixed-precision policies.
 """
+
+
+def document_builder(builder: Callable[..., Any]) -> Callable[..., Any]:
+    """Appends the arguments shared by every builder to its docstring.
+
+    Docstrings are None under `python -OO`: then there is nothing to extend.
+    """
+    if builder.__doc__ is not None:
+        builder.__doc__ += _BUILDER_ARGS_DOC
+    return builder

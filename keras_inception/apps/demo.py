@@ -27,10 +27,10 @@ def quick_mode() -> bool:
 
 def imagenet_available() -> tuple[bool, str]:
     """Whether the ImageNet notop weights of IR-v2 can be had (cache or download), and why not."""
-    from keras_inception.weights import WeightsDownloadError, fetch_weights
+    from keras_inception.presets import WeightsDownloadError, download, get_preset
 
     try:
-        fetch_weights(MODEL, "imagenet", include_top=False)
+        download(get_preset(MODEL, "imagenet").file_for(include_top=False))
     except (WeightsDownloadError, ValueError) as e:
         return False, str(e).splitlines()[0]
     return True, ""
@@ -38,7 +38,7 @@ def imagenet_available() -> tuple[bool, str]:
 
 def demo_config(out: str, quick: bool, pretrained: bool, weights_file: str | None = None):
     """The demo's `TrainConfig`: transfer with ImageNet weights, from scratch without."""
-    from keras_inception.training import TrainConfig
+    from keras_inception.train.config import TrainConfig
 
     if quick:
         return TrainConfig(
@@ -55,25 +55,20 @@ def demo_config(out: str, quick: bool, pretrained: bool, weights_file: str | Non
 
 def random_base_file(folder: str) -> str:
     """A randomly initialized IR-v2 base saved as weights (quick mode, offline)."""
-    from keras_inception.models import get_builder
+    from keras_inception.registry import get_spec
 
     path = os.path.join(folder, "random_base.weights.h5")
-    get_builder(MODEL)(include_top=False, weights=None, input_shape=(75, 75, 3),
+    get_spec(MODEL).builder(include_top=False, weights=None, input_shape=(75, 75, 3),
                        pooling="avg").save_weights(path)
     return path
 
 
-def export_model(report: dict, out: str) -> str | None:
-    """Writes `model.tflite` (int8 when the export module offers it); None if it cannot."""
+def export_model(report: dict, out: str) -> str:
+    """Writes `model_int8.tflite`, calibrated on the flowers' evaluation transform."""
     import keras
 
-    try:
-        # Single call site of the TFLite export (keras_inception.export).
-        from keras_inception.export import export_tflite
-    except ImportError:
-        print("TFLite export: keras_inception.export is not available in this version.")
-        return None
-    from keras_inception import data as data_lib
+    from keras_inception.export import export_tflite
+    from keras_inception.train import data as data_lib
 
     model = keras.saving.load_model(os.path.join(out, report["model_file"]))
     images = data_lib.load_data("flowers_sample")
@@ -92,7 +87,7 @@ def export_model(report: dict, out: str) -> str | None:
 
 def run_demo(out: str | None = None, quick: bool | None = None) -> int:
     """The main job; returns an exit code (0 when the model beats chance)."""
-    from keras_inception.training import train
+    from keras_inception.train.loop import train
 
     quick = quick_mode() if quick is None else quick
     out = out or os.environ.get(OUT_ENV) or DEFAULT_OUT

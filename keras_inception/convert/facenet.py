@@ -1,0 +1,234 @@
+"""FaceNet's original weight files -> our `FaceNet` model.
+
+* `facenet_keras.h5` (keras-facenet, a Keras 2.1.2 full model): its 21 `Lambda`
+  layers hold Python 3.6 bytecode that Keras 3 cannot load, so the file is read
+  with h5py, by layer name (`Conv2d_1a_3x3`, `Block35_1_Branch_2_Conv2d_0c_3x3`,
+  `Block8_6_Conv2d_1x1`, `Bottleneck`, `Bottleneck_BatchNorm`: TF-slim names joined
+  by `_`), never executing the stored code;
+* facenet-pytorch state dicts (`20180402-114759-vggface2.pt`, ...), module names
+  `conv2d_1a`, `repeat_1.0.branch1.0`, `block8`, `last_linear`, `last_bn` (timm's
+  convention with other stage names). A classifier head (`logits.*`, saved with
+  `classify=True`) is ignored: the embedding does not depend on it.
+
+Both go through the strict engine: every tensor used, every weight assigned, same
+shapes, else a ValueError naming the keys and the model unchanged. BatchNorm gammas
+(facenet-pytorch's BN is affine) are folded into the kernels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_inception.convert.engine import Structure, assign, key_map, plan
+from keras_inception.convert.slim import SlimDialect
+from keras_inception.convert.timm import TimmDialect
+
+KERAS_SOURCE = "facenet-keras"
+PYTORCH_SOURCE = "facenet-pytorch"
+# A layer that only FaceNet's Keras file has (its residual sums are Lambda layers).
+_KERAS_MARKER = "Block35_1_ScaleSum"
+TORCH_HINT = "pip install 'keras_inception[torch]'"
+
+
+def _family(keys: list[str], prefix: str) -> str | None:
+    return "facenet" if any(k.startswith(prefix) for k in keys) else None
+
+
+class FacenetKerasDialect(SlimDialect):
+    label = "facenet_keras.h5"
+
+    def __init__(self) -> None:
+        super().__init__(background_class=False)
+
+    def supports(self, spec):
+        return KERAS_SOURCE in spec.sources
+
+    def source_family(self, keys):
+        return _family(keys, "Block35_1_")
+
+    def _block(self, s: Structure, block: str) -> str:
+        residual = s.residual(block)
+        if residual is None:
+            return block[0].upper() + block[1:]  # mixed_6a -> Mixed_6a
+        size, n, _ = residual
+        return f"Block{size}_{n}"
+
+    def name(self, s, where):
+        kind = where[0]
+        if kind == "head":
+            return "Bottleneck"
+        if kind == "stem":
+            kh, kw = s.layers[where[1]].kernel_size
+            return f"Conv2d_{where[1][len('conv_'):]}_{kh}x{kw}"
+        if kind == "up":
+            return f"{self._block(s, where[1])}_Conv2d_1x1"
+        _, block, b, step = where
+        return f"{self._block(s, block)}_Branch_{b}_{self.conv_name(s, block, b, step)}"
+
+    def keys(self, kind, prefix):
+        if kind in ("conv_bn", "dense_bn"):
+            bn = f"{prefix}_BatchNorm"
+            return [
+                ("kernel", f"{prefix}/kernel", True),
+                ("gamma", f"{bn}/gamma", False),  # the released file has scale=False
+                ("beta", f"{bn}/beta", True),
+                ("mean", f"{bn}/moving_mean", True),
+                ("var", f"{bn}/moving_variance", True),
+            ]
+        return [("kernel", f"{prefix}/kernel", True), ("bias", f"{prefix}/bias", True)]
+
+    def source_shape(self, kind, slot, keras_shape):
+        return keras_shape
+
+    def to_keras(self, kind, slot, value):
+        return value
+
+    def ignored(self, key, spec, has_top):
+        return False
+
+
+class FacenetPytorchDialect(TimmDialect):
+    label = "facenet-pytorch"
+    residual_stages = {"35": "repeat_1", "17": "repeat_2", "8": "repeat_3"}
+
+    def supports(self, spec):
+        return PYTORCH_SOURCE in spec.sources
+
+    def source_family(self, keys):
+        return _family(keys, "repeat_1.0.")
+
+    def name(self, s, where):
+        return "last_linear" if where[0] == "head" else super().name(s, where)
+
+    def keys(self, kind, prefix):
+        if kind == "dense_bn":
+            return [
+                ("kernel", f"{prefix}.weight", True),
+                ("gamma", "last_bn.weight", True),
+                ("beta", "last_bn.bias", True),
+                ("mean", "last_bn.running_mean", True),
+                ("var", "last_bn.running_var", True),
+            ]
+        return super().keys(kind, prefix)
+
+    def source_shape(self, kind, slot, keras_shape):
+        return super().source_shape("dense" if kind == "dense_bn" else kind, slot, keras_shape)
+
+    def to_keras(self, kind, slot, value):
+        return super().to_keras("dense" if kind == "dense_bn" else kind, slot, value)
+
+    def ignored(self, key, spec, has_top):
+        return key.endswith(".num_batches_tracked") or key.startswith("logits.")
+
+
+def is_facenet_keras_h5(path: str | os.PathLike) -> bool:
+    """Whether `path` is keras-facenet's Keras 2 `facenet_keras.h5` (by its content)."""
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            config = f.attrs.get("model_config")
+            if config is None or "model_weights" not in f:
+                return False
+            if isinstance(config, bytes):
+                config = config.decode("utf-8")
+            return _KERAS_MARKER in config
+    except OSError:
+        return False
+
+
+def read_facenet_keras_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """`{"Layer/weight": array}` of a `facenet_keras.h5`, read with h5py (no code runs)."""
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"FaceNet Keras file not found: {path!r}.")
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+            if isinstance(config, bytes):
+                config = config.decode("utf-8")
+            if config is None or _KERAS_MARKER not in config or "model_weights" not in f:
+                raise ValueError(
+                    f"{path!r} is not keras-facenet's facenet_keras.h5: it has no "
+                    f"{_KERAS_MARKER} layer (a Keras 2 FaceNet Inception-ResNet-v1 full model)."
+                )
+            json.loads(config)  # a damaged config is a damaged file
+            state = {}
+            group = f["model_weights"]
+            for layer in group:
+                for name in group[layer].attrs.get("weight_names", []):
+                    name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+                    short = name.split("/")[-1].split(":")[0]
+                    state[f"{layer}/{short}"] = np.asarray(group[layer][name])
+    except (OSError, KeyError) as e:
+        raise ValueError(
+            f"Cannot read {path!r} as facenet_keras.h5 ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}): the file is truncated or damaged."
+        ) from None
+    return state
+
+
+def read_facenet_pytorch(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The state dict of a facenet-pytorch `.pt` file, as NumPy arrays (needs torch)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"facenet-pytorch file not found: {path!r}.")
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"Reading the facenet-pytorch file {path!r} needs PyTorch: {TORCH_HINT}."
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for damaged files
+        raise ValueError(
+            f"Cannot read {path!r} as a PyTorch state dict ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}): truncated or not a .pt file."
+        ) from None
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict.")
+    return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
+
+
+def facenet_keras_key_map(model: keras.Model) -> dict[str, str]:
+    """`facenet_keras.h5` weight -> Keras weight path for a `FaceNet` model."""
+    return key_map(model, FacenetKerasDialect())
+
+
+def facenet_pytorch_key_map(model: keras.Model) -> dict[str, str]:
+    """facenet-pytorch key -> Keras weight path for a `FaceNet` model."""
+    return key_map(model, FacenetPytorchDialect())
+
+
+def load_facenet_keras_weights(model: keras.Model, source: str | os.PathLike | Mapping) -> None:
+    """Loads `facenet_keras.h5` (a path, or the dict `read_facenet_keras_h5` returns)."""
+    state = source if isinstance(source, Mapping) else read_facenet_keras_h5(source)
+    assign(plan(model, state, FacenetKerasDialect()))
+
+
+def load_facenet_pytorch_weights(model: keras.Model, source: str | os.PathLike | Mapping) -> None:
+    """Loads a facenet-pytorch state dict (a `.pt` path, or key -> array)."""
+    state: Any = source if isinstance(source, Mapping) else read_facenet_pytorch(source)
+    assign(plan(model, state, FacenetPytorchDialect()))
+
+
+__all__ = [
+    "facenet_keras_key_map",
+    "facenet_pytorch_key_map",
+    "is_facenet_keras_h5",
+    "load_facenet_keras_weights",
+    "load_facenet_pytorch_weights",
+    "read_facenet_keras_h5",
+    "read_facenet_pytorch",
+]

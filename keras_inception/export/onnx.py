@@ -1,0 +1,66 @@
+"""ONNX export (tf2onnx through Keras' `model.export(format="onnx")`), checked with onnxruntime."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from keras_inception.export.checks import (
+    INPUT_NAME,
+    check_close,
+    keras_outputs,
+    probe_batch,
+    require_fixed_shape,
+)
+from keras_inception.export.staging import staged_export
+
+# Largest difference accepted when onnxruntime's outputs are compared with Keras'.
+ONNX_ATOL = 1e-4
+
+
+def _import_onnx_packages() -> Any:
+    try:
+        import onnxruntime
+        import tf2onnx  # noqa: F401  (used by Keras' exporter)
+    except ImportError as e:
+        raise ImportError(
+            "ONNX export needs the optional packages tf2onnx, onnx and onnxruntime "
+            f"(missing: {e.name}); install them with: pip install 'keras_inception[onnx]'."
+        ) from None
+    return onnxruntime
+
+
+def export_onnx(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    overwrite: bool = False,
+    create_parents: bool = False,
+) -> str:
+    """Exports `model` to ONNX through Keras' `model.export(format="onnx")`; returns the path.
+
+    Needs the optional packages of the `onnx` extra (tf2onnx, onnx, onnxruntime).
+    The graph takes `images` `(None, height, width, 3)` float32 in [-1, 1] and is
+    checked with onnxruntime against the Keras model before it is moved to `path`
+    (ending with `.onnx`); `create_parents=True` creates the folders above it.
+    """
+    import tensorflow as tf
+
+    shape = require_fixed_shape(model, "ONNX")
+    spec = tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)
+    with staged_export(path, overwrite=overwrite, kind="file", what="an ONNX model",
+                       suffix=".onnx", create_parents=create_parents) as staged:
+        onnxruntime = _import_onnx_packages()  # inside: onnxruntime writes into TMPDIR on import
+        model.export(staged, format="onnx", input_signature=[spec], opset_version=opset,
+                     verbose=False)
+        session = onnxruntime.InferenceSession(staged, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        for batch in (1, 2):
+            images = probe_batch(shape, batch, raw=False, seed=batch)
+            got = session.run(None, {input_name: images})[0]
+            check_close("The ONNX model", got, keras_outputs(model, images), atol=ONNX_ATOL)
+    return os.path.abspath(os.fspath(path))
+
+
+__all__ = ["export_onnx"]

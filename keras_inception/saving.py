@@ -1,0 +1,53 @@
+"""Loading saved `.keras` models, and the class names saved beside a trained one."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import Any
+
+# Written by `keras-inception train` next to `best.keras`: the names of the outputs.
+CLASS_NAMES_FILE = "class_names.json"
+
+
+def load_model(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """`keras.saving.load_model` with this package's layers registered.
+
+    `import keras_inception` imports nothing from Keras (it stays light), so a fresh
+    process that loads a `.keras` file must register the package's layers first:
+    this does. Errors name the file: a missing file, or one that is not a `.keras`
+    zip archive (damaged, truncated), is one ValueError / FileNotFoundError line.
+    """
+    import keras
+
+    import keras_inception.layers  # noqa: F401  (registers the custom layers)
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model file not found: {path!r}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot read {path!r} as a .keras model: it is not a zip archive (damaged, "
+            "truncated or another format). Save the model again with model.save(path)."
+        )
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    except (zipfile.BadZipFile, OSError, KeyError, EOFError, ValueError, TypeError) as e:
+        detail = str(e).splitlines()[0][:300] if str(e) else "damaged archive"
+        raise ValueError(
+            f"Cannot load {path!r} as a .keras model ({type(e).__name__}: {detail}). If the "
+            "file is damaged, save the model again with model.save(path)."
+        ) from None
+
+
+def read_class_names(model_path: str | os.PathLike) -> list[str] | None:
+    """The class names saved next to a trained model file, if any."""
+    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), CLASS_NAMES_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return [str(name) for name in json.load(f)]
+
+
+__all__ = ["CLASS_NAMES_FILE", "load_model", "read_class_names"]

@@ -1,0 +1,102 @@
+"""The settings of a training run (`TrainConfig`), their allowed values and the output files.
+
+This module imports neither Keras nor TensorFlow: the command line builds its parser
+from `RECIPES`, `PRECISIONS` and `STRATEGIES` without loading a backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+RECIPES = ("transfer", "paper")
+PRECISIONS = ("none", "float16", "bfloat16")
+# How a run is spread over devices (see keras_inception.train.distribute).
+STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
+
+# The files a run writes into its output folder.
+BEST_MODEL = "best.keras"
+CLASS_NAMES_FILE = "class_names.json"
+HISTORY_FILE = "history.csv"
+REPORT_FILE = "report.json"
+BACKUP_DIR = "backup"
+LOGS_DIR = "logs"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI flags map one to one onto it.
+
+    `weights=None` means the recipe's default: "imagenet" for `transfer`, none for
+    `paper`; pass "none" for random initialization or the path of a weights file.
+    """
+
+    out: str
+    model: str = "inception_resnet_v2"
+    data: str = "flowers_sample"
+    image_size: int = 299
+    batch_size: int = 32
+    epochs: int = 10
+    weights: str | None = None
+    recipe: str = "transfer"
+    mixed_precision: str = "none"
+    jit: bool | None = None
+    data_dir: str | None = None
+    download: bool = False
+    seed: int = 0
+    crop_pct: float | None = None
+    learning_rate: float | None = None
+    stage1_epochs: int | None = None
+    max_per_class: int | None = None
+    verbose: int | str = "auto"
+    strategy: str = "auto"
+
+    def validate(self) -> None:
+        """Raises ValueError for a setting that cannot work, before any work starts."""
+        from keras_inception.registry import get_spec
+
+        get_spec(self.model)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"`strategy` must be one of {STRATEGIES}; received strategy={self.strategy!r}.")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"`recipe` must be one of {RECIPES}; received recipe={self.recipe!r}.")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(
+                f"`mixed_precision` must be one of {PRECISIONS}; "
+                f"received mixed_precision={self.mixed_precision!r}."
+            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+        if not isinstance(self.image_size, int) or self.image_size < 75:
+            raise ValueError(
+                f"`image_size` must be an integer >= 75; received image_size={self.image_size!r}."
+            )
+        weights = self.resolved_weights()
+        if self.recipe == "paper" and weights is not None and not os.path.isfile(str(weights)):
+            raise ValueError(
+                "The `paper` recipe trains from scratch: `weights` must be 'none' or a weights "
+                f"file of the full model; received weights={self.weights!r}."
+            )
+
+    def resolved_weights(self) -> str | None:
+        """The weights to load: None (random), a preset name or a file."""
+        if self.weights is None:
+            return "imagenet" if self.recipe == "transfer" else None
+        return None if str(self.weights).lower() == "none" else self.weights
+
+
+__all__ = [
+    "BACKUP_DIR",
+    "BEST_MODEL",
+    "CLASS_NAMES_FILE",
+    "HISTORY_FILE",
+    "LOGS_DIR",
+    "PRECISIONS",
+    "RECIPES",
+    "REPORT_FILE",
+    "STRATEGIES",
+    "TrainConfig",
+]

@@ -1,0 +1,104 @@
+"""Evaluation of a classifier on a dataset: accuracy, top-5, per-class accuracy, confusion."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_inception.preprocessing import DEFAULT_CROP_PCT
+from keras_inception.train.config import CLASS_NAMES_FILE, REPORT_FILE
+
+
+def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, top-5 (with >= 6 classes), per-class accuracy and confusion matrix of
+    `model` on the batched `(images, one-hot labels)` of `dataset`."""
+    probs, labels = [], []
+    for x, y in dataset:
+        probs.append(np.asarray(model(x, training=False), np.float32))
+        labels.append(np.argmax(np.asarray(y), axis=-1))
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    n = len(class_names)
+    if probs.shape[-1] != n:
+        raise ValueError(
+            f"The model has {probs.shape[-1]} outputs but the data has {n} classes "
+            f"({', '.join(class_names[:10])}{', ...' if n > 10 else ''})."
+        )
+    preds = probs.argmax(-1)
+    confusion = np.zeros((n, n), np.int64)
+    np.add.at(confusion, (labels, preds), 1)
+    support = confusion.sum(1)
+    report = {
+        "accuracy": float((preds == labels).mean()),
+        "num_images": int(len(labels)),
+        "class_names": list(class_names),
+        "per_class_accuracy": {
+            name: (float(confusion[i, i] / support[i]) if support[i] else None)
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": confusion.tolist(),
+    }
+    if n >= 6:
+        top5 = np.argsort(probs, axis=-1)[:, -5:]
+        report["top5_accuracy"] = float(np.mean([l in t for l, t in zip(labels, top5, strict=True)]))
+    return report
+
+
+def read_class_names(model_path: str) -> list[str] | None:
+    """The class names saved next to a trained `.keras` model, if any."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), CLASS_NAMES_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return list(json.load(f))
+
+
+def _training_crop_pct(model_path: str) -> float:
+    """The crop_pct in the `report.json` of the run that wrote `model_path`, else the default."""
+    report_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), REPORT_FILE)
+    if not os.path.isfile(report_path):
+        return DEFAULT_CROP_PCT
+    with open(report_path) as f:
+        return float(json.load(f).get("crop_pct", DEFAULT_CROP_PCT))
+
+
+def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_size: int = 32,
+             crop_pct: float | None = None, split: str = "val",
+             max_per_class: int | None = None) -> dict[str, Any]:
+    """Evaluates a saved `.keras` classifier on the `split` ("val" or "train") of `data`.
+
+    `crop_pct` defaults to the one in the `report.json` of the training run, else 0.875.
+    """
+    import keras_inception  # noqa: F401  (registers the custom layers)
+    from keras_inception.train import data as data_lib
+
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"Model file not found: {model_path!r}.")
+    if split not in ("train", "val"):
+        raise ValueError(f"`split` must be 'train' or 'val'; received split={split!r}.")
+    model = keras.saving.load_model(model_path)
+    if crop_pct is None:
+        crop_pct = _training_crop_pct(model_path)
+    images = data_lib.load_data(data, data_dir=data_dir, max_per_class=max_per_class)
+    names = read_class_names(model_path)
+    if names is not None and names != images.class_names:
+        raise ValueError(
+            f"The classes of {data!r} ({images.class_names}) differ from those the model was "
+            f"trained on ({names})."
+        )
+    size = int(model.input_shape[1])
+    ds = data_lib.make_pipeline(
+        images.train if split == "train" else images.val, image_size=size,
+        num_classes=images.num_classes, batch_size=batch_size, training=False,
+        crop_pct=crop_pct, cache=False,
+    )
+    report = evaluate_model(model, ds, images.class_names)
+    report.update({"model": os.path.basename(model_path), "data": images.source,
+                   "image_size": size, "crop_pct": crop_pct})
+    return report
+
+
+__all__ = ["evaluate", "evaluate_model", "read_class_names"]

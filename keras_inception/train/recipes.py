@@ -1,0 +1,218 @@
+"""The training recipes: the model each one builds and its stages (trainable set, optimizer).
+
+* `transfer`: stage 1 trains a new head on the frozen pretrained base, called with
+  `training=False` so its BatchNorm statistics never change; stage 2 unfreezes the
+  top blocks (from the network's `ModelSpec.fine_tune_from` layer on; BatchNorm layers
+  stay frozen and in inference mode) with a low, cosine-decaying learning rate.
+  Without pretrained weights there is nothing to transfer: the whole network is
+  trained from scratch in a single stage.
+* `paper`: training from scratch as in section 4 of Szegedy et al. (2016): RMSprop
+  (rho 0.9, momentum 0.9, epsilon 1.0), learning rate 0.045 decayed by 0.94 every two
+  epochs, an exponential moving average of the weights used for evaluation and
+  saving, label smoothing 0.1, gradient clipping at global norm 2.0, weight decay
+  4e-5 (decoupled, as Keras optimizers apply it) and head dropout 0.2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+
+from keras_inception.registry import get_spec
+from keras_inception.train.config import TrainConfig
+
+# The paper recipe's constants (section 4 of the paper; label smoothing and clipping
+# follow Inception-v3, whose recipe the paper reuses).
+PAPER = {
+    "learning_rate": 0.045,
+    "decay_rate": 0.94,
+    "decay_epochs": 2,
+    "rho": 0.9,
+    "momentum": 0.9,
+    "epsilon": 1.0,
+    "ema_momentum": 0.9999,
+    "label_smoothing": 0.1,
+    "global_clipnorm": 2.0,
+    "weight_decay": 4e-5,
+    "dropout_rate": 0.2,
+}
+# The recipes' base learning rates, for one replica's batch.
+BASE_LEARNING_RATE = {"transfer": 1e-3, "paper": PAPER["learning_rate"]}
+# Head dropout of the transfer recipe and of training from scratch without pretrained weights.
+HEAD_DROPOUT = 0.2
+
+
+@dataclasses.dataclass
+class Stage:
+    """One `fit` call: epochs [start, end) with its own trainable set and optimizer."""
+
+    name: str
+    start: int
+    end: int
+    compile_args: Callable[[int], dict]  # steps_per_epoch -> compile kwargs
+    prepare: Callable[[keras.Model], None]  # sets what is trainable
+
+
+def build_transfer_model(
+    model_name: str, num_classes: int, image_size: int, weights: str | None,
+    dropout_rate: float = HEAD_DROPOUT,
+) -> keras.Model:
+    """A pretrained base (no top, avg pooling) called with `training=False` + a new head.
+
+    Calling the base with `training=False` keeps its BatchNorm layers in inference
+    mode whatever their `trainable` flag, so fine-tuning never updates their
+    statistics (the Keras transfer-learning guide's rule).
+    """
+    base = get_spec(model_name).builder(
+        include_top=False, weights=weights, input_shape=(image_size, image_size, 3),
+        pooling="avg",
+    )
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = base(inputs, training=False)
+    x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="predictions"
+    )(x)
+    return keras.Model(inputs, outputs, name=f"{model_name}_transfer")
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The pretrained base inside a model made by `build_transfer_model`."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def freeze_base(model: keras.Model) -> None:
+    """Stage 1: only the head trains."""
+    base_of(model).trainable = False
+
+
+def unfreeze_top(model: keras.Model, model_name: str) -> None:
+    """Stage 2: unfreeze the base from the spec's `fine_tune_from` layer on, except BatchNorm."""
+    base = base_of(model)
+    base.trainable = True
+    prefix = get_spec(model_name).fine_tune_from
+    names = [layer.name for layer in base.layers]
+    first = next((i for i, name in enumerate(names) if name.startswith(prefix)), None)
+    if first is None:
+        raise ValueError(
+            f"The base of {model.name!r} has no layer named {prefix!r}..., where fine-tuning of "
+            f"{model_name} starts (ModelSpec.fine_tune_from)."
+        )
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def all_trainable(model: keras.Model) -> None:
+    """Training from scratch: every layer trains."""
+    model.trainable = True
+
+
+def paper_optimizer(steps_per_epoch: int, total_epochs: int,
+                    learning_rate: float | None = None) -> keras.optimizers.Optimizer:
+    """RMSprop of the paper with its step-decay schedule, clipping, weight decay and EMA.
+
+    The EMA momentum is the paper's 0.9999, lowered for short runs so that the
+    average covers about the last tenth of the steps instead of the initial weights.
+    """
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        learning_rate or PAPER["learning_rate"],
+        decay_steps=PAPER["decay_epochs"] * steps_per_epoch,
+        decay_rate=PAPER["decay_rate"],
+        staircase=True,
+    )
+    total_steps = max(1, steps_per_epoch * total_epochs)
+    optimizer = keras.optimizers.RMSprop(
+        learning_rate=schedule,
+        rho=PAPER["rho"],
+        momentum=PAPER["momentum"],
+        epsilon=PAPER["epsilon"],
+        global_clipnorm=PAPER["global_clipnorm"],
+        weight_decay=PAPER["weight_decay"],
+        use_ema=True,
+        ema_momentum=min(PAPER["ema_momentum"], 1.0 - 10.0 / total_steps) if total_steps > 10
+        else 0.0,
+    )
+    # As in the paper's codebase, no decay on biases and BatchNorm offsets.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "beta", "gamma"])
+    return optimizer
+
+
+def metrics_for(num_classes: int) -> list:
+    """Accuracy, and top-5 accuracy when there are more than five classes."""
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes >= 6:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    return metrics
+
+
+def _adam(learning_rate: float, metrics: list, decay_epochs: int | None = None):
+    """compile_args of an Adam stage, cosine-decaying over `decay_epochs` when given."""
+
+    def args(steps: int) -> dict:
+        schedule = learning_rate if decay_epochs is None else (
+            keras.optimizers.schedules.CosineDecay(
+                learning_rate, decay_steps=max(1, decay_epochs * steps), alpha=0.01))
+        return {"optimizer": keras.optimizers.Adam(schedule),
+                "loss": keras.losses.CategoricalCrossentropy(), "metrics": metrics}
+
+    return args
+
+
+def plan(config: TrainConfig, num_classes: int) -> tuple[keras.Model, list[Stage], str]:
+    """The model, its stages and a one-line note on the weights used."""
+    builder = get_spec(config.model).builder
+    weights = config.resolved_weights()
+    size = config.image_size
+    metrics = metrics_for(num_classes)
+    total = config.epochs
+
+    if config.recipe == "paper":
+        model = builder(weights=weights, input_shape=(size, size, 3), classes=num_classes,
+                        dropout_rate=PAPER["dropout_rate"])
+
+        def paper_args(steps: int) -> dict:
+            return {
+                "optimizer": paper_optimizer(steps, total, config.learning_rate),
+                "loss": keras.losses.CategoricalCrossentropy(
+                    label_smoothing=PAPER["label_smoothing"]),
+                "metrics": metrics,
+            }
+
+        note = f"from scratch{'' if weights is None else f' (initialized from {weights})'}"
+        return model, [Stage("paper", 0, total, paper_args, all_trainable)], note
+
+    learning_rate = config.learning_rate or BASE_LEARNING_RATE["transfer"]
+    if weights is None:
+        # Nothing to transfer: the whole network learns, BatchNorm in training mode.
+        model = builder(weights=None, input_shape=(size, size, 3), classes=num_classes,
+                        dropout_rate=HEAD_DROPOUT)
+        stage = Stage("scratch", 0, total, _adam(learning_rate, metrics, total), all_trainable)
+        return model, [stage], "from scratch (no pretrained weights)"
+
+    model = build_transfer_model(config.model, num_classes, size, weights)
+    first = config.stage1_epochs if config.stage1_epochs is not None else max(1, total // 2)
+    first = min(first, total)
+    stages = [Stage("head", 0, first, _adam(learning_rate, metrics), freeze_base)]
+    if first < total:
+        stages.append(Stage(
+            "fine_tune", first, total, _adam(learning_rate / 10, metrics, total - first),
+            lambda m: unfreeze_top(m, config.model),
+        ))
+    return model, stages, str(weights)
+
+
+__all__ = [
+    "BASE_LEARNING_RATE",
+    "PAPER",
+    "Stage",
+    "all_trainable",
+    "base_of",
+    "build_transfer_model",
+    "freeze_base",
+    "metrics_for",
+    "paper_optimizer",
+    "plan",
+    "unfreeze_top",
+]
