@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 
 from keras_inception.layers import ScaledResidual  # noqa: E402
-from keras_inception.models import BUILDERS  # noqa: E402
+from keras_inception.models import get_builder  # noqa: E402
 
 
 def feature_model(model: keras.Model) -> keras.Model:
@@ -38,7 +38,7 @@ def feature_model(model: keras.Model) -> keras.Model:
 def check_model(name: str, workdir: Path, config: dict, backend: str) -> dict:
     start = time.perf_counter()
     size, classes = config["image_size"], config["classes"]
-    model = BUILDERS[name](
+    model = get_builder(name)(
         weights=str(workdir / f"{name}.weights.h5"), input_shape=(size, size, 3), classes=classes
     )
     result = {"build_and_load_s": time.perf_counter() - start, "params": model.count_params()}
@@ -118,9 +118,11 @@ def check_remat(backend: str, mode: str = "activations") -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 33, 33, 3)).astype("float32")
     y = np.arange(4) % 3
-    grads = {}
+    grads, recomputed = {}, {}
     for label, model in (("plain", plain), ("remat", remat)):
+        calls = _count_activation_calls(model)
         grads[label] = [np.asarray(g) for g in _gradients(model, x, y, backend)]
+        recomputed[label] = _rematerialized(model, x, y, backend, calls)
     diff = max(
         float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
         for a, b in zip(grads["plain"], grads["remat"], strict=True)
@@ -130,7 +132,47 @@ def check_remat(backend: str, mode: str = "activations") -> dict:
         for a, b in zip(plain.non_trainable_weights, remat.non_trainable_weights,
                         strict=True)
     )
-    return {"grad_max_rel_diff": diff, "moving_stats_max_abs_diff": moving}
+    return {"grad_max_rel_diff": diff, "moving_stats_max_abs_diff": moving,
+            "plain_rematerialized": recomputed["plain"],
+            "remat_rematerialized": recomputed["remat"]}
+
+
+def _count_activation_calls(model: keras.Model) -> list[int]:
+    """Wraps each Activation layer's (public) `activation` function with a call counter:
+    under RematScope("activations") it runs again during the backward pass."""
+    calls = [0]
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Activation):
+            def counted(inputs, fn=layer.activation):
+                calls[0] += 1
+                return fn(inputs)
+            layer.activation = counted
+    return calls
+
+
+def _rematerialized(model: keras.Model, x, y, backend: str, calls: list[int]) -> bool:
+    """Whether the activations were recomputed in the backward pass: more activation
+    calls than one forward pass makes (TensorFlow, torch: eager recomputation), or a
+    checkpoint in the traced gradient (JAX, where remat is a jaxpr primitive)."""
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def loss(tv):
+            logits, _ = model.stateless_call(tv, non_trainable, x, training=True)
+            return loss_fn(y, logits)
+
+        text = str(jax.make_jaxpr(jax.grad(loss))(trainable))
+        return "checkpoint" in text or "remat" in text
+    calls[0] = 0
+    model(x, training=True)
+    forward = calls[0]
+    calls[0] = 0
+    _gradients(model, x, y, backend)
+    return calls[0] > forward
 
 
 def _gradients(model: keras.Model, x, y, backend: str) -> list:

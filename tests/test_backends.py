@@ -121,6 +121,10 @@ def _check_drop_path(result: dict) -> None:
 def _check_remat(result: dict) -> None:
     assert result["grad_max_rel_diff"] < 1e-5
     assert result["moving_stats_max_abs_diff"] < 1e-6
+    # And remat did happen (only) where it was asked for: the comparison above would
+    # also pass if RematScope had no effect.
+    assert result["remat_rematerialized"] is True
+    assert result["plain_rematerialized"] is False
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -207,6 +207,31 @@ def test_cli_predict_tflite(flowers, flowers_tflite, capsys):
     assert lines[1].split()[1] == expected[0][0][1] and lines[4].split()[1] == expected[1][0][1]
 
 
+def test_cli_predict_tflite_class_names(flowers, flowers_tflite, tmp_path, capsys):
+    """`--class-names FILE`, else the class_names.json beside the .tflite file."""
+    import shutil
+
+    names = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    image = str(flowers.train_dir.parent / "val" / "daisy" /
+                sorted(os.listdir(flowers.train_dir.parent / "val" / "daisy"))[0])
+    top = Classifier(flowers_tflite["int8"]).classify_files([image], k=1)[0][0][0]
+    listing = tmp_path / "names.txt"
+    listing.write_text("\n".join(names) + "\n")
+    assert main(["predict", "--tflite", flowers_tflite["int8"], "--class-names", str(listing),
+                 image, "--top", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1] == names[top]
+    beside = tmp_path / "deployed"
+    beside.mkdir()
+    shutil.copy(flowers_tflite["int8"], beside / "model.tflite")
+    (beside / "class_names.json").write_text(json.dumps(names))
+    assert main(["predict", "--tflite", str(beside / "model.tflite"), image, "--top", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1] == names[top]
+    listing.write_text("only\ntwo\n")
+    assert main(["predict", "--tflite", flowers_tflite["int8"], "--class-names", str(listing),
+                 image]) == 2
+    assert "one name per output" in capsys.readouterr().err
+
+
 # --- ONNX -----------------------------------------------------------------------------------
 
 def test_onnx_matches_keras(small_models, tmp_path):
@@ -241,8 +266,8 @@ def test_existing_path_is_refused(small_models, tmp_path):
         export.export_saved_model(model, tmp_path / "sm")
     assert target.read_bytes() == b"keep me"
     assert sorted(os.listdir(tmp_path)) == ["model.tflite", "sm"]
-    rc = main(["export", "--model", "inception_v4", "--image-size", "96", "--format", "tflite",
-               "--out", str(target)])
+    rc = main(["export", "--model", "inception_v4", "--weights", "none", "--image-size", "96",
+               "--format", "tflite", "--out", str(target)])
     assert rc == 2 and target.read_bytes() == b"keep me"
 
 
@@ -298,8 +323,8 @@ def test_bad_arguments_are_named(small_models, tmp_path):
         export.export_saved_model(model, tmp_path / "no" / "sm")
     with pytest.raises(FileNotFoundError, match="Calibration directory not found"):
         export.calibration_dataset(tmp_path / "none", 96)
-    rc = main(["export", "--model", "inception_v4", "--format", "tflite", "--quantize", "int8",
-               "--out", str(tmp_path / "m.tflite")])
+    rc = main(["export", "--model", "inception_v4", "--weights", "none", "--format", "tflite",
+               "--quantize", "int8", "--out", str(tmp_path / "m.tflite")])
     assert rc == 2
     assert os.listdir(tmp_path) == []
 

@@ -37,20 +37,23 @@ def imagenet_available() -> tuple[bool, str]:
 
 
 def demo_config(out: str, quick: bool, pretrained: bool, weights_file: str | None = None):
-    """The demo's `TrainConfig`: transfer with ImageNet weights, from scratch without."""
+    """The demo's `TrainConfig`: transfer with ImageNet weights, from scratch without.
+    A demo runs again from the start each time (`overwrite=True`)."""
     from keras_inception.train.config import TrainConfig
 
     if quick:
         return TrainConfig(
             out=out, model=MODEL, data="flowers_sample", image_size=75, batch_size=10,
             epochs=1, stage1_epochs=1, max_per_class=4,
-            weights="imagenet" if pretrained else weights_file,
+            weights="imagenet" if pretrained else weights_file, overwrite=True,
         )
     if pretrained:
         return TrainConfig(out=out, model=MODEL, data="flowers_sample", image_size=128,
-                           batch_size=16, epochs=6, stage1_epochs=3, weights="imagenet")
+                           batch_size=16, epochs=6, stage1_epochs=3, weights="imagenet",
+                           overwrite=True)
     return TrainConfig(out=out, model=MODEL, data="flowers_sample", image_size=96,
-                       batch_size=16, epochs=12, weights="none", learning_rate=1e-3)
+                       batch_size=16, epochs=12, weights="none", learning_rate=1e-3,
+                       overwrite=True)
 
 
 def random_base_file(folder: str) -> str:
@@ -65,12 +68,11 @@ def random_base_file(folder: str) -> str:
 
 def export_model(report: dict, out: str) -> str:
     """Writes `model_int8.tflite`, calibrated on the flowers' evaluation transform."""
-    import keras
-
     from keras_inception.export import export_tflite
+    from keras_inception.saving import load_model
     from keras_inception.train import data as data_lib
 
-    model = keras.saving.load_model(os.path.join(out, report["model_file"]))
+    model = load_model(os.path.join(out, report["model_file"]))
     images = data_lib.load_data("flowers_sample")
     representative = data_lib.make_pipeline(
         images.train, image_size=report["image_size"], num_classes=images.num_classes,

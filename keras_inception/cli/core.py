@@ -79,7 +79,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.tflite:
         from keras_inception.export.runtime import Classifier
 
-        classifier = Classifier(args.tflite)
+        classifier = Classifier(args.tflite, class_names=_class_names(args))
         loaded, errors = _readable_images(args.images, classifier.input_size[0], args.crop_pct)
         top = min(args.top, classifier.num_classes)
         decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
@@ -99,6 +99,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _class_names(args: argparse.Namespace) -> list[str] | None:
+    """--class-names FILE (a JSON list, or one name a line), else the names saved beside
+    the model (`class_names.json`, written by `train` and `export`), else None."""
+    import json
+
+    from keras_inception.saving import read_class_names
+
+    if args.class_names is None:
+        return read_class_names(args.tflite or args.model)
+    try:
+        with open(args.class_names, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise OSError(f"Cannot read --class-names {args.class_names!r}: {e.strerror}.") from None
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"--class-names {args.class_names!r} holds no list of names.")
+    return [str(name) for name in names]
+
+
 def _decode(preds, args: argparse.Namespace) -> list:
     import numpy as np
 
@@ -106,11 +129,14 @@ def _decode(preds, args: argparse.Namespace) -> list:
 
     if preds.shape[-1] == 1000:
         return decode_predictions(preds, top=args.top)
-    from keras_inception.saving import read_class_names
-
     # A model trained by `keras-inception train` has its class names saved beside it.
-    names = read_class_names(args.model) if args.model.endswith(".keras") else None
-    if names is None or len(names) != preds.shape[-1]:
+    names = _class_names(args) if (args.model.endswith(".keras") or args.class_names) else None
+    if names is not None and len(names) != preds.shape[-1]:
+        raise ValueError(
+            f"{len(names)} class names for a model with {preds.shape[-1]} outputs; pass "
+            "--class-names with one name per output."
+        )
+    if names is None:
         names = [f"class_{i}" for i in range(preds.shape[-1])]
     top = min(args.top, preds.shape[-1])
     return [[("", names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in preds]
@@ -161,6 +187,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_image_size_option(p)
     p.add_argument("--crop-pct", type=crop_fraction, default=0.875, help="center-crop fraction")
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
+    p.add_argument("--class-names", metavar="FILE", default=None,
+                   help="names of the outputs (JSON list or one a line); default: the "
+                        "class_names.json saved beside the model, if any")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("weights", help="list the pretrained weight presets")

@@ -38,6 +38,18 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
     return load_classifier(model_arg, None, None)
 
 
+def _keep_class_names(model_arg: str, exported: str) -> None:
+    """Writes the trained model's class names beside the export (where `predict --tflite`
+    looks for them), unless that folder already has class names."""
+    from keras_inception.files import write_json_atomic
+    from keras_inception.saving import CLASS_NAMES_FILE, read_class_names
+
+    names = read_class_names(model_arg) if model_arg.endswith(".keras") else None
+    target = os.path.join(os.path.dirname(os.path.abspath(exported)), CLASS_NAMES_FILE)
+    if names is not None and not os.path.exists(target):
+        write_json_atomic(target, names)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from keras_inception import export
 
@@ -83,6 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
     except (FileExistsError, ImportError) as e:
         raise ValueError(str(e)) from None
+    _keep_class_names(args.model, path)
     size = sum(
         os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
     ) if os.path.isdir(path) else os.path.getsize(path)

@@ -25,7 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe=args.recipe, mixed_precision=args.mixed_precision, jit=args.jit,
         data_dir=args.data_dir, download=args.download, seed=args.seed,
         learning_rate=args.learning_rate, stage1_epochs=args.stage1_epochs,
-        max_per_class=args.max_per_class, strategy=args.strategy,
+        max_per_class=args.max_per_class, strategy=args.strategy, overwrite=args.overwrite,
     )
     train(config)
     return 0
@@ -83,7 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "multi_worker with TF_CONFIG, else mirrored with 2+ GPUs (default auto). "
                         "--batch-size is per replica")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--out", required=True,
+                   help="output folder (created; rerun the same command to resume; a finished "
+                        "run is left as it is)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (finished, or another one) instead of refusing")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a trained .keras model on a dataset")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from keras_inception.saving import CLASS_NAMES_FILE
+
 RECIPES = ("transfer", "paper")
 PRECISIONS = ("none", "float16", "bfloat16")
 # How a run is spread over devices (see keras_inception.train.distribute).
@@ -16,11 +18,17 @@ STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
 
 # The files a run writes into its output folder.
 BEST_MODEL = "best.keras"
-CLASS_NAMES_FILE = "class_names.json"
 HISTORY_FILE = "history.csv"
 REPORT_FILE = "report.json"
 BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
+# Written when a run starts (what it is) and when it ends (where the results are).
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+# TrainConfig fields that define a run: resuming a folder with other values is refused.
+RUN_IDENTITY = ("model", "data", "recipe", "image_size", "epochs", "weights", "stage1_epochs",
+                "batch_size", "learning_rate", "mixed_precision", "seed", "max_per_class",
+                "crop_pct")
 
 
 @dataclasses.dataclass
@@ -50,6 +58,8 @@ class TrainConfig:
     max_per_class: int | None = None
     verbose: int | str = "auto"
     strategy: str = "auto"
+    # Replace a finished run (or another run's outputs) in `out` instead of refusing.
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Raises ValueError for a setting that cannot work, before any work starts."""
@@ -74,6 +84,29 @@ class TrainConfig:
             raise ValueError(
                 f"`image_size` must be an integer >= 75; received image_size={self.image_size!r}."
             )
+        if self.stage1_epochs is not None and (
+            not isinstance(self.stage1_epochs, int) or self.stage1_epochs < 0
+        ):
+            raise ValueError(
+                "`stage1_epochs` must be an integer >= 0 (0: fine-tune from the first epoch); "
+                f"received stage1_epochs={self.stage1_epochs!r}."
+            )
+        if self.learning_rate is not None and not (
+            isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < float("inf")
+        ):
+            raise ValueError(
+                f"`learning_rate` must be a positive number; received learning_rate="
+                f"{self.learning_rate!r}."
+            )
+        if self.max_per_class is not None and (
+            not isinstance(self.max_per_class, int) or self.max_per_class < 1
+        ):
+            raise ValueError(
+                f"`max_per_class` must be a positive integer; received max_per_class="
+                f"{self.max_per_class!r}."
+            )
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={self.crop_pct!r}.")
         weights = self.resolved_weights()
         if self.recipe == "paper" and weights is not None and not os.path.isfile(str(weights)):
             raise ValueError(

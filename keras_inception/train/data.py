@@ -27,7 +27,7 @@ from importlib import resources
 
 import tensorflow as tf
 
-from keras_inception.preprocessing import DEFAULT_CROP_PCT, center_crop_tf, tf_preprocess
+from keras_inception.preprocessing import DEFAULT_CROP_PCT, center_crop_tf, decode_image_tf, tf_preprocess
 
 SAMPLE_NAME = "flowers_sample"
 TFDS_PREFIX = "tfds:"
@@ -223,8 +223,7 @@ def find_unreadable(paths: list[str]) -> list[str]:
         return []
 
     def decode(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return path, tf.shape(image)
+        return path, tf.shape(decode_image_tf(tf.io.read_file(path)))
 
     ds = tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=AUTOTUNE)
     readable = {p.decode() for p, _ in ds.ignore_errors().as_numpy_iterator()}
@@ -232,9 +231,22 @@ def find_unreadable(paths: list[str]) -> list[str]:
 
 
 def _decode_file(path: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    return decode_image_tf(tf.io.read_file(path))
+
+
+def limit_short_side(image: tf.Tensor, max_short_side: int) -> tf.Tensor:
+    """Shrinks a uint8 image whose short side exceeds `max_short_side` (aspect kept,
+    antialiased), so that what is cached holds no more pixels than the crops need."""
+    shape = tf.shape(image)[:2]
+    short = tf.reduce_min(shape)
+
+    def shrink():
+        scale = tf.cast(max_short_side, tf.float32) / tf.cast(short, tf.float32)
+        size = tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
+        resized = tf.image.resize(image, size, method="area", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    return tf.cond(short > max_short_side, shrink, lambda: tf.cast(image, tf.uint8))
 
 
 def _records_dataset(records: list[tuple[str, int]]) -> tf.data.Dataset:
@@ -344,6 +356,11 @@ def make_pipeline(
         return image, tf.one_hot(label, num_classes)
 
     if training:
+        # Photos are cached at no more than twice the crop size (random crops keep their
+        # detail; a folder of 12-megapixel photos no longer fills the memory).
+        max_short = max(2 * image_size, round(image_size / crop_pct))
+        ds = ds.map(lambda image, label: (limit_short_side(image, max_short), label),
+                    num_parallel_calls=AUTOTUNE)
         if cache:
             ds = ds.cache()
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -10,7 +10,8 @@ import keras
 import numpy as np
 
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
-from keras_inception.train.config import CLASS_NAMES_FILE, REPORT_FILE
+from keras_inception.saving import load_model, read_class_names
+from keras_inception.train.config import REPORT_FILE
 
 
 def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[str, Any]:
@@ -47,15 +48,6 @@ def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[
     return report
 
 
-def read_class_names(model_path: str) -> list[str] | None:
-    """The class names saved next to a trained `.keras` model, if any."""
-    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), CLASS_NAMES_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return list(json.load(f))
-
-
 def _training_crop_pct(model_path: str) -> float:
     """The crop_pct in the `report.json` of the run that wrote `model_path`, else the default."""
     report_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), REPORT_FILE)
@@ -72,14 +64,11 @@ def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_s
 
     `crop_pct` defaults to the one in the `report.json` of the training run, else 0.875.
     """
-    import keras_inception  # noqa: F401  (registers the custom layers)
     from keras_inception.train import data as data_lib
 
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"Model file not found: {model_path!r}.")
     if split not in ("train", "val"):
         raise ValueError(f"`split` must be 'train' or 'val'; received split={split!r}.")
-    model = keras.saving.load_model(model_path)
+    model = load_model(model_path)
     if crop_pct is None:
         crop_pct = _training_crop_pct(model_path)
     images = data_lib.load_data(data, data_dir=data_dir, max_per_class=max_per_class)
@@ -97,7 +86,7 @@ def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_s
     )
     report = evaluate_model(model, ds, images.class_names)
     report.update({"model": os.path.basename(model_path), "data": images.source,
-                   "image_size": size, "crop_pct": crop_pct})
+                   "image_size": size, "crop_pct": crop_pct, "split": split})
     return report
 
 

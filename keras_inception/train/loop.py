@@ -21,18 +21,21 @@ import keras
 
 from keras_inception import files
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
-from keras_inception.train import resume
+from keras_inception.presets.fetch import file_hash
+from keras_inception.saving import load_model
+from keras_inception.train import resume, run_folder
 from keras_inception.train.callbacks import read_history, stage_callbacks
 from keras_inception.train.config import (
     BACKUP_DIR,
     BEST_MODEL,
     CLASS_NAMES_FILE,
     HISTORY_FILE,
+    RUN_FILE,
     TrainConfig,
 )
 from keras_inception.train.evaluation import evaluate_model
 from keras_inception.train.recipes import BASE_LEARNING_RATE, plan
-from keras_inception.train.report import summary, write_outputs
+from keras_inception.train.report import split_label, summary, write_outputs
 
 
 @contextlib.contextmanager
@@ -79,7 +82,6 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     Returns:
         The report (also in `report.json`); an empty dict on workers other than the chief.
     """
-    from keras_inception.train import data as data_lib
     from keras_inception.train import distribute
 
     config.validate()
@@ -89,7 +91,37 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
         keras.utils.set_random_seed(config.seed)
     chief = dist.is_chief
     out = os.path.abspath(config.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {config.out!r} is a file; --out must be a folder (created if missing).")
     os.makedirs(out, exist_ok=True)
+    with run_folder.locked(out) if chief else contextlib.nullcontext():
+        finished = run_folder.check(out, config, overwrite=config.overwrite, chief=chief)
+        if finished is not None:
+            print(f"{out} holds this run, already finished ({split_label(finished)} accuracy "
+                  f"{finished['accuracy']:.1%}); its results are there (report.json, "
+                  f"{BEST_MODEL}). Nothing was changed; pass --overwrite to train again.")
+            return finished if chief else {}
+        if chief and not os.path.isfile(os.path.join(out, RUN_FILE)):
+            run_folder.record_start(out, config)
+        report = _run(config, dist, out)
+        if chief:
+            run_folder.record_finish(out)
+        return report
+
+
+def _weights_note(note: str) -> str:
+    """How the report names the weights: a file by its name and hash (a temporary file's
+    path would point at nothing later)."""
+    if not os.path.isfile(note):
+        return note
+    return f"file {os.path.basename(note)} (sha256 {file_hash(note, 'sha256')[:16]})"
+
+
+def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
+    from keras_inception.train import data as data_lib
+    from keras_inception.train import distribute
+
+    chief = dist.is_chief
     replicas = dist.num_replicas
     global_batch = config.batch_size * replicas
     learning_rate = distribute.scaled_learning_rate(
@@ -117,6 +149,7 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     with _precision_policy(config.mixed_precision):
         with dist.scope():
             model, stages, weights_note = plan(config, data.num_classes)
+        weights_note = _weights_note(weights_note)
         if chief:
             files.write_json_atomic(os.path.join(out, CLASS_NAMES_FILE), data.class_names)
         print(f"{config.recipe} recipe, {config.model} at {config.image_size}px, weights: "
@@ -152,7 +185,7 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
     if not chief:
         return {}
-    best = keras.saving.load_model(os.path.join(out, BEST_MODEL))
+    best = load_model(os.path.join(out, BEST_MODEL))
     report = evaluate_model(best, val_ds, data.class_names)
     history = read_history(history_path)
     report.update({

@@ -194,7 +194,8 @@ def plan(config: TrainConfig, num_classes: int) -> tuple[keras.Model, list[Stage
     model = build_transfer_model(config.model, num_classes, size, weights)
     first = config.stage1_epochs if config.stage1_epochs is not None else max(1, total // 2)
     first = min(first, total)
-    stages = [Stage("head", 0, first, _adam(learning_rate, metrics), freeze_base)]
+    # stage1_epochs=0: no head-only stage, fine-tuning from the first epoch.
+    stages = [Stage("head", 0, first, _adam(learning_rate, metrics), freeze_base)] if first else []
     if first < total:
         stages.append(Stage(
             "fine_tune", first, total, _adam(learning_rate / 10, metrics, total - first),

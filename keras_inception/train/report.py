@@ -27,19 +27,29 @@ def _save_figure(fig, path: str) -> None:
         plt.close(fig)
 
 
+def split_label(report: dict[str, Any]) -> str:
+    """"validation" or "training": the split a report's accuracy was measured on."""
+    return "training" if report.get("split") == "train" else "validation"
+
+
 def write_outputs(out: str, report: dict[str, Any], history: list[dict]) -> None:
     """report.json, curves.png and confusion.png (each written atomically)."""
     files.write_json_atomic(os.path.join(out, REPORT_FILE), report)
-    _save_figure(plot_curves(history), os.path.join(out, CURVES_FILE))
-    _save_figure(plot_confusion(np.asarray(report["confusion_matrix"]), report["class_names"]),
-                 os.path.join(out, CONFUSION_FILE))
+    _save_figure(plot_curves(history, f"{report['model']} on {report['data']}"),
+                 os.path.join(out, CURVES_FILE))
+    title = (f"{report['model']}: {split_label(report)} accuracy {report['accuracy']:.1%} "
+             f"({report['num_images']} images)")
+    _save_figure(plot_confusion(np.asarray(report["confusion_matrix"]), report["class_names"],
+                                title), os.path.join(out, CONFUSION_FILE))
 
 
-def plot_curves(history: list[dict]):
+def plot_curves(history: list[dict], title: str = "Training curves"):
     """Loss and accuracy per epoch (train and validation), stage changes marked."""
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
+    fig.suptitle(title)
     epochs = [r["epoch"] for r in history]
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, style in (("", "-o"), ("val_", "-s")):
@@ -51,27 +61,34 @@ def plot_curves(history: list[dict]):
                 ax.axvline(prev["epoch"] + 0.5, color="gray", linestyle=":",
                            label=f"start of {row['stage']}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
+        if metric == "accuracy":
+            ax.set_ylim(0.0, 1.0)
         ax.legend()
     fig.tight_layout()
     return fig
 
 
-def plot_confusion(confusion: np.ndarray, class_names: list[str]):
-    """The confusion matrix (rows: true class, columns: predicted class)."""
+def plot_confusion(confusion: np.ndarray, class_names: list[str], title: str = "Confusion matrix"):
+    """The confusion matrix (rows: true class, columns: predicted class), with counts
+    written in white on dark cells and in black on light ones."""
     from matplotlib import pyplot as plt
 
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.6 * n))
-    ax.imshow(confusion, cmap="Blues")
+    fig, ax = plt.subplots(figsize=(2.0 + 0.6 * n, 1.6 + 0.6 * n))
+    ax.imshow(confusion, cmap="Blues", vmin=0)
+    ax.set_title(title)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
+        dark = confusion.max() / 2 if confusion.size and confusion.max() > 0 else 1
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=8)
+                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if confusion[i, j] > dark else "black")
     fig.tight_layout()
     return fig
 
@@ -81,7 +98,7 @@ def summary(report: dict[str, Any]) -> str:
     how = f" ({report['recipe']}, weights: {report['weights']})" if "recipe" in report else ""
     lines = [
         f"{report['model']}{how} on "
-        f"{report['data']} at {report['image_size']}px: validation accuracy "
+        f"{report['data']} at {report['image_size']}px: {split_label(report)} accuracy "
         f"{report['accuracy']:.1%} on {report['num_images']} images"
         + (f", top-5 {report['top5_accuracy']:.1%}" if "top5_accuracy" in report else "")
         + (f" (best epoch {report['best_epoch']}, {report['train_seconds']:.0f} s)"
@@ -92,4 +109,4 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["plot_confusion", "plot_curves", "summary", "write_outputs"]
+__all__ = ["plot_confusion", "plot_curves", "split_label", "summary", "write_outputs"]

@@ -1,0 +1,160 @@
+"""The output folder of a training run: one run at a time, resumed only by the same run,
+never overwritten once finished unless asked.
+
+* `locked(out)`: a lock file holding the owner's pid; a second run on the same folder
+  is refused while the owner lives, and a lock left by a dead process is taken over.
+* `run.json` records what the run is (the `RUN_IDENTITY` settings) when it starts and
+  that it finished when it ends. `check(out, config, overwrite)` then tells a rerun of
+  a finished run (returned as its report, nothing changed), a resume of the same run,
+  and a folder holding another run (refused, with the settings that differ).
+* `overwrite=True` removes the previous run's outputs (only the files a run writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from keras_inception import files
+from keras_inception.saving import CLASS_NAMES_FILE
+from keras_inception.train.config import (
+    BACKUP_DIR,
+    BEST_MODEL,
+    HISTORY_FILE,
+    LOCK_FILE,
+    LOGS_DIR,
+    REPORT_FILE,
+    RUN_FILE,
+    RUN_IDENTITY,
+    TrainConfig,
+)
+
+# Everything a run writes into its folder (removed by overwrite=True).
+RUN_OUTPUTS = (BEST_MODEL, CLASS_NAMES_FILE, HISTORY_FILE, REPORT_FILE, "curves.png",
+               "confusion.png", LOGS_DIR, BACKUP_DIR, RUN_FILE)
+
+
+class RunFolderError(ValueError):
+    """The output folder is in use, or holds another or an unfinished foreign run."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def locked(out: str) -> Iterator[None]:
+    """Holds `out`'s lock for the duration of the block (see the module docstring)."""
+    path = os.path.join(out, LOCK_FILE)
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    owner = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and _pid_alive(owner):
+                raise RunFolderError(
+                    f"--out {out!r} is in use by another training run (pid {owner}); wait for "
+                    "it to finish or choose another --out."
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise RunFolderError(f"Could not take the lock {path!r}.")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            with open(path, encoding="utf-8") as f:
+                mine = f.read().strip() == str(os.getpid())
+            if mine:
+                os.remove(path)
+
+
+def identity(config: TrainConfig) -> dict[str, Any]:
+    """The settings that define a run (resuming with other values is a different run)."""
+    values = {name: getattr(config, name) for name in RUN_IDENTITY}
+    values["weights"] = config.resolved_weights()
+    return values
+
+
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def check(out: str, config: TrainConfig, *, overwrite: bool, chief: bool) -> dict | None:
+    """Before a run: the report of a finished identical run (nothing to do), or None to
+    train (fresh or resumed). Raises RunFolderError for another run's folder."""
+    run_path = os.path.join(out, RUN_FILE)
+    present = [name for name in RUN_OUTPUTS if os.path.lexists(os.path.join(out, name))]
+    if overwrite:
+        if chief:
+            for name in present:
+                target = os.path.join(out, name)
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                else:
+                    os.remove(target)
+        return None
+    if not os.path.isfile(run_path):
+        if present:
+            raise RunFolderError(
+                f"--out {out!r} holds outputs of another run ({', '.join(present[:4])}) but no "
+                f"{RUN_FILE}; pass --overwrite to replace them, or choose another --out."
+            )
+        return None
+    try:
+        run = _read_json(run_path)
+        recorded = run["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunFolderError(
+            f"{run_path!r} is damaged; pass --overwrite to start again in {out!r}."
+        ) from None
+    wanted = identity(config)
+    differences = [f"{k}: {recorded.get(k)!r} in the folder, {wanted[k]!r} now"
+                   for k in RUN_IDENTITY if recorded.get(k) != wanted[k]]
+    if differences:
+        raise RunFolderError(
+            f"--out {out!r} holds another run ({'; '.join(differences[:4])}). Pass --overwrite "
+            "to replace it, or choose another --out (nothing was changed)."
+        )
+    report_path = os.path.join(out, REPORT_FILE)
+    if run.get("finished") and os.path.isfile(report_path):
+        return _read_json(report_path)
+    return None
+
+
+def record_start(out: str, config: TrainConfig) -> None:
+    files.write_json_atomic(os.path.join(out, RUN_FILE),
+                            {"config": identity(config), "finished": False,
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def record_finish(out: str) -> None:
+    path = os.path.join(out, RUN_FILE)
+    run = _read_json(path)
+    run.update(finished=True, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    files.write_json_atomic(path, run)
+
+
+__all__ = ["RUN_OUTPUTS", "RunFolderError", "check", "identity", "locked", "record_finish",
+           "record_start"]
