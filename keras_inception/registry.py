@@ -114,6 +114,11 @@ class ModelSpec:
     slim_conv2d_1x1: bool = False  # single 1x1 branches are slim's `Conv2d_1x1`
     # Other formats whose weights of this network the converters read.
     sources: tuple[str, ...] = ()
+    # The input size its weights were trained at (the training app's default).
+    default_size: int = 299
+    # Whether the builder makes a classifier (`include_top`, `classes`, `pooling`);
+    # FaceNet's makes an embedding network.
+    classifier: bool = True
 
     def preset(self, name: str) -> WeightsPreset:
         for preset in self.presets:

@@ -26,6 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, download=args.download, seed=args.seed,
         learning_rate=args.learning_rate, stage1_epochs=args.stage1_epochs,
         max_per_class=args.max_per_class, strategy=args.strategy, overwrite=args.overwrite,
+        augment=args.augment, feature_views=args.feature_views,
     )
     train(config)
     return 0
@@ -61,10 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_data_arguments(p)
     p.add_argument("--download", action="store_true",
                    help="allow downloading a tfds:NAME dataset that is not prepared yet")
-    add_image_size_option(p, default=299, help_text="input size (default 299)")
+    add_image_size_option(p, help_text="input size (default: the network's, 299; FaceNet 160)")
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs (default 10)")
     p.add_argument("--weights", default=None,
-                   help="'imagenet', 'none' or a weights file (default: imagenet for "
+                   help="a preset ('imagenet'; for facenet 'ms_celeb_1m', 'vggface2', "
+                        "'casia_webface'), 'none' or a weights file (default: imagenet for "
                         "transfer, none for paper)")
     p.add_argument("--recipe", choices=RECIPES, default="transfer")
     p.add_argument("--mixed-precision", choices=PRECISIONS, default="none")
@@ -77,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "fine-tunes from the first epoch)")
     p.add_argument("--max-per-class", type=positive_int, default=None,
                    help="use at most this many images per class and split (quick runs)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random resized crops and flips while training (default on)")
+    p.add_argument("--feature-views", type=non_negative_int, default=None,
+                   help="transfer recipe, stage 1: train the head on cached backbone features "
+                        "of N views per image (1, the default: the evaluation crop; N > 1: "
+                        "augmented views; 0: no cache, the backbone runs every epoch)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="devices to train on: all GPUs of this machine (mirrored), the machines "
                         "of TF_CONFIG (multi_worker), a TPU, or one device (none); auto picks "

@@ -215,4 +215,6 @@ SPEC = register_model(ModelSpec(
     ),
     slim_conv2d_1x1=True,
     sources=(facenet_convert.KERAS_SOURCE, facenet_convert.PYTORCH_SOURCE),
+    default_size=DEFAULT_SIZE,
+    classifier=False,
 ))

@@ -84,9 +84,12 @@ class BestModel(keras.callbacks.Callback):
     replaces `best.keras` with a better model.
     """
 
-    def __init__(self, path: str, history_path: str, monitor: str = "val_accuracy") -> None:
+    def __init__(self, path: str, history_path: str, monitor: str = "val_accuracy",
+                 saved_model: keras.Model | None = None) -> None:
         super().__init__()
         self.path, self.history_path, self.monitor = path, history_path, monitor
+        # The model to save, when `fit` trains a part of it (the head on cached features).
+        self.saved_model = saved_model
         self.best: float | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -103,7 +106,7 @@ class BestModel(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best = float(value)
-            files.write_atomic(self.path, self.model.save)
+            files.write_atomic(self.path, (self.saved_model or self.model).save)
 
 
 class CrashAfterEpoch(keras.callbacks.Callback):
@@ -133,7 +136,8 @@ def crash_hook() -> list[keras.callbacks.Callback]:
 
 
 def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True,
-                    restore: resume.Progress | None = None) -> list:
+                    restore: resume.Progress | None = None,
+                    saved_model: keras.Model | None = None) -> list:
     """The callbacks of one stage's `fit`, in the order they must run.
 
     `restore` (the stage's backup, see `keras_inception.train.resume`) is loaded first,
@@ -142,6 +146,7 @@ def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True
     best model comes before the backup too, so that a resumed run never misses a better
     epoch. With an EMA optimizer, `SwapEMAWeights` comes first so that validation and
     `best.keras` use the averaged weights. Only the chief (`chief=True`) writes into `out`.
+    `saved_model` is what `best.keras` holds when `model` is only a part of it.
     """
     history_path = os.path.join(out, HISTORY_FILE)
     callbacks: list = []
@@ -151,7 +156,8 @@ def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if chief:
         callbacks.append(HistoryCSV(history_path, stage))
-        callbacks.append(BestModel(os.path.join(out, BEST_MODEL), history_path))
+        callbacks.append(BestModel(os.path.join(out, BEST_MODEL), history_path,
+                                   saved_model=saved_model))
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(out, LOGS_DIR), write_graph=False, profile_batch=0))
         callbacks.append(resume.StageBackup(os.path.join(out, BACKUP_DIR, stage), stage))

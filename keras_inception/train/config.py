@@ -28,7 +28,7 @@ LOCK_FILE = ".lock"
 # TrainConfig fields that define a run: resuming a folder with other values is refused.
 RUN_IDENTITY = ("model", "data", "recipe", "image_size", "epochs", "weights", "stage1_epochs",
                 "batch_size", "learning_rate", "mixed_precision", "seed", "max_per_class",
-                "crop_pct")
+                "crop_pct", "augment", "feature_views")
 
 
 @dataclasses.dataclass
@@ -42,7 +42,8 @@ class TrainConfig:
     out: str
     model: str = "inception_resnet_v2"
     data: str = "flowers_sample"
-    image_size: int = 299
+    # None: the network's (299; FaceNet's 160).
+    image_size: int | None = None
     batch_size: int = 32
     epochs: int = 10
     weights: str | None = None
@@ -60,12 +61,17 @@ class TrainConfig:
     strategy: str = "auto"
     # Replace a finished run (or another run's outputs) in `out` instead of refusing.
     overwrite: bool = False
+    # Random resized crops and flips while training (False: the evaluation crop).
+    augment: bool = True
+    # Stage 1 of `transfer` on cached backbone features: views per image (0: no cache,
+    # the backbone runs every epoch; None: the default, see train.feature_cache).
+    feature_views: int | None = None
 
     def validate(self) -> None:
         """Raises ValueError for a setting that cannot work, before any work starts."""
         from keras_inception.registry import get_spec
 
-        get_spec(self.model)
+        spec = get_spec(self.model)
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"`strategy` must be one of {STRATEGIES}; received strategy={self.strategy!r}.")
@@ -80,7 +86,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
-        if not isinstance(self.image_size, int) or self.image_size < 75:
+        if self.image_size is not None and (not isinstance(self.image_size, int)
+                                            or self.image_size < 75):
             raise ValueError(
                 f"`image_size` must be an integer >= 75; received image_size={self.image_size!r}."
             )
@@ -105,19 +112,45 @@ class TrainConfig:
                 f"`max_per_class` must be a positive integer; received max_per_class="
                 f"{self.max_per_class!r}."
             )
+        if self.feature_views is not None and (
+            not isinstance(self.feature_views, int) or self.feature_views < 0
+        ):
+            raise ValueError(
+                "`feature_views` must be an integer >= 0 (0: no feature cache); received "
+                f"feature_views={self.feature_views!r}."
+            )
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={self.crop_pct!r}.")
         weights = self.resolved_weights()
+        if not spec.classifier and (self.recipe == "paper" or weights is None):
+            raise ValueError(
+                f"{spec.title} is trained from its pretrained weights with the transfer recipe "
+                f"(weights: {', '.join(spec.preset_names)} or a file); received recipe="
+                f"{self.recipe!r}, weights={self.weights!r}. To train Inception-ResNet-v1 from "
+                "scratch, use model='inception_resnet_v1'."
+            )
         if self.recipe == "paper" and weights is not None and not os.path.isfile(str(weights)):
             raise ValueError(
                 "The `paper` recipe trains from scratch: `weights` must be 'none' or a weights "
                 f"file of the full model; received weights={self.weights!r}."
             )
 
+    def input_size(self) -> int:
+        """The image size: the configured one, else the network's default."""
+        from keras_inception.registry import get_spec
+
+        return self.image_size or get_spec(self.model).default_size
+
     def resolved_weights(self) -> str | None:
-        """The weights to load: None (random), a preset name or a file."""
+        """The weights to load: None (random), a preset name or a file. The transfer
+        recipe's default is "imagenet" (FaceNet's: its first preset, "ms_celeb_1m")."""
+        from keras_inception.registry import get_spec
+
         if self.weights is None:
-            return "imagenet" if self.recipe == "transfer" else None
+            if self.recipe != "transfer":
+                return None
+            spec = get_spec(self.model)
+            return "imagenet" if spec.classifier else spec.presets[0].name
         return None if str(self.weights).lower() == "none" else self.weights
 
 

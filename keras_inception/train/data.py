@@ -20,6 +20,7 @@ scaling to [-1, 1] (`preprocessing.tf_preprocess`), batching, caching, prefetchi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import random
 import warnings
@@ -27,7 +28,12 @@ from importlib import resources
 
 import tensorflow as tf
 
-from keras_inception.preprocessing import DEFAULT_CROP_PCT, center_crop_tf, decode_image_tf, tf_preprocess
+from keras_inception.preprocessing import (
+    DEFAULT_CROP_PCT,
+    center_crop_tf,
+    decode_image_tf,
+    tf_preprocess,
+)
 
 SAMPLE_NAME = "flowers_sample"
 TFDS_PREFIX = "tfds:"
@@ -53,6 +59,8 @@ class ImageData:
     val_count: int
     source: str
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # What identifies the images (files and labels in order): keys of cached features.
+    fingerprint: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -119,8 +127,13 @@ def load_data(
     for split, records in splits.items():
         _check_split(records, class_names, split, root)
     train, val = (_records_dataset(splits[s]) for s in ("train", "val"))
+    digest = hashlib.sha256()
+    for split in ("train", "val"):
+        for path, label in splits[split]:
+            info = os.stat(path)
+            digest.update(f"{split}\0{path}\0{label}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return ImageData(train, val, class_names, len(splits["train"]), len(splits["val"]),
-                     source, skipped=bad)
+                     source, skipped=bad, fingerprint=digest.hexdigest())
 
 
 def _list_dirs(path: str) -> list[str]:
@@ -300,8 +313,10 @@ def _load_tfds(name: str, data_dir: str | None, download: bool, val_fraction: fl
         image = tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
         return image, tf.cast(label, tf.int64)
 
+    fingerprint = hashlib.sha256(
+        f"{name}\0{builder.info.version}\0{split_names}\0{counts}".encode()).hexdigest()
     return ImageData(train.map(to_rgb), val.map(to_rgb), class_names, counts[0], counts[1],
-                     f"{TFDS_PREFIX}{name}")
+                     f"{TFDS_PREFIX}{name}", fingerprint=fingerprint)
 
 
 # --- the tf.data pipeline --------------------------------------------------------------
@@ -336,10 +351,13 @@ def make_pipeline(
     cache: bool = True,
     shuffle_buffer: int = 1024,
     seed: int | None = 0,
+    augment: bool = True,
+    shuffle: bool = True,
 ) -> tf.data.Dataset:
     """Batched `(images in [-1, 1], one-hot labels)` from decoded `(image, label)` elements.
 
-    Training: shuffle, random resized crop, horizontal flip. Evaluation: center crop
+    Training: shuffle, random resized crop, horizontal flip (`augment=False`: the
+    evaluation crop, still shuffled unless `shuffle=False`). Evaluation: center crop
     with `crop_pct`. Decoded images (training) or final crops (evaluation) are cached
     in memory when `cache` is True; batches are prefetched with AUTOTUNE. Distributed,
     the batches are sharded between workers by data (`AutoShardPolicy.DATA`).
@@ -355,7 +373,15 @@ def make_pipeline(
         image = tf.ensure_shape(tf_preprocess(image), (image_size, image_size, 3))
         return image, tf.one_hot(label, num_classes)
 
-    if training:
+    if training and not augment:
+        ds = ds.map(lambda image, label: (center_crop_tf(image, image_size, crop_pct), label),
+                    num_parallel_calls=AUTOTUNE)
+        if cache:
+            ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+    elif training:
         # Photos are cached at no more than twice the crop size (random crops keep their
         # detail; a folder of 12-megapixel photos no longer fills the memory).
         max_short = max(2 * image_size, round(image_size / crop_pct))
@@ -363,7 +389,8 @@ def make_pipeline(
                     num_parallel_calls=AUTOTUNE)
         if cache:
             ds = ds.cache()
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         # Stateless ops fed by a random stream that changes every epoch: seeded
         # stateful ops would repeat the same crops each epoch.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

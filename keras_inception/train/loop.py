@@ -23,7 +23,7 @@ from keras_inception import files
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.presets.fetch import file_hash
 from keras_inception.saving import load_model
-from keras_inception.train import resume, run_folder
+from keras_inception.train import feature_cache, resume, run_folder
 from keras_inception.train.callbacks import read_history, stage_callbacks
 from keras_inception.train.config import (
     BACKUP_DIR,
@@ -34,7 +34,7 @@ from keras_inception.train.config import (
     TrainConfig,
 )
 from keras_inception.train.evaluation import evaluate_model
-from keras_inception.train.recipes import BASE_LEARNING_RATE, plan
+from keras_inception.train.recipes import BASE_LEARNING_RATE, base_of, plan
 from keras_inception.train.report import split_label, summary, write_outputs
 
 
@@ -134,11 +134,17 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
                               seed=config.seed, max_per_class=config.max_per_class)
     dist.check_even_split({"train": data.train_count, "val": data.val_count})
     crop_pct = _crop_pct(config)
-    pipe = dict(image_size=config.image_size, num_classes=data.num_classes,
+    pipe = dict(image_size=config.input_size(), num_classes=data.num_classes,
                 batch_size=global_batch, crop_pct=crop_pct, seed=config.seed)
-    train_ds = data_lib.make_pipeline(data.train, training=True, **pipe)
+    train_ds = data_lib.make_pipeline(data.train, training=True, augment=config.augment, **pipe)
     val_ds = data_lib.make_pipeline(data.val, training=False, **pipe)
     steps = math.ceil(data.train_count / global_batch)
+    views = feature_cache.DEFAULT_VIEWS if config.feature_views is None else config.feature_views
+    # One device: the head stage trains on cached features (a replicated fit would need
+    # the cache sharded the way the images are).
+    cached_head = views > 0 and replicas == 1
+    stage1 = {"features": "cached" if cached_head else "computed every epoch",
+              "views": views if cached_head else 0}
 
     history_path = os.path.join(out, HISTORY_FILE)
     backup_root = os.path.join(out, BACKUP_DIR)
@@ -152,7 +158,7 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
         weights_note = _weights_note(weights_note)
         if chief:
             files.write_json_atomic(os.path.join(out, CLASS_NAMES_FILE), data.class_names)
-        print(f"{config.recipe} recipe, {config.model} at {config.image_size}px, weights: "
+        print(f"{config.recipe} recipe, {config.model} at {config.input_size()}px, weights: "
               f"{weights_note}; {data.train_count} train / {data.val_count} val images, "
               f"{data.num_classes} classes; stages: "
               + ", ".join(f"{s.name} (epochs {s.start + 1}-{s.end})" for s in stages)
@@ -170,15 +176,37 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
                 print(f"stage {stage.name}: already finished, resuming after it")
                 continue
             progress = resume.read_progress(stage_dir) if point > 0 else None
+            fit_model, fit_train, fit_val, extra = model, train_ds, val_ds, []
+            if stage.name == "head" and cached_head:
+                cache = feature_cache.FeatureCache(
+                    out, feature_cache.cache_key(config, data, crop_pct, views))
+                train_views = [
+                    data_lib.make_pipeline(data.train, training=True, augment=views > 1,
+                                           shuffle=False, cache=False,
+                                           **{**pipe, "seed": (config.seed or 0) + k})
+                    for k in range(views)]
+                features = cache.load_or_compute(base_of(model), train_views, val_ds)
+                fit_model = feature_cache.head_of(model, features["train"].shape[-1])
+                fit_train, fit_val, extra = feature_cache.feature_datasets(
+                    features, batch_size=global_batch, seed=config.seed)
+                stage1.update(backbone_passes=cache.backbone_passes,
+                              cache=os.path.relpath(cache.path, out))
+                print(f"stage {stage.name}: training the head on cached backbone features "
+                      f"({views} view{'s' if views > 1 else ''} per image, "
+                      f"{cache.backbone_passes} backbone pass(es) now; {stage1['cache']})")
+            elif stage.name == "head":
+                print(f"stage {stage.name}: backbone features computed every epoch "
+                      + ("(feature cache off)" if views == 0 else f"({replicas} replicas)"))
             with dist.scope():
-                model.compile(jit_compile="auto" if config.jit is None else config.jit,
-                              **stage.compile_args(steps))
-            callbacks = stage_callbacks(model, stage.name, out, chief, restore=progress)
+                fit_model.compile(jit_compile="auto" if config.jit is None else config.jit,
+                                  **stage.compile_args(steps))
+            callbacks = stage_callbacks(fit_model, stage.name, out, chief, restore=progress,
+                                        saved_model=model) + extra
             initial_epoch = stage.start if progress is None else progress.initial_epoch
             with dist.fit_scope():
-                model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch,
-                          epochs=stage.end, callbacks=callbacks, verbose=config.verbose,
-                          shuffle=False)
+                fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
+                              epochs=stage.end, callbacks=callbacks, verbose=config.verbose,
+                              shuffle=False)
             if chief:
                 files.write_atomic(done, model.save_weights)
                 shutil.rmtree(stage_dir, ignore_errors=True)
@@ -190,15 +218,17 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
     history = read_history(history_path)
     report.update({
         "model": config.model, "recipe": config.recipe, "data": data.source,
-        "image_size": config.image_size, "crop_pct": crop_pct, "weights": weights_note,
+        "image_size": config.input_size(), "crop_pct": crop_pct, "weights": weights_note,
         "epochs": config.epochs, "batch_size": global_batch,
         "strategy": dist.name, "replicas": replicas, "learning_rate": learning_rate,
         "mixed_precision": config.mixed_precision,
         "best_epoch": _best_epoch(history),
         "train_images": data.train_count, "val_images": data.val_count,
         "skipped_files": data.skipped, "train_seconds": round(train_seconds, 1),
-        "model_file": BEST_MODEL,
+        "model_file": BEST_MODEL, "augment": config.augment,
     })
+    if any(stage.name == "head" for stage in stages):
+        report["stage1"] = stage1
     write_outputs(out, report, history)
     shutil.rmtree(backup_root, ignore_errors=True)
     print(summary(report))

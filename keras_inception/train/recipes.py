@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import keras
 
+from keras_inception.models import pooled_backbone
 from keras_inception.registry import get_spec
 from keras_inception.train.config import TrainConfig
 
@@ -65,10 +66,7 @@ def build_transfer_model(
     mode whatever their `trainable` flag, so fine-tuning never updates their
     statistics (the Keras transfer-learning guide's rule).
     """
-    base = get_spec(model_name).builder(
-        include_top=False, weights=weights, input_shape=(image_size, image_size, 3),
-        pooling="avg",
-    )
+    base = pooled_backbone(model_name, weights, (image_size, image_size, 3))
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = base(inputs, training=False)
     x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
@@ -93,14 +91,20 @@ def unfreeze_top(model: keras.Model, model_name: str) -> None:
     base = base_of(model)
     base.trainable = True
     prefix = get_spec(model_name).fine_tune_from
-    names = [layer.name for layer in base.layers]
-    first = next((i for i, name in enumerate(names) if name.startswith(prefix)), None)
-    if first is None:
-        raise ValueError(
-            f"The base of {model.name!r} has no layer named {prefix!r}..., where fine-tuning of "
-            f"{model_name} starts (ModelSpec.fine_tune_from)."
-        )
-    for i, layer in enumerate(base.layers):
+    # The network's own layers: the base itself, or the network nested in it (FaceNet's
+    # base wraps its body behind an input rescaling).
+    network = base
+    while not any(layer.name.startswith(prefix) for layer in network.layers):
+        nested = [layer for layer in network.layers if isinstance(layer, keras.Model)]
+        if len(nested) != 1:
+            raise ValueError(
+                f"The base of {model.name!r} has no layer named {prefix!r}..., where "
+                f"fine-tuning of {model_name} starts (ModelSpec.fine_tune_from)."
+            )
+        network = nested[0]
+    names = [layer.name for layer in network.layers]
+    first = next(i for i, name in enumerate(names) if name.startswith(prefix))
+    for i, layer in enumerate(network.layers):
         layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
 
 
@@ -164,7 +168,7 @@ def plan(config: TrainConfig, num_classes: int) -> tuple[keras.Model, list[Stage
     """The model, its stages and a one-line note on the weights used."""
     builder = get_spec(config.model).builder
     weights = config.resolved_weights()
-    size = config.image_size
+    size = config.input_size()
     metrics = metrics_for(num_classes)
     total = config.epochs
 

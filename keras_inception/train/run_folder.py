@@ -93,6 +93,7 @@ def identity(config: TrainConfig) -> dict[str, Any]:
     """The settings that define a run (resuming with other values is a different run)."""
     values = {name: getattr(config, name) for name in RUN_IDENTITY}
     values["weights"] = config.resolved_weights()
+    values["image_size"] = config.input_size()
     return values
 
 
