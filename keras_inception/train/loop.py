@@ -23,7 +23,7 @@ from keras_inception import files
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.presets.fetch import file_hash
 from keras_inception.saving import load_model
-from keras_inception.train import feature_cache, resume, run_folder
+from keras_inception.train import feature_cache, ladder, resume, run_folder
 from keras_inception.train.callbacks import read_history, stage_callbacks
 from keras_inception.train.config import (
     BACKUP_DIR,
@@ -84,6 +84,7 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     """
     from keras_inception.train import distribute
 
+    config = ladder.resolve(config)
     config.validate()
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     dist = distribute.resolve(config.strategy if strategy is None else strategy)

@@ -1,0 +1,243 @@
+"""What the first training step costs, said before it runs, and the default of `--jit`.
+
+The first step of every `fit` traces the training step into a graph and, with XLA,
+compiles it; on a CPU that takes seconds to minutes during which nothing is printed.
+`CompileNotice` prints, before it,
+
+    compiling the training step (about N s on this machine)
+
+and after it `first step took N s`, and records that measurement in the run's cache
+(`out/cache/compile_times.json`), where the next estimate for the same step (a resumed
+or repeated run) finds it.
+
+The estimates and the default of `TrainConfig.jit` rest on `benchmarks/compile_time.py`
+(benchmarks/compile_time.json and the "Compile time of the fine-tuning step" section
+of benchmarks/RESULTS.md): stage 2 of the transfer recipe (top blocks unfrozen,
+Adam), batch 8, float32, one fresh process per configuration, on 2 shared cores of
+an Intel Xeon with AVX-512 (Python 3.11, Keras 3.15.1, TensorFlow 2.21, JAX 0.10.2;
+load average 2-5). `MEASURED` holds the figures.
+
+`default_jit(backend, device)`, the choice `jit=None` resolves to:
+
+* TensorFlow on the CPU: `False`. TODO_FILL_FROM_MEASUREMENTS
+* JAX: `True` (Keras' JAX trainer always compiles with XLA; with that, it had the
+  shortest compile and the fastest steps of the three on this CPU).
+* Everything else (TensorFlow on a GPU or TPU, PyTorch): `"auto"`, Keras' choice
+  (XLA where the model supports it on TensorFlow GPUs, eager on PyTorch). Nothing was
+  measured there that would justify overriding it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import keras
+
+# benchmarks/compile_time.py: (model, backend, XLA) -> {image size: (first step s,
+# steady step s)}, at MEASURED_BATCH images per step. Filled from compile_time.json.
+MEASURED: dict[tuple[str, str, bool], dict[int, tuple[float, float]]] = {}
+MEASURED_BATCH = 8
+# The first step of stage 1 on cached features (dropout + Dense on pooled vectors):
+# (backend, XLA) -> seconds, the median over the networks and sizes measured.
+HEAD_FIRST_STEP: dict[tuple[str, bool], float] = {}
+# Networks with no row of their own: FaceNet's body is Inception-ResNet-v1's.
+ALIASES = {"facenet": "inception_resnet_v1"}
+FALLBACK_MODEL = "inception_resnet_v2"  # the largest: an unknown network is not smaller
+CACHE_FILE = "compile_times.json"
+
+
+def current_device() -> str:
+    """"gpu", "tpu" or "cpu": where the backend runs the training step."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for kind in ("TPU", "GPU"):
+            if tf.config.list_logical_devices(kind):
+                return kind.lower()
+        return "cpu"
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend()
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def default_jit(backend: str, device: str) -> bool | str:
+    """The measured-best `jit_compile` for a backend ("tensorflow", "jax", "torch") and a
+    device ("cpu", "gpu", "tpu"); see the module docstring for the figures."""
+    if backend == "jax":
+        return True
+    if backend == "tensorflow" and device == "cpu":
+        return False
+    return "auto"
+
+
+def resolve_jit(jit: bool | str | None) -> bool | str:
+    """`TrainConfig.jit`: None becomes `default_jit` of this backend and device."""
+    if jit is not None:
+        return jit
+    return default_jit(keras.backend.backend(), current_device())
+
+
+def _table_key(model_name: str, backend: str, jit: bool) -> tuple[str, str, bool]:
+    model_name = ALIASES.get(model_name, model_name)
+    backend = backend if backend in ("tensorflow", "jax") else "tensorflow"
+    jit = True if backend == "jax" else bool(jit)
+    if (model_name, backend, jit) not in MEASURED:
+        model_name = FALLBACK_MODEL
+    return model_name, backend, jit
+
+
+def _affine_in_area(points: dict[int, float], image_size: int) -> float:
+    """Through the measured (area, value) points: linear in the image area between and
+    beyond them (slope >= 0); one point: proportional to the area."""
+    sizes = sorted(points)
+    area = float(image_size) ** 2
+    if len(sizes) == 1:
+        return points[sizes[0]] * area / sizes[0] ** 2
+    low, high = (sizes[0], sizes[1]) if image_size <= sizes[1] else (sizes[-2], sizes[-1])
+    slope = max(0.0, (points[high] - points[low]) / (high**2 - low**2))
+    return max(0.0, points[low] + slope * (area - low**2))
+
+
+def estimate_compile_seconds(
+    model_name: str, image_size: int, backend: str, jit: bool | str, *,
+    batch_size: int | None = None, device: str = "cpu", cache_dir: str | None = None,
+    stage: str = "fine_tune",
+) -> float:
+    """Seconds the first training step of `model_name` at `image_size` takes on this
+    machine: the step's trace + compile, plus (with `batch_size`) one step at that batch.
+
+    From `MEASURED` (this package's CPU measurements of the fine-tuning step, batch 8),
+    affine in the image area through the measured sizes, and the step time scaled by
+    area and batch. `stage="head_cached"` is stage 1 on cached features (a tiny model:
+    `HEAD_FIRST_STEP`). On a GPU/TPU only the trace + compile part is counted (it runs
+    on the host). A first step recorded in `cache_dir` for the same step (network,
+    size, backend, XLA, device, batch, stage) replaces the table.
+    """
+    jit_on = True if backend == "jax" else bool(jit) and jit != "auto"
+    recorded = _read_cache(cache_dir).get(
+        _cache_key(model_name, image_size, backend, jit_on, device, batch_size, stage))
+    if recorded:
+        return float(recorded)
+    if stage == "head_cached":
+        key = ("jax" if backend == "jax" else "tensorflow", jit_on)
+        return HEAD_FIRST_STEP.get(key, 1.0)
+    table = MEASURED.get(_table_key(model_name, backend, jit_on))
+    if not table:
+        return 30.0  # nothing measured: a round figure of the right order
+    compile_s = _affine_in_area({s: first - step for s, (first, step) in table.items()},
+                                image_size)
+    if batch_size is None or device != "cpu":
+        return max(compile_s, 0.1)
+    step_s = _affine_in_area({s: step for s, (_, step) in table.items()}, image_size)
+    return max(compile_s + step_s * batch_size / MEASURED_BATCH, 0.1)
+
+
+def _cache_key(model_name: str, image_size: int, backend: str, jit: bool, device: str,
+               batch_size: int | None, stage: str) -> str:
+    return f"{stage}|{model_name}|{image_size}|{backend}|xla={jit}|{device}|b{batch_size}"
+
+
+def _read_cache(cache_dir: str | None) -> dict[str, float]:
+    if not cache_dir:
+        return {}
+    try:
+        with open(os.path.join(cache_dir, CACHE_FILE), encoding="utf-8") as f:
+            values = json.load(f)
+        return {k: v for k, v in values.items() if isinstance(v, (int, float)) and v > 0}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def record_first_step(cache_dir: str, key: str, seconds: float) -> None:
+    """Adds a measured first step to `cache_dir/compile_times.json`."""
+    from keras_inception import files
+
+    values = _read_cache(cache_dir)
+    values[key] = round(seconds, 2)
+    files.write_json_atomic(os.path.join(cache_dir, CACHE_FILE), values, create_parents=True)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{max(value, 0.1):.1f}"
+
+
+class CompileNotice(keras.callbacks.Callback):
+    """Prints the estimate before the first step of a `fit`, then the measured time.
+
+    Args:
+        model_name, image_size, batch_size: the step that is compiled.
+        stage: the stage's name ("head", "fine_tune", "scratch", "paper": the full
+            network's step, estimated from the fine-tuning figures) or "head_cached"
+            (stage 1 on cached features).
+        cache_dir: where measurements are read and (with `record=True`) written.
+        print_fn: where the two lines go.
+    """
+
+    def __init__(self, model_name: str, image_size: int, batch_size: int, *,
+                 stage: str = "fine_tune", cache_dir: str | None = None, record: bool = True,
+                 print_fn: Any = print) -> None:
+        super().__init__()
+        self.model_name, self.image_size, self.batch_size = model_name, image_size, batch_size
+        self.stage, self.cache_dir, self.record = stage, cache_dir, record
+        self.print_fn = print_fn
+        self.estimate_s: float | None = None
+        self.first_step_s: float | None = None
+        self._started: float | None = None
+
+    def _key(self) -> tuple[str, bool, str]:
+        backend = keras.backend.backend()
+        jit = bool(self.model.jit_compile) if backend != "jax" else True
+        return backend, jit, current_device()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        backend, jit, device = self._key()
+        self.estimate_s = estimate_compile_seconds(
+            self.model_name, self.image_size, backend, jit, batch_size=self.batch_size,
+            device=device, cache_dir=self.cache_dir, stage=self.stage)
+        self.first_step_s, self._started = None, None
+        self.print_fn(f"compiling the training step (about {_seconds(self.estimate_s)} s "
+                      "on this machine)")
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self._started is None and self.first_step_s is None:
+            self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._started is None or self.first_step_s is not None:
+            return
+        self.first_step_s = time.perf_counter() - self._started
+        self.print_fn(f"first step took {_seconds(self.first_step_s)} s")
+        if self.record and self.cache_dir:
+            backend, jit, device = self._key()
+            try:
+                record_first_step(self.cache_dir, _cache_key(
+                    self.model_name, self.image_size, backend, jit, device, self.batch_size,
+                    self.stage), self.first_step_s)
+            except OSError:
+                pass  # a read-only cache only loses the refinement
+
+
+def for_stage(config: Any, stage: str, cached_head: bool, out: str, batch_size: int,
+              chief: bool = True) -> list[keras.callbacks.Callback]:
+    """The notice for one stage of `train` (only the chief prints and records)."""
+    if not chief:
+        return []
+    from keras_inception.train.feature_cache import CACHE_DIR
+
+    return [CompileNotice(config.model, config.input_size(), batch_size,
+                          stage="head_cached" if cached_head else stage,
+                          cache_dir=os.path.join(out, CACHE_DIR))]
+
+
+__all__ = ["CompileNotice", "MEASURED", "current_device", "default_jit",
+           "estimate_compile_seconds", "for_stage", "record_first_step", "resolve_jit"]
