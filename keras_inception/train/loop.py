@@ -23,7 +23,7 @@ from keras_inception import files
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.presets.fetch import file_hash
 from keras_inception.saving import load_model
-from keras_inception.train import feature_cache, ladder, resume, run_folder
+from keras_inception.train import compile_notice, feature_cache, ladder, resume, run_folder
 from keras_inception.train.callbacks import read_history, stage_callbacks
 from keras_inception.train.config import (
     BACKUP_DIR,
@@ -199,10 +199,12 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
                 print(f"stage {stage.name}: backbone features computed every epoch "
                       + ("(feature cache off)" if views == 0 else f"({replicas} replicas)"))
             with dist.scope():
-                fit_model.compile(jit_compile="auto" if config.jit is None else config.jit,
+                fit_model.compile(jit_compile=compile_notice.resolve_jit(config.jit),
                                   **stage.compile_args(steps))
+            # Says what the first step (trace / compile) will cost, then what it took.
             callbacks = stage_callbacks(fit_model, stage.name, out, chief, restore=progress,
-                                        saved_model=model) + extra
+                                        saved_model=model) + extra + compile_notice.for_stage(
+                config, stage.name, fit_model is not model, out, global_batch, chief)
             initial_epoch = stage.start if progress is None else progress.initial_epoch
             with dist.fit_scope():
                 fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
