@@ -52,7 +52,13 @@ import numpy as np  # noqa: E402
 
 import keras_inception as ki  # noqa: E402
 from keras_inception import export, facenet  # noqa: E402
-from keras_inception.apps.benchmark import append_results, machine_description  # noqa: E402
+from keras_inception.apps.benchmark import (  # noqa: E402
+    append_results,
+    cpu_simd_flags,
+    load_average,
+    machine_description,
+)
+from keras_inception.apps.faces import face_crop  # noqa: E402
 from keras_inception.export.runtime import Embedder  # noqa: E402
 from keras_inception.registry import get_spec  # noqa: E402
 
@@ -70,7 +76,6 @@ VARIANTS = {
     "int8": ("int8", "float32"),
     "int8, uint8 I/O": ("int8", "uint8"),
 }
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
 # ------------------------------------------------------------------ face crops
@@ -99,26 +104,6 @@ def fetch_photos(folder: Path, archive: str | None = None) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(tar.extractfile(member).read())
     return root
-
-
-def face_crop(path: Path) -> np.ndarray | None:
-    """The largest face MTCNN (faceie, upright search) finds, cropped with a `MARGIN` as
-    facenet-pytorch's extract_face does, resized to SIZE x SIZE; float32 0-255. None: no face."""
-    from faceie import detect_faces
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as raw:
-        image = ImageOps.exif_transpose(raw).convert("RGB")
-    found = detect_faces(image, rotations=np.array([0.0]), extract_images=None)
-    if len(found.probabilities) == 0:
-        return None
-    boxes = np.asarray(found.bounding_boxes, np.float64)
-    x1, y1, x2, y2 = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
-    mx, my = MARGIN * (x2 - x1) / (SIZE - MARGIN), MARGIN * (y2 - y1) / (SIZE - MARGIN)
-    box = (int(max(x1 - mx / 2, 0)), int(max(y1 - my / 2, 0)),
-           int(min(x2 + mx / 2, image.width)), int(min(y2 + my / 2, image.height)))
-    face = image.crop(box).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(face, dtype=np.float32)
 
 
 def crops_from_photos(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -222,21 +207,6 @@ def invoke_fn(path: str, crop: np.ndarray, threads: int):
     interpreter = embedder.interpreter
     interpreter.set_tensor(embedder._input["index"], embedder._quantize(crop[None]))
     return interpreter.invoke
-
-
-def cpu_simd_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in SIMD_FLAGS if f in flags]
-    except OSError:
-        pass
-    return []
-
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 # ------------------------------------------------------------------ run

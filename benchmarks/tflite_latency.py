@@ -36,7 +36,11 @@ import numpy as np  # noqa: E402
 
 import keras_inception as ki  # noqa: E402
 from keras_inception import export  # noqa: E402
-from keras_inception.apps.benchmark import machine_description  # noqa: E402
+from keras_inception.apps.benchmark import (  # noqa: E402
+    cpu_simd_flags,
+    load_average,
+    machine_description,
+)
 from keras_inception.apps.random_backbone import (  # noqa: E402
     estimate_batchnorm_statistics,
     fit_head_on_random_backbone,
@@ -83,24 +87,6 @@ def interleaved_ms(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
     return {key: (statistics.median(t), min(t)) for key, t in times.items()}
 
 
-# SIMD features that decide int8 vs float32 speed: without a VNNI dot product, x86 int8
-# GEMMs (vpmaddwd) do as many multiply-adds per cycle as float32 FMAs.
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_simd_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in SIMD_FLAGS if f in flags]
-    except OSError:
-        pass
-    return []
-
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def train_from_scratch(model: keras.Model, images: np.ndarray, labels: np.ndarray, *,

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from registry_files import cache_dir
 
+from keras_inception.apps import faces
+
 _CROP_VERSION = "v1"  # bump when the crop procedure changes
 
 
@@ -37,23 +39,9 @@ def _save_atomic(target: Path, array: np.ndarray) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def detect_largest_face(image) -> tuple[float, float, float, float] | None:
-    """``(x1, y1, x2, y2)`` of the largest face MTCNN finds in an RGB PIL image, or None."""
-    from faceie import detect_faces
-
-    found = detect_faces(image, rotations=np.array([0.0]), extract_images=None)
-    if len(found.probabilities) == 0:
-        return None
-    boxes = np.asarray(found.bounding_boxes, np.float64)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    x1, y1, x2, y2 = boxes[int(np.argmax(areas))]
-    return float(x1), float(y1), float(x2), float(y2)
-
-
 def face_crop(path: str | os.PathLike, size: int = 160, margin: int = 32) -> np.ndarray | None:
-    """The (size, size, 3) float32 0..255 crop of the largest face in one photo (None: no face).
-
-    Cached by photo content hash and settings."""
+    """The (size, size, 3) float32 0..255 crop of the largest face in one photo (None: no face),
+    from `keras_inception.apps.faces`, cached by photo content hash and settings."""
     path = Path(path)
     folder = cache_dir() / "face_crops"
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,29 +49,8 @@ def face_crop(path: str | os.PathLike, size: int = 160, margin: int = 32) -> np.
     if target.is_file():
         cached = np.load(target)
         return cached if cached.size else None
-
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as raw:
-        image = ImageOps.exif_transpose(raw).convert("RGB")
-    box = detect_largest_face(image)
-    if box is None:
-        _save_atomic(target, np.zeros((0,), np.float32))  # remember "no face"
-        return None
-    x1, y1, x2, y2 = box
-    width, height = image.size
-    # facenet-pytorch extract_face: margin given in output pixels, rescaled to the box size.
-    mx = margin * (x2 - x1) / (size - margin)
-    my = margin * (y2 - y1) / (size - margin)
-    crop_box = (
-        int(max(x1 - mx / 2, 0)),
-        int(max(y1 - my / 2, 0)),
-        int(min(x2 + mx / 2, width)),
-        int(min(y2 + my / 2, height)),
-    )
-    face = image.crop(crop_box).resize((size, size), Image.Resampling.BILINEAR)
-    out = np.asarray(face, dtype=np.float32)
-    _save_atomic(target, out)
+    out = faces.face_crop(path, size=size, margin=margin)
+    _save_atomic(target, np.zeros((0,), np.float32) if out is None else out)  # None: "no face"
     return out
 
 

@@ -84,6 +84,29 @@ def machine_description() -> str:
     return ", ".join(parts)
 
 
+# SIMD features that decide int8 vs float32 speed: without a VNNI dot product, x86 int8
+# GEMMs (vpmaddwd) do as many multiply-adds per cycle as float32 FMAs.
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_simd_flags() -> list[str]:
+    """Which of `SIMD_FLAGS` this CPU has (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [flag for flag in SIMD_FLAGS if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the OS has none): shared machines are noisy."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def _to_device(array: np.ndarray):
     return keras.ops.convert_to_tensor(array)
 

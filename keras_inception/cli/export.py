@@ -78,6 +78,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.uint8_input and args.format == "onnx":
         raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
     model = build_model(args.model, args.weights, args.image_size, args.classes)
+    what = args.format + (f" ({args.quantize})" if args.quantize else "")
+    print(f"Exporting {model.name} ({model.count_params():,} parameters, input "
+          f"{tuple(model.input_shape[1:])}) to {what}: converting, then checking the result "
+          "against the Keras model (a few minutes for large inputs on a CPU)...", flush=True)
     try:
         if args.format == "saved_model":
             path = export.export_saved_model(

@@ -12,19 +12,39 @@ or repeated run) finds it.
 
 The estimates and the default of `TrainConfig.jit` rest on `benchmarks/compile_time.py`
 (benchmarks/compile_time.json and the "Compile time of the fine-tuning step" section
-of benchmarks/RESULTS.md): stage 2 of the transfer recipe (top blocks unfrozen,
-Adam), batch 8, float32, one fresh process per configuration, on 2 shared cores of
-an Intel Xeon with AVX-512 (Python 3.11, Keras 3.15.1, TensorFlow 2.21, JAX 0.10.2;
-load average 2-5). `MEASURED` holds the figures.
+of benchmarks/RESULTS.md, 2026-11-28): stage 2 of the transfer recipe (top blocks
+unfrozen, Adam), batch 8, float32, one fresh process per configuration, on 2 cores
+of an Intel Xeon (AVX-512) shared with other jobs (load average 2.9-4.4; Python 3.11,
+Keras 3.15.1, TensorFlow 2.21, JAX 0.10.2). `MEASURED` holds the figures.
 
 `default_jit(backend, device)`, the choice `jit=None` resolves to:
 
-* TensorFlow on the CPU: `False`. TODO_FILL_FROM_MEASUREMENTS
-* JAX: `True` (Keras' JAX trainer always compiles with XLA; with that, it had the
-  shortest compile and the fastest steps of the three on this CPU).
+* TensorFlow on the CPU: `False`. With XLA the first step (trace + compile + one
+  step) took longer for every network and size: 20.8 / 10.8 / 28.1 s against 11.4 /
+  6.9 / 13.1 s without (Inception-v4 / Inception-ResNet-v1 / Inception-ResNet-v2 at
+  160 px), 15.8 / 21.7 / 37.9 s against 9.8 / 6.3 / 26.8 s at 299 px. Its steady
+  steps were slower at 299 px (1.95 / 2.03 / 4.36 s against 1.47 / 0.55 / 2.81 s)
+  and, at 160 px, slower for v4 (0.89 against 0.63 s), 10 % faster for IR-v2 (0.70
+  against 0.78 s: the compile pays back after 193 steps of 8) and equal for IR-v1 (a
+  rerun with 10 steps each: 0.28 s with XLA, 0.29 s without, compile +10 s). Over the flowers
+  example's fine-tuning stage (14 steps of 32, about 56 steps of 8), compile + steps
+  come to 181 s without XLA and 278 s with it for Inception-ResNet-v2 at 299 px.
+  (This is also what Keras' "auto" picks on a CPU-only TensorFlow.)
+* JAX: `True` (Keras' JAX trainer compiles with XLA; "auto" means the same). On this
+  CPU its compile was the shortest for v4 and IR-v2 at 299 px (5 and 9 s), its steps
+  the slowest of the three there (IR-v2: 8.7 s against TensorFlow's 2.8 s).
 * Everything else (TensorFlow on a GPU or TPU, PyTorch): `"auto"`, Keras' choice
-  (XLA where the model supports it on TensorFlow GPUs, eager on PyTorch). Nothing was
-  measured there that would justify overriding it.
+  (XLA where the model supports it on a TensorFlow GPU without tf.distribute, eager on
+  PyTorch). Nothing measured here would justify overriding it.
+
+The estimate of a first step is the measured compile part (first step - step; trace
+and compile do not depend much on the image size: where the two measured sizes
+disagree the wrong way, their mean; outside the measured sizes, the nearest one's)
+plus one step scaled by image area (affine between the two measured sizes,
+proportional outside them) and batch.
+The measurements vary by +-30 % and more between runs on this shared machine (a fresh
+IR-v2 first step at 160 px took 13 s in the benchmark, 23 s in a rerun); the notice
+says "about".
 """
 
 from __future__ import annotations
@@ -36,13 +56,25 @@ from typing import Any
 
 import keras
 
-# benchmarks/compile_time.py: (model, backend, XLA) -> {image size: (first step s,
-# steady step s)}, at MEASURED_BATCH images per step. Filled from compile_time.json.
-MEASURED: dict[tuple[str, str, bool], dict[int, tuple[float, float]]] = {}
+# benchmarks/compile_time.py (compile_time.json): (model, backend, XLA) -> {image
+# size: (first step s, median steady step s)}, MEASURED_BATCH images per step.
+MEASURED: dict[tuple[str, str, bool], dict[int, tuple[float, float]]] = {
+    ("inception_v4", "tensorflow", False): {160: (11.42, 0.626), 299: (9.81, 1.474)},
+    ("inception_v4", "tensorflow", True): {160: (20.83, 0.888), 299: (15.79, 1.949)},
+    ("inception_v4", "jax", True): {160: (11.5, 0.665), 299: (7.44, 2.226)},
+    ("inception_resnet_v1", "tensorflow", False): {160: (6.94, 0.315), 299: (6.32, 0.549)},
+    ("inception_resnet_v1", "tensorflow", True): {160: (10.85, 0.163), 299: (21.73, 2.034)},
+    ("inception_resnet_v1", "jax", True): {160: (5.86, 0.396), 299: (11.77, 2.793)},
+    ("inception_resnet_v2", "tensorflow", False): {160: (13.07, 0.776), 299: (26.76, 2.808)},
+    ("inception_resnet_v2", "tensorflow", True): {160: (28.07, 0.698), 299: (37.9, 4.36)},
+    ("inception_resnet_v2", "jax", True): {160: (7.98, 0.55), 299: (17.25, 8.715)},
+}
 MEASURED_BATCH = 8
 # The first step of stage 1 on cached features (dropout + Dense on pooled vectors):
-# (backend, XLA) -> seconds, the median over the networks and sizes measured.
-HEAD_FIRST_STEP: dict[tuple[str, bool], float] = {}
+# (backend, XLA) -> seconds, the median over the six networks and sizes measured.
+HEAD_FIRST_STEP: dict[tuple[str, bool], float] = {
+    ("tensorflow", False): 0.34, ("tensorflow", True): 1.51, ("jax", True): 0.86,
+}
 # Networks with no row of their own: FaceNet's body is Inception-ResNet-v1's.
 ALIASES = {"facenet": "inception_resnet_v1"}
 FALLBACK_MODEL = "inception_resnet_v2"  # the largest: an unknown network is not smaller
@@ -96,16 +128,22 @@ def _table_key(model_name: str, backend: str, jit: bool) -> tuple[str, str, bool
     return model_name, backend, jit
 
 
-def _affine_in_area(points: dict[int, float], image_size: int) -> float:
-    """Through the measured (area, value) points: linear in the image area between and
-    beyond them (slope >= 0); one point: proportional to the area."""
+def _affine_in_area(points: dict[int, float], image_size: int, clamp: bool = False) -> float:
+    """From the measured (size, value) points: linear in the image area between them;
+    outside them the nearest point's value, proportional to the area unless `clamp`.
+    Where a larger size measured less (noise), the mean of the points (unless `clamp`,
+    proportional to the area, through the mean of their areas)."""
     sizes = sorted(points)
     area = float(image_size) ** 2
-    if len(sizes) == 1:
-        return points[sizes[0]] * area / sizes[0] ** 2
-    low, high = (sizes[0], sizes[1]) if image_size <= sizes[1] else (sizes[-2], sizes[-1])
-    slope = max(0.0, (points[high] - points[low]) / (high**2 - low**2))
-    return max(0.0, points[low] + slope * (area - low**2))
+    if any(points[b] < points[a] for a, b in zip(sizes, sizes[1:], strict=False)):
+        mean = sum(points.values()) / len(points)
+        return mean if clamp else mean * area * len(sizes) / sum(s**2 for s in sizes)
+    nearest = sizes[0] if area <= sizes[0] ** 2 else sizes[-1] if area >= sizes[-1] ** 2 else None
+    if nearest is not None:
+        return points[nearest] * (1.0 if clamp else area / nearest**2)
+    high = next(s for s in sizes if s**2 >= area)
+    low = sizes[sizes.index(high) - 1]
+    return points[low] + (points[high] - points[low]) * (area - low**2) / (high**2 - low**2)
 
 
 def estimate_compile_seconds(
@@ -116,11 +154,13 @@ def estimate_compile_seconds(
     """Seconds the first training step of `model_name` at `image_size` takes on this
     machine: the step's trace + compile, plus (with `batch_size`) one step at that batch.
 
-    From `MEASURED` (this package's CPU measurements of the fine-tuning step, batch 8),
-    affine in the image area through the measured sizes, and the step time scaled by
-    area and batch. `stage="head_cached"` is stage 1 on cached features (a tiny model:
-    `HEAD_FIRST_STEP`). On a GPU/TPU only the trace + compile part is counted (it runs
-    on the host). A first step recorded in `cache_dir` for the same step (network,
+    From `MEASURED` (this package's CPU measurements of the fine-tuning step, batch 8):
+    the compile part affine in the image area between the measured sizes (the nearest
+    one's outside them), plus the step time, affine in area between the measured sizes,
+    proportional to the area outside them, and proportional to the batch.
+    `stage="head_cached"` is stage 1 on cached features (a tiny model: `HEAD_FIRST_STEP`).
+    On a GPU/TPU only the trace + compile part is counted (it runs on the host, and
+    the table's step times are the CPU's). A first step recorded in `cache_dir` for the same step (network,
     size, backend, XLA, device, batch, stage) replaces the table.
     """
     jit_on = True if backend == "jax" else bool(jit) and jit != "auto"
@@ -134,8 +174,9 @@ def estimate_compile_seconds(
     table = MEASURED.get(_table_key(model_name, backend, jit_on))
     if not table:
         return 30.0  # nothing measured: a round figure of the right order
+    # Tracing does not shrink with the image: no extrapolation of the compile part.
     compile_s = _affine_in_area({s: first - step for s, (first, step) in table.items()},
-                                image_size)
+                                image_size, clamp=True)
     if batch_size is None or device != "cpu":
         return max(compile_s, 0.1)
     step_s = _affine_in_area({s: step for s, (_, step) in table.items()}, image_size)
