@@ -255,7 +255,7 @@ def test_onnx_without_packages_says_what_to_install(small_models, tmp_path, monk
 
 # --- atomicity and argument errors ------------------------------------------------------------
 
-def test_existing_path_is_refused(small_models, tmp_path):
+def test_existing_path_is_refused(small_models, tmp_path, capsys):
     model = small_models["inception_v4"]
     target = tmp_path / "model.tflite"
     target.write_bytes(b"keep me")
@@ -269,6 +269,9 @@ def test_existing_path_is_refused(small_models, tmp_path):
     rc = main(["export", "--model", "inception_v4", "--weights", "none", "--image-size", "96",
                "--format", "tflite", "--out", str(target)])
     assert rc == 2 and target.read_bytes() == b"keep me"
+    # The CLI says what it is doing before the (long) conversion starts.
+    printed = capsys.readouterr().out
+    assert "Exporting inception_v4 (" in printed and "to tflite: converting" in printed
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite", "onnx"])
