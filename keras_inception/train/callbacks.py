@@ -89,8 +89,12 @@ class BestModel(keras.callbacks.Callback):
         super().__init__()
         self.path, self.history_path, self.monitor = path, history_path, monitor
         # The model to save, when `fit` trains a part of it (the head on cached features).
+        # Then epochs take milliseconds and writing the whole network each time would
+        # dominate: the best part's weights are kept and the model is written once, when
+        # the stage ends.
         self.saved_model = saved_model
         self.best: float | None = None
+        self.best_weights: list | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.best = None
@@ -106,7 +110,21 @@ class BestModel(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best = float(value)
-            files.write_atomic(self.path, (self.saved_model or self.model).save)
+            if self.saved_model is None:
+                files.write_atomic(self.path, self.model.save)
+            else:
+                self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is None:
+            return
+        final = self.model.get_weights()
+        self.model.set_weights(self.best_weights)
+        try:
+            files.write_atomic(self.path, self.saved_model.save)
+        finally:
+            self.model.set_weights(final)
+            self.best_weights = None
 
 
 class CrashAfterEpoch(keras.callbacks.Callback):

@@ -74,8 +74,13 @@ class FeatureCache:
                             ("train", "train_labels", "val", "val_labels")}
             except (OSError, ValueError, KeyError):
                 pass  # damaged: computed again below
-        train = [self._features(base, ds) for ds in views]
-        val_features, val_labels = self._features(base, val)
+        # One traced forward pass for every batch of every split: a function per dataset
+        # (or per batch size) would trace the whole backbone again each time.
+        forward = tf.function(
+            lambda x: base(x, training=False),
+            input_signature=[tf.TensorSpec((None, *base.input_shape[1:]), tf.float32)])
+        train = [self._features(forward, ds) for ds in views]
+        val_features, val_labels = self._features(forward, val)
         arrays = {"train": np.stack([f for f, _ in train]), "train_labels": train[0][1],
                   "val": val_features, "val_labels": val_labels}
 
@@ -86,10 +91,9 @@ class FeatureCache:
         files.write_atomic(self.path, write, create_parents=True)
         return arrays
 
-    def _features(self, base: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    def _features(self, forward: Any, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features, one-hot labels) of a batched, unshuffled dataset: one pass."""
         self.backbone_passes += 1
-        forward = tf.function(lambda x: base(x, training=False))
         features, labels = [], []
         for x, y in ds:
             features.append(np.asarray(forward(x), dtype=np.float32))

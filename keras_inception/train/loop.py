@@ -177,6 +177,7 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
                 print(f"stage {stage.name}: already finished, resuming after it")
                 continue
             progress = resume.read_progress(stage_dir) if point > 0 else None
+            stage_started = time.perf_counter()
             fit_model, fit_train, fit_val, extra = model, train_ds, val_ds, []
             if stage.name == "head" and cached_head:
                 cache = feature_cache.FeatureCache(
@@ -210,6 +211,9 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
                 fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
                               epochs=stage.end, callbacks=callbacks, verbose=config.verbose,
                               shuffle=False)
+            if stage.name == "head":
+                # Features (or not) and every head epoch, best.keras included.
+                stage1["seconds"] = round(time.perf_counter() - stage_started, 1)
             if chief:
                 files.write_atomic(done, model.save_weights)
                 shutil.rmtree(stage_dir, ignore_errors=True)
