@@ -139,3 +139,27 @@ def test_notebook_quick_mode(name, offline, monkeypatch, tmp_path):
         assert all(k in ("text/plain", "image/png") for o in outputs for k in o.get("data", {}))
     assert "Traceback" not in text and not os.path.exists(run_dir / "runs")
     assert list(run_dir.iterdir()) == [], "a notebook wrote into its folder"
+
+
+def _stream_text(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_committed_notebooks_hold_a_full_run(name):
+    """What is committed comes from a full run, says so first, and ran without errors."""
+    path = NOTEBOOKS / name
+    nb = nbformat.read(path, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert outputs and not [o for o in outputs if o.get("output_type") == "error"]
+    assert _stream_text(path).startswith("mode: full")
+
+
+def test_committed_transfer_notebook_reaches_the_target():
+    """Notebook 01's committed run: FaceNet backbone, >= 65% on tf_flowers_small val."""
+    text = _stream_text(NOTEBOOKS / "01_transfer_learning.ipynb")
+    assert "tf_flowers_small" in text and "[weights] using FaceNet" in text
+    accuracy = float(re.search(r"validation accuracy (\d+\.\d)%", text).group(1))
+    assert accuracy >= 65.0
