@@ -288,4 +288,6 @@ def test_extras_install_what_their_commands_import():
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"keras_inception", "keras", "numpy"}
-    assert third_party <= {"tensorflow", "tensorflow_datasets", "matplotlib", "jax"}, third_party
+    # Besides the train extra: the Keras backends (tensorflow from cpu/gpu, jax, torch).
+    assert third_party <= {"tensorflow", "tensorflow_datasets", "matplotlib", "jax", "torch"}, \
+        third_party

@@ -65,7 +65,7 @@ def choose_rung(log=print) -> Rung:
             check()
         except (WeightsDownloadError, ValueError, OSError) as e:
             reason = " ".join(str(e).split())
-            log(f"[weights] {rung.description}: unavailable ({reason[:240]})")
+            log(f"[weights] {rung.description}: unavailable ({reason[:600]})")
             continue
         log(f"[weights] using {rung.description}")
         return rung
