@@ -270,7 +270,7 @@ def test_cli_convert_facenet_keras_round_trip(facenet_h5, facenet_ms_celeb, face
 
 
 def test_cli_convert_facenet_pytorch(faces, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch  # the torch extra, installed by make test: a missing torch fails here
     import registry_files
 
     module = registry_files.load_facenet_pytorch_module()
