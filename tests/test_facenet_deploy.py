@@ -270,8 +270,8 @@ def test_cli_convert_facenet_keras_round_trip(facenet_h5, facenet_ms_celeb, face
 
 
 def test_cli_convert_facenet_pytorch(faces, tmp_path):
-    import torch  # the torch extra, installed by make test: a missing torch fails here
     import registry_files
+    import torch  # the torch extra, installed by make test: a missing torch fails here
 
     module = registry_files.load_facenet_pytorch_module()
     torch.manual_seed(0)
