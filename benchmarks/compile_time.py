@@ -14,7 +14,8 @@ Configurations, each in its own subprocess (a fresh backend, nothing cached):
 `tf_xla` (TensorFlow, `jit_compile=True`), `tf` (TensorFlow, `jit_compile=False`) and
 `jax` (the JAX backend always jit-compiles with XLA). Each also times the stage-1
 head on cached features (dropout + Dense on 1536-d vectors), whose compile is what
-stage 1 costs with the feature cache.
+stage 1 costs with the feature cache, and stage 2 on cached activations (the unfrozen
+top blocks and the head, `feature_cache.top_of`), what stage 2 costs with the cache.
 
 Writes benchmarks/compile_time.json and appends a section to benchmarks/RESULTS.md;
 `keras_inception/train/compile_notice.py` holds the figures it measured.
@@ -109,6 +110,15 @@ def worker(model_name: str, size: int, jit: bool, steady: int, head: bool) -> di
             _timed(lambda: head_model.train_on_batch(features, labels)), 3)
         result["head_step_s"] = round(statistics.median(
             _timed(lambda: head_model.train_on_batch(features, labels)) for _ in range(5)), 4)
+        # Stage 2 on the cached activations below the unfrozen blocks: the top blocks
+        # and the head, trained on activations at the cut.
+        split = feature_cache.split_base(model, model_name)
+        top_model = feature_cache.top_of(model, split)
+        top_model.compile(jit_compile=jit, **args)
+        cut = rng.normal(size=(BATCH, *split.cut_shape)).astype("float32")
+        result["top_first_step_s"] = round(_timed(lambda: top_model.train_on_batch(cut, y)), 3)
+        result["top_step_s"] = round(statistics.median(
+            _timed(lambda: top_model.train_on_batch(cut, y)) for _ in range(5)), 4)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
@@ -153,21 +163,25 @@ def markdown(payload: dict) -> str:
         "`unfreeze_top`, BatchNorm frozen, Adam), batch 8, float32, random weights; one "
         "fresh subprocess per row. *first step*: wall time of the first `train_on_batch` "
         "after `compile()`; *step*: median of the later steps; *compile* = first step - "
-        "step. *head*: the first step of stage 1 on cached features (dropout + Dense).", "",
+        "step. *head*: the first step of stage 1 on cached features (dropout + Dense); "
+        "*top*: stage 2 on cached activations (top blocks + head), first step and "
+        "median step.", "",
         "| model | size | config | XLA | first step s | compile s | step s | img/s | "
-        "head first step s | peak RSS MiB | load avg |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "head first step s | top first step s | top step s | peak RSS MiB | load avg |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['image_size']} | {r['config']} | | "
-                         f"{r['error']} | | | | | | |")
+                         f"{r['error']} | | | | | | | | |")
             continue
         lines.append(
             f"| {r['model']} | {r['image_size']} | {r['config']} | "
             f"{'yes' if r['jit_compile'] else 'no'} | {r['first_step_s']:.1f} | "
             f"{r['compile_s']:.1f} | {r['step_s']:.2f} | {r['img_per_s']:.2f} | "
-            f"{r.get('head_first_step_s', float('nan')):.2f} | {r['peak_rss_mb']:,} | "
+            f"{r.get('head_first_step_s', float('nan')):.2f} | "
+            f"{r.get('top_first_step_s', float('nan')):.2f} | "
+            f"{r.get('top_step_s', float('nan')):.3f} | {r['peak_rss_mb']:,} | "
             f"{r['load_average'][0]:.1f}-{r['load_average'][1]:.1f} |")
     lines += ["", "Cost of compile + N steps, relative to TensorFlow without XLA (`tf`), "
               "from the rows above: break-even steps = (compile_xla - compile_tf) / "

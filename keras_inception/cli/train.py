@@ -27,6 +27,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, stage1_epochs=args.stage1_epochs,
         max_per_class=args.max_per_class, strategy=args.strategy, overwrite=args.overwrite,
         augment=args.augment, feature_views=args.feature_views,
+        fine_tune_cache=args.fine_tune_cache,
     )
     train(config)
     return 0
@@ -87,6 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="transfer recipe, stage 1: train the head on cached backbone features "
                         "of N views per image (1, the default: the evaluation crop; N > 1: "
                         "augmented views; 0: no cache, the backbone runs every epoch)")
+    p.add_argument("--fine-tune-cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="transfer recipe, stage 2: fine-tune the top blocks on the cached "
+                        "activations below them, of the same views as stage 1 (default on; "
+                        "--no-fine-tune-cache runs the backbone on augmented images every "
+                        "epoch)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="devices to train on: all GPUs of this machine (mirrored), the machines "
                         "of TF_CONFIG (multi_worker), a TPU, or one device (none); auto picks "

@@ -75,6 +75,11 @@ MEASURED_BATCH = 8
 HEAD_FIRST_STEP: dict[tuple[str, bool], float] = {
     ("tensorflow", False): 0.34, ("tensorflow", True): 1.51, ("jax", True): 0.86,
 }
+# Stage 2 on the cached activations below the unfrozen blocks (`feature_cache.top_of`:
+# top blocks + head), measured by the same benchmark (the `top_*` columns), in the
+# layout of `MEASURED`.
+TOP_MEASURED: dict[tuple[str, str, bool], dict[int, tuple[float, float]]] = {
+}
 # Networks with no row of their own: FaceNet's body is Inception-ResNet-v1's.
 ALIASES = {"facenet": "inception_resnet_v1"}
 FALLBACK_MODEL = "inception_resnet_v2"  # the largest: an unknown network is not smaller
@@ -158,7 +163,9 @@ def estimate_compile_seconds(
     the compile part affine in the image area between the measured sizes (the nearest
     one's outside them), plus the step time, affine in area between the measured sizes,
     proportional to the area outside them, and proportional to the batch.
-    `stage="head_cached"` is stage 1 on cached features (a tiny model: `HEAD_FIRST_STEP`).
+    `stage="head_cached"` is stage 1 on cached features (a tiny model: `HEAD_FIRST_STEP`);
+    `stage="fine_tune_cached"` stage 2 on cached activations (the top blocks and the
+    head: `TOP_MEASURED`).
     On a GPU/TPU only the trace + compile part is counted (it runs on the host, and
     the table's step times are the CPU's). A first step recorded in `cache_dir` for the same step (network,
     size, backend, XLA, device, batch, stage) replaces the table.
@@ -171,7 +178,10 @@ def estimate_compile_seconds(
     if stage == "head_cached":
         key = ("jax" if backend == "jax" else "tensorflow", jit_on)
         return HEAD_FIRST_STEP.get(key, 1.0)
-    table = MEASURED.get(_table_key(model_name, backend, jit_on))
+    key = _table_key(model_name, backend, jit_on)
+    # Stage 2 on cached activations traces only the top blocks and the head; a
+    # configuration without that measurement gets the whole network's (an over-estimate).
+    table = (TOP_MEASURED.get(key) if stage == "fine_tune_cached" else None) or MEASURED.get(key)
     if not table:
         return 30.0  # nothing measured: a round figure of the right order
     # Tracing does not shrink with the image: no extrapolation of the compile part.
@@ -218,8 +228,9 @@ class CompileNotice(keras.callbacks.Callback):
     Args:
         model_name, image_size, batch_size: the step that is compiled.
         stage: the stage's name ("head", "fine_tune", "scratch", "paper": the full
-            network's step, estimated from the fine-tuning figures) or "head_cached"
-            (stage 1 on cached features).
+            network's step, estimated from the fine-tuning figures), "head_cached"
+            (stage 1 on cached features) or "fine_tune_cached" (stage 2 on cached
+            activations).
         cache_dir: where measurements are read and (with `record=True`) written.
         print_fn: where the two lines go.
     """
@@ -268,15 +279,15 @@ class CompileNotice(keras.callbacks.Callback):
                 pass  # a read-only cache only loses the refinement
 
 
-def for_stage(config: Any, stage: str, cached_head: bool, out: str, batch_size: int,
+def for_stage(config: Any, stage: str, out: str, batch_size: int,
               chief: bool = True) -> list[keras.callbacks.Callback]:
-    """The notice for one stage of `train` (only the chief prints and records)."""
+    """The notice for one stage of `train` (only the chief prints and records); `stage`
+    as `CompileNotice` takes it."""
     if not chief:
         return []
     from keras_inception.train.feature_cache import CACHE_DIR
 
-    return [CompileNotice(config.model, config.input_size(), batch_size,
-                          stage="head_cached" if cached_head else stage,
+    return [CompileNotice(config.model, config.input_size(), batch_size, stage=stage,
                           cache_dir=os.path.join(out, CACHE_DIR))]
 
 

@@ -28,7 +28,7 @@ LOCK_FILE = ".lock"
 # TrainConfig fields that define a run: resuming a folder with other values is refused.
 RUN_IDENTITY = ("model", "data", "recipe", "image_size", "epochs", "weights", "stage1_epochs",
                 "batch_size", "learning_rate", "mixed_precision", "seed", "max_per_class",
-                "crop_pct", "augment", "feature_views")
+                "crop_pct", "augment", "feature_views", "fine_tune_cache")
 
 
 @dataclasses.dataclass
@@ -66,6 +66,9 @@ class TrainConfig:
     # Stage 1 of `transfer` on cached backbone features: views per image (0: no cache,
     # the backbone runs every epoch; None: the default, see train.feature_cache).
     feature_views: int | None = None
+    # Stage 2 of `transfer` on the cached activations below the unfrozen blocks (the same
+    # views as stage 1); False: the backbone runs on augmented images every epoch.
+    fine_tune_cache: bool = True
 
     def validate(self) -> None:
         """Raises ValueError for a setting that cannot work, before any work starts."""
@@ -118,6 +121,11 @@ class TrainConfig:
             raise ValueError(
                 "`feature_views` must be an integer >= 0 (0: no feature cache); received "
                 f"feature_views={self.feature_views!r}."
+            )
+        if not isinstance(self.fine_tune_cache, bool):
+            raise ValueError(
+                "`fine_tune_cache` must be True or False; received "
+                f"fine_tune_cache={self.fine_tune_cache!r}."
             )
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={self.crop_pct!r}.")

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from typing import Any
 
 import keras
@@ -118,6 +119,99 @@ def _weights_note(note: str) -> str:
     return f"file {os.path.basename(note)} (sha256 {file_hash(note, 'sha256')[:16]})"
 
 
+def _views_note(views: int) -> str:
+    if views == 1:
+        return "1 view per image: the evaluation crop"
+    return f"{views} augmented views per image"
+
+
+def _fine_tune_plan(config: TrainConfig, model: keras.Model, data: Any, views: int,
+                    cached: bool) -> tuple[feature_cache.BaseSplit | None, dict[str, Any]]:
+    """Whether stage 2 trains on cached activations below its unfrozen blocks: the split
+    (None: the backbone runs every epoch) and the report's `stage2` entry."""
+    reason = None
+    split = None
+    if not cached:
+        reason = "feature cache off" if views == 0 else "several replicas"
+    elif not config.fine_tune_cache:
+        reason = "fine_tune_cache off" + (": augmented images every epoch" if config.augment
+                                          else "")
+    else:
+        split = feature_cache.split_base(model, config.model)
+        if split is None:
+            reason = f"{config.model} has no single cut below its fine-tuned blocks"
+        else:
+            need = split.bytes_for(data.train_count * views + data.val_count)
+            budget = feature_cache.activation_budget()
+            if need > budget:
+                reason = (f"its activations would take {need / 2**30:.1f} GiB, more than "
+                          f"{budget / 2**30:.1f} GiB ({feature_cache.ACTIVATION_MEMORY_SHARE:.0%}"
+                          " of this machine's memory)")
+                split = None
+    if split is None:
+        return None, {"activations": "computed every epoch", "views": 0, "reason": reason}
+    return split, {"activations": "cached", "views": views, "from_layer": split.at,
+                   "activation_shape": list(split.cut_shape)}
+
+
+class _FrozenPart:
+    """The cached outputs of the base's frozen part (`feature_cache`), computed or
+    loaded once, when the first stage that trains on them starts, and the models that
+    train on them (sharing the transfer model's layers)."""
+
+    def __init__(self, config: TrainConfig, data: Any, crop_pct: float, views: int,
+                 pipe: dict[str, Any], out: str, model: keras.Model, val_ds: Any,
+                 split: feature_cache.BaseSplit | None, base_changes: bool) -> None:
+        self.config, self.data, self.crop_pct, self.views = config, data, crop_pct, views
+        # Fine-tuning changes the pooled features: then only the activations below the
+        # fine-tuned blocks stay valid for evaluation.
+        self.base_changes = base_changes
+        self.pipe, self.out, self.model, self.val_ds, self.split = pipe, out, model, val_ds, split
+        self.cache: feature_cache.FeatureCache | None = None
+        self.inputs: feature_cache.CachedInputs | None = None
+        self.models: dict[str, keras.Model] = {}
+
+    def _load(self) -> feature_cache.CachedInputs:
+        if self.inputs is None:
+            from keras_inception.train import data as data_lib
+
+            config, split = self.config, self.split
+            self.cache = feature_cache.FeatureCache(self.out, feature_cache.cache_key(
+                config, self.data, self.crop_pct, self.views,
+                cut=None if split is None else split.at))
+            train_views = [
+                data_lib.make_pipeline(self.data.train, training=True, augment=self.views > 1,
+                                       shuffle=False, cache=False,
+                                       **{**self.pipe, "seed": (config.seed or 0) + k})
+                for k in range(self.views)]
+            arrays = self.cache.load_or_compute(base_of(self.model), train_views, self.val_ds,
+                                                split)
+            self.inputs = feature_cache.CachedInputs(
+                arrays, batch_size=self.pipe["batch_size"], seed=config.seed)
+        return self.inputs
+
+    def _model(self, kind: str) -> keras.Model:
+        if kind not in self.models:
+            self.models[kind] = (
+                feature_cache.top_of(self.model, self.split) if kind == "cut"
+                else feature_cache.head_of(self.model, self._load().arrays["train"].shape[-1]))
+        return self.models[kind]
+
+    def fit_inputs(self, stage: str) -> tuple[keras.Model, tuple]:
+        """The model and (train, val, callbacks) of `fit` for stage "head" or "fine_tune"."""
+        kind = "cut" if stage == "fine_tune" else ""
+        inputs = self._load()
+        return self._model(kind), inputs.datasets(kind)
+
+    def evaluation_inputs(self, model: keras.Model, val_ds: Any) -> tuple[keras.Model, Any]:
+        """What evaluates `model` on the val images: the top blocks and head on the cached
+        activations, the head on the cached features, else `model` on the images."""
+        if self.inputs is None or (self.base_changes and self.split is None):
+            return model, val_ds
+        kind = "cut" if self.split is not None else ""
+        return self._model(kind), self.inputs.datasets(kind)[1]
+
+
 def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
     from keras_inception.train import data as data_lib
     from keras_inception.train import distribute
@@ -141,11 +235,11 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
     val_ds = data_lib.make_pipeline(data.val, training=False, **pipe)
     steps = math.ceil(data.train_count / global_batch)
     views = feature_cache.DEFAULT_VIEWS if config.feature_views is None else config.feature_views
-    # One device: the head stage trains on cached features (a replicated fit would need
+    # One device: the frozen part of the base runs once (a replicated fit would need
     # the cache sharded the way the images are).
-    cached_head = views > 0 and replicas == 1
-    stage1 = {"features": "cached" if cached_head else "computed every epoch",
-              "views": views if cached_head else 0}
+    cached = views > 0 and replicas == 1
+    stage1 = {"features": "cached" if cached else "computed every epoch",
+              "views": views if cached else 0}
 
     history_path = os.path.join(out, HISTORY_FILE)
     backup_root = os.path.join(out, BACKUP_DIR)
@@ -165,6 +259,11 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
               + ", ".join(f"{s.name} (epochs {s.start + 1}-{s.end})" for s in stages)
               + ("" if replicas == 1 else f"; {dist.name} over {replicas} replicas, global "
                  f"batch {global_batch}, learning rate {learning_rate:g}"))
+        split, stage2 = None, None
+        if any(stage.name == "fine_tune" for stage in stages):
+            split, stage2 = _fine_tune_plan(config, model, data, views, cached)
+        frozen = _FrozenPart(config, data, crop_pct, views, pipe, out, model, val_ds, split,
+                             base_changes=stage2 is not None)
         for stage in stages:
             done = resume.done_path(backup_root, stage.name)
             stage_dir = os.path.join(backup_root, stage.name)
@@ -179,49 +278,61 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
             progress = resume.read_progress(stage_dir) if point > 0 else None
             stage_started = time.perf_counter()
             fit_model, fit_train, fit_val, extra = model, train_ds, val_ds, []
-            if stage.name == "head" and cached_head:
-                cache = feature_cache.FeatureCache(
-                    out, feature_cache.cache_key(config, data, crop_pct, views))
-                train_views = [
-                    data_lib.make_pipeline(data.train, training=True, augment=views > 1,
-                                           shuffle=False, cache=False,
-                                           **{**pipe, "seed": (config.seed or 0) + k})
-                    for k in range(views)]
-                features = cache.load_or_compute(base_of(model), train_views, val_ds)
-                fit_model = feature_cache.head_of(model, features["train"].shape[-1])
-                fit_train, fit_val, extra = feature_cache.feature_datasets(
-                    features, batch_size=global_batch, seed=config.seed)
-                stage1.update(backbone_passes=cache.backbone_passes,
-                              cache=os.path.relpath(cache.path, out))
-                print(f"stage {stage.name}: training the head on cached backbone features "
-                      f"({views} view{'s' if views > 1 else ''} per image, "
-                      f"{cache.backbone_passes} backbone pass(es) now; {stage1['cache']})")
+            on_cache = (stage.name == "head" and cached) or (
+                stage.name == "fine_tune" and split is not None)
+            if on_cache:
+                fit_model, (fit_train, fit_val, extra) = frozen.fit_inputs(stage.name)
+                record = stage1 if stage.name == "head" else stage2
+                record.update(backbone_passes=frozen.cache.backbone_passes,
+                              cache=os.path.relpath(frozen.cache.path, out))
+                print(f"stage {stage.name}: " + (
+                    "training the head on cached backbone features" if stage.name == "head"
+                    else f"fine-tuning the top blocks (from {split.at}) and the head on "
+                         "cached activations below them")
+                      + f" ({_views_note(views)}, {frozen.cache.backbone_passes} backbone "
+                        f"pass(es) now; {record['cache']})")
             elif stage.name == "head":
                 print(f"stage {stage.name}: backbone features computed every epoch "
                       + ("(feature cache off)" if views == 0 else f"({replicas} replicas)"))
+            elif stage.name == "fine_tune":
+                print(f"stage {stage.name}: the backbone runs every epoch "
+                      f"({stage2['reason']})")
             with dist.scope():
                 fit_model.compile(jit_compile=compile_notice.resolve_jit(config.jit),
                                   **stage.compile_args(steps))
             # Says what the first step (trace / compile) will cost, then what it took.
+            notice_stage = {"head": "head_cached", "fine_tune": "fine_tune_cached"}.get(
+                stage.name, stage.name) if on_cache else stage.name
             callbacks = stage_callbacks(fit_model, stage.name, out, chief, restore=progress,
                                         saved_model=model) + extra + compile_notice.for_stage(
-                config, stage.name, fit_model is not model, out, global_batch, chief)
+                config, notice_stage, out, global_batch, chief)
             initial_epoch = stage.start if progress is None else progress.initial_epoch
             with dist.fit_scope():
                 fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
                               epochs=stage.end, callbacks=callbacks, verbose=config.verbose,
                               shuffle=False)
-            if stage.name == "head":
-                # Features (or not) and every head epoch, best.keras included.
-                stage1["seconds"] = round(time.perf_counter() - stage_started, 1)
+            record = {"head": stage1, "fine_tune": stage2}.get(stage.name)
+            if record is not None:
+                # Cached arrays (or not), every epoch of the stage, best.keras included.
+                record["seconds"] = round(time.perf_counter() - stage_started, 1)
             if chief:
                 files.write_atomic(done, model.save_weights)
                 shutil.rmtree(stage_dir, ignore_errors=True)
     train_seconds = time.perf_counter() - started
     if not chief:
         return {}
-    best = load_model(os.path.join(out, BEST_MODEL))
-    report = evaluate_model(best, val_ds, data.class_names)
+    best_path = os.path.join(out, BEST_MODEL)
+    if replicas == 1:
+        # The model in memory takes the best epoch's weights (no second model is built)
+        # and, where the frozen part's outputs are cached, evaluates on them.
+        with warnings.catch_warnings():
+            # best.keras holds no optimizer state of the stage that compiled `model` last.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(best_path)
+        eval_model, eval_ds = frozen.evaluation_inputs(model, val_ds)
+        report = evaluate_model(eval_model, eval_ds, data.class_names)
+    else:
+        report = evaluate_model(load_model(best_path), val_ds, data.class_names)
     history = read_history(history_path)
     report.update({
         "model": config.model, "recipe": config.recipe, "data": data.source,
@@ -236,6 +347,8 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
     })
     if any(stage.name == "head" for stage in stages):
         report["stage1"] = stage1
+    if stage2 is not None:
+        report["stage2"] = stage2
     write_outputs(out, report, history)
     shutil.rmtree(backup_root, ignore_errors=True)
     print(summary(report))

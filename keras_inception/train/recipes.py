@@ -86,24 +86,29 @@ def freeze_base(model: keras.Model) -> None:
     base_of(model).trainable = False
 
 
-def unfreeze_top(model: keras.Model, model_name: str) -> None:
-    """Stage 2: unfreeze the base from the spec's `fine_tune_from` layer on, except BatchNorm."""
-    base = base_of(model)
-    base.trainable = True
+def fine_tune_network(base: keras.Model, model_name: str) -> tuple[keras.Model, int]:
+    """The network whose layers fine-tuning unfreezes (the base itself, or the network
+    nested in it: FaceNet's base wraps its body behind an input rescaling) and the
+    index in `network.layers` of its first layer named `ModelSpec.fine_tune_from`."""
     prefix = get_spec(model_name).fine_tune_from
-    # The network's own layers: the base itself, or the network nested in it (FaceNet's
-    # base wraps its body behind an input rescaling).
     network = base
     while not any(layer.name.startswith(prefix) for layer in network.layers):
         nested = [layer for layer in network.layers if isinstance(layer, keras.Model)]
         if len(nested) != 1:
             raise ValueError(
-                f"The base of {model.name!r} has no layer named {prefix!r}..., where "
+                f"The base {base.name!r} has no layer named {prefix!r}..., where "
                 f"fine-tuning of {model_name} starts (ModelSpec.fine_tune_from)."
             )
         network = nested[0]
-    names = [layer.name for layer in network.layers]
-    first = next(i for i, name in enumerate(names) if name.startswith(prefix))
+    first = next(i for i, layer in enumerate(network.layers) if layer.name.startswith(prefix))
+    return network, first
+
+
+def unfreeze_top(model: keras.Model, model_name: str) -> None:
+    """Stage 2: unfreeze the base from the spec's `fine_tune_from` layer on, except BatchNorm."""
+    base = base_of(model)
+    base.trainable = True
+    network, first = fine_tune_network(base, model_name)
     for i, layer in enumerate(network.layers):
         layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
 
@@ -215,6 +220,7 @@ __all__ = [
     "all_trainable",
     "base_of",
     "build_transfer_model",
+    "fine_tune_network",
     "freeze_base",
     "metrics_for",
     "paper_optimizer",
