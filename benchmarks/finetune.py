@@ -7,8 +7,9 @@ For each image size, in one run and in alternating order, each in a fresh subpro
   out in /tmp/main_before, `git worktree add /tmp/main_before 8e93d82`): stage 1 runs
   the frozen backbone on augmented images every epoch;
 * `after`: this tree's `keras_inception.train.train`, every setting at its default
-  (`feature_views` 1: stage 1 trains the head on cached features; `jit` resolved by
-  `keras_inception.train.compile_notice.default_jit`);
+  (`feature_views` 1 and `fine_tune_cache`: one backbone pass, then stage 1 trains the
+  head on cached features and stage 2 the top blocks and head on cached activations;
+  `jit` resolved by `keras_inception.train.compile_notice.default_jit`);
 * `inference`: one `predict` of the pooled backbone over the 200 training images (the
   evaluation crop, batch 32), twice: `cold` includes tracing the predict function,
   `warm` is the second pass.
@@ -24,8 +25,8 @@ its first step, every epoch and the end, so that the run splits into:
   `stage1_first_step`: its first step (trace / compile + one step);
 * `stage2`: the fine-tuning stage (from the end of stage 1: saving, unfreezing,
   compiling, `fit`); `stage2_first_step`: its first step;
-* `evaluation`: after the last `fit` (loading best.keras, evaluating on the val split,
-  writing the report and plots).
+* `evaluation`: after the last `fit` (the best weights, evaluation on the val split,
+  the report and plots).
 
 Writes benchmarks/finetune.json and appends a section to benchmarks/RESULTS.md (the
 acceptance check: stage 1 of 5 epochs at most 1.5x a single inference pass).

@@ -112,7 +112,11 @@ def test_estimate_for_other_networks_stages_and_devices():
                                                    False, batch_size=32, stage="head_cached")
     full = compile_notice.estimate_compile_seconds("inception_resnet_v2", 299, "tensorflow",
                                                    False, batch_size=32)
-    assert 0 < head < full
+    top = compile_notice.estimate_compile_seconds("inception_resnet_v2", 299, "tensorflow",
+                                                  False, batch_size=32, stage="fine_tune_cached")
+    assert 0 < head < top < full
+    # Stage 2 on cached activations: from its own measurements, not the whole network's.
+    assert ("inception_resnet_v2", "tensorflow", False) in compile_notice.TOP_MEASURED
     # On a GPU the CPU step time is left out (only the host's trace + compile counts).
     gpu = compile_notice.estimate_compile_seconds("inception_resnet_v2", 299, "tensorflow",
                                                   False, batch_size=32, device="gpu")
@@ -142,8 +146,10 @@ def test_train_prints_the_notice_for_each_stage(tmp_path, base_weights, capsys):
     printed = capsys.readouterr().out.splitlines()
     estimates = [i for i, line in enumerate(printed) if ESTIMATE.match(line)]
     took = [i for i, line in enumerate(printed) if TOOK.match(line)]
-    assert len(estimates) == len(took) == 2  # stage 1 (head on cached features), stage 2
+    # Stage 1 (head on cached features), stage 2 (top blocks on cached activations).
+    assert len(estimates) == len(took) == 2
     assert all(e < t for e, t in zip(estimates, took, strict=True))
     assert all(float(TOOK.match(printed[t])[1]) > 0 for t in took)
     recorded = json.loads((tmp_path / "run" / "cache" / compile_notice.CACHE_FILE).read_text())
-    assert sorted(key.split("|")[0] for key in recorded) == ["fine_tune", "head_cached"]
+    assert sorted(key.split("|")[0] for key in recorded) == ["fine_tune_cached",
+                                                                  "head_cached"]

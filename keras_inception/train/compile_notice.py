@@ -78,7 +78,14 @@ HEAD_FIRST_STEP: dict[tuple[str, bool], float] = {
 # Stage 2 on the cached activations below the unfrozen blocks (`feature_cache.top_of`:
 # top blocks + head), measured by the same benchmark (the `top_*` columns), in the
 # layout of `MEASURED`.
+# From benchmarks/compile_time_cached.json (2026-12-02).
 TOP_MEASURED: dict[tuple[str, str, bool], dict[int, tuple[float, float]]] = {
+    ("inception_v4", "tensorflow", False): {160: (3.21, 0.235), 299: (3.9, 0.872)},
+    ("inception_v4", "jax", True): {160: (4.21, 0.193), 299: (4.85, 0.901)},
+    ("inception_resnet_v1", "tensorflow", False): {160: (2.71, 0.136), 299: (3.08, 0.51)},
+    ("inception_resnet_v1", "jax", True): {160: (3.23, 0.127), 299: (3.79, 0.629)},
+    ("inception_resnet_v2", "tensorflow", False): {160: (5.31, 0.418), 299: (6.26, 1.43)},
+    ("inception_resnet_v2", "jax", True): {160: (5.58, 0.344), 299: (7.74, 2.037)},
 }
 # Networks with no row of their own: FaceNet's body is Inception-ResNet-v1's.
 ALIASES = {"facenet": "inception_resnet_v1"}
