@@ -50,3 +50,35 @@ def test_config_round_trip(small_models):
         clone.set_weights(model.get_weights())
         np.testing.assert_allclose(clone(x), model(x), atol=1e-6)
         assert not any(isinstance(layer, keras.layers.Lambda) for layer in clone.layers)
+
+
+def test_load_weights_of_a_keras_archive_is_keras_own(tmp_path, small_models):
+    """`saving.load_weights` (the member copied out of the zip, then loaded) gives
+    bit-identical weights to Keras' `model.load_weights("x.keras")`; a zip that is not a
+    .keras model is one clear error."""
+    import zipfile
+
+    import pytest
+
+    from keras_inception.saving import load_weights
+
+    model = small_models["inception_resnet_v1"]
+    path = tmp_path / "model.keras"
+    model.save(path)
+    expected = [np.array(w) for w in model.get_weights()]
+    clone = keras.Model.from_config(model.get_config())
+    load_weights(clone, path)
+    assert all(np.array_equal(a, b) for a, b in zip(clone.get_weights(), expected, strict=True))
+    keras_own = keras.Model.from_config(model.get_config())
+    keras_own.load_weights(path)
+    assert all(np.array_equal(a, b)
+               for a, b in zip(keras_own.get_weights(), expected, strict=True))
+    # A weights file (not a zip) goes to Keras unchanged.
+    weights_file = tmp_path / "model.weights.h5"
+    model.save_weights(weights_file)
+    load_weights(clone, weights_file)
+    other = tmp_path / "other.keras"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(ValueError, match=r"other\.keras.*holds no model\.weights\.h5"):
+        load_weights(clone, other)

@@ -134,7 +134,14 @@ def test_config_errors():
         training.TrainConfig(out="x", model="resnet").validate()
 
 
-def test_cli_train_end_to_end(tmp_path, base_weights, capsys):
+def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
+    from keras_inception.train import loop
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("best.keras was read back although its weights are in memory")
+
+    # The run wrote best.keras itself: the evaluation takes its weights from memory.
+    monkeypatch.setattr(loop, "load_weights", no_reload)
     out = tmp_path / "run"
     code = main(["train", "--model", MODEL, "--image-size", str(SIZE), "--batch-size", "10",
                  "--epochs", "2", "--stage1-epochs", "1", "--weights", base_weights,

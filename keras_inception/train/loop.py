@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from typing import Any
 
 import keras
@@ -23,9 +22,9 @@ import keras
 from keras_inception import files
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.presets.fetch import file_hash
-from keras_inception.saving import load_model
+from keras_inception.saving import load_model, load_weights
 from keras_inception.train import compile_notice, feature_cache, ladder, resume, run_folder
-from keras_inception.train.callbacks import read_history, stage_callbacks
+from keras_inception.train.callbacks import BestInMemory, read_history, stage_callbacks
 from keras_inception.train.config import (
     BACKUP_DIR,
     BEST_MODEL,
@@ -262,6 +261,7 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
         split, stage2 = None, None
         if any(stage.name == "fine_tune" for stage in stages):
             split, stage2 = _fine_tune_plan(config, model, data, views, cached)
+        best = BestInMemory()
         frozen = _FrozenPart(config, data, crop_pct, views, pipe, out, model, val_ds, split,
                              base_changes=stage2 is not None)
         for stage in stages:
@@ -304,8 +304,9 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
             notice_stage = {"head": "head_cached", "fine_tune": "fine_tune_cached"}.get(
                 stage.name, stage.name) if on_cache else stage.name
             callbacks = stage_callbacks(fit_model, stage.name, out, chief, restore=progress,
-                                        saved_model=model) + extra + compile_notice.for_stage(
-                config, notice_stage, out, global_batch, chief)
+                                        saved_model=model, best_in_memory=best)
+            callbacks += extra + compile_notice.for_stage(config, notice_stage, out,
+                                                          global_batch, chief)
             initial_epoch = stage.start if progress is None else progress.initial_epoch
             with dist.fit_scope():
                 fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
@@ -323,12 +324,13 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
         return {}
     best_path = os.path.join(out, BEST_MODEL)
     if replicas == 1:
-        # The model in memory takes the best epoch's weights (no second model is built)
-        # and, where the frozen part's outputs are cached, evaluates on them.
-        with warnings.catch_warnings():
-            # best.keras holds no optimizer state of the stage that compiled `model` last.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(best_path)
+        # The model in memory takes the best epoch's weights (no second model is built;
+        # from memory when this process wrote best.keras) and, where the frozen part's
+        # outputs are cached, evaluates on them.
+        if best.weights is not None:
+            model.set_weights(best.weights)
+        else:
+            load_weights(model, best_path)
         eval_model, eval_ds = frozen.evaluation_inputs(model, val_ds)
         report = evaluate_model(eval_model, eval_ds, data.class_names)
     else:
