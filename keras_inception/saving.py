@@ -41,6 +41,10 @@ def load_model(path: str | os.PathLike, **kwargs: Any) -> Any:
         ) from None
 
 
+class NotAKerasArchiveError(ValueError):
+    """A zip archive given as a `.keras` model that holds no model weights."""
+
+
 def load_weights(model: Any, path: str | os.PathLike) -> None:
     """Loads the layer weights of a `.keras` archive (or a weights file) into `model`.
 
@@ -60,7 +64,7 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
     with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as folder:
         member = "model.weights.h5"
         if member not in archive.namelist():
-            raise ValueError(f"Cannot read weights from {path!r}: the archive holds no "
+            raise NotAKerasArchiveError(f"Cannot read weights from {path!r}: the archive holds no "
                              f"{member} (not a .keras model file).")
         weights = archive.extract(member, folder)  # keeps its `.weights.h5` name
         with warnings.catch_warnings():
@@ -78,4 +82,5 @@ def read_class_names(model_path: str | os.PathLike) -> list[str] | None:
         return [str(name) for name in json.load(f)]
 
 
-__all__ = ["CLASS_NAMES_FILE", "load_model", "load_weights", "read_class_names"]
+__all__ = ["CLASS_NAMES_FILE", "NotAKerasArchiveError", "load_model", "load_weights",
+           "read_class_names"]

@@ -99,6 +99,27 @@ def test_truncated_weights_file(tmp_path, small_v1):
     assert_one_line_error(proc, str(truncated))
 
 
+def test_keras_archive_as_weights_file(tmp_path, small_v1):
+    """`weights=` a `.keras` model file loads its weights; a zip without model weights is
+    one clear error and the model is left as it was."""
+    model, _ = small_v1
+    archive = tmp_path / "v1.keras"
+    model.save(archive)
+    clone = ki.InceptionResNetV1(weights=None, input_shape=(SIZE, SIZE, 3), classes=3)
+    ki.presets.load_weights_file(clone, archive)
+    for a, b in zip(clone.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    empty = tmp_path / "empty.keras"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("config.json", "{}")
+    fresh = ki.InceptionResNetV1(weights=None, input_shape=(SIZE, SIZE, 3), classes=3)
+    before = [keras.ops.convert_to_numpy(v) for v in fresh.weights]
+    with pytest.raises(ValueError, match=r"empty\.keras.*holds no model\.weights\.h5"):
+        ki.presets.load_weights_file(fresh, empty)
+    for v, b in zip(fresh.weights, before, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), b)
+
+
 def test_weights_of_another_network_give_one_short_message(tmp_path, small_v1):
     _, path = small_v1
     other = ki.InceptionResNetV2(weights=None, input_shape=(SIZE, SIZE, 3), classes=3)

@@ -11,6 +11,7 @@ import zipfile
 import keras
 import numpy as np
 
+from keras_inception import saving
 from keras_inception.convert import facenet
 from keras_inception.presets import hub
 from keras_inception.presets.converted import load_or_convert
@@ -106,7 +107,10 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
         # says it in one line.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.load_weights(path)
+            saving.load_weights(model, path)  # a .keras archive in ~1 s, not ~27 s
+    except saving.NotAKerasArchiveError:
+        _restore(model, before)
+        raise
     except ValueError as e:
         _restore(model, before)
         raise ValueError(_mismatch_message(path, model, e)) from None
