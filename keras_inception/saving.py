@@ -9,6 +9,8 @@ from typing import Any
 
 # Written by `keras-inception train` next to `best.keras`: the names of the outputs.
 CLASS_NAMES_FILE = "class_names.json"
+# The member of a `.keras` archive that holds the weights (the `save_weights` layout).
+WEIGHTS_MEMBER = "model.weights.h5"
 
 
 def load_model(path: str | os.PathLike, **kwargs: Any) -> Any:
@@ -62,11 +64,11 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
         model.load_weights(path)
         return
     with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as folder:
-        member = "model.weights.h5"
-        if member not in archive.namelist():
-            raise NotAKerasArchiveError(f"Cannot read weights from {path!r}: the archive holds no "
-                             f"{member} (not a .keras model file).")
-        weights = archive.extract(member, folder)  # keeps its `.weights.h5` name
+        if WEIGHTS_MEMBER not in archive.namelist():
+            raise NotAKerasArchiveError(
+                f"Cannot read weights from {path!r}: the archive holds no {WEIGHTS_MEMBER} "
+                "(not a .keras model file).")
+        weights = archive.extract(WEIGHTS_MEMBER, folder)  # keeps its `.weights.h5` name
         with warnings.catch_warnings():
             # The archive's optimizer state is not for the model's current optimizer.
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
@@ -82,5 +84,5 @@ def read_class_names(model_path: str | os.PathLike) -> list[str] | None:
         return [str(name) for name in json.load(f)]
 
 
-__all__ = ["CLASS_NAMES_FILE", "NotAKerasArchiveError", "load_model", "load_weights",
-           "read_class_names"]
+__all__ = ["CLASS_NAMES_FILE", "WEIGHTS_MEMBER", "NotAKerasArchiveError", "load_model",
+           "load_weights", "read_class_names"]

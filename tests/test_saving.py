@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
+import pytest
+
+from keras_inception.saving import load_weights
 
 RELOAD_SCRIPT = """
 import json, sys
@@ -56,12 +60,6 @@ def test_load_weights_of_a_keras_archive_is_keras_own(tmp_path, small_models):
     """`saving.load_weights` (the member copied out of the zip, then loaded) gives
     bit-identical weights to Keras' `model.load_weights("x.keras")`; a zip that is not a
     .keras model is one clear error."""
-    import zipfile
-
-    import pytest
-
-    from keras_inception.saving import load_weights
-
     model = small_models["inception_resnet_v1"]
     path = tmp_path / "model.keras"
     model.save(path)

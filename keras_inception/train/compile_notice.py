@@ -77,8 +77,7 @@ HEAD_FIRST_STEP: dict[tuple[str, bool], float] = {
 }
 # Stage 2 on the cached activations below the unfrozen blocks (`feature_cache.top_of`:
 # top blocks + head), measured by the same benchmark (the `top_*` columns), in the
-# layout of `MEASURED`.
-# From benchmarks/compile_time_cached.json (2026-12-02).
+# layout of `MEASURED` (benchmarks/compile_time_cached.json, 2026-12-02).
 TOP_MEASURED: dict[tuple[str, str, bool], dict[int, tuple[float, float]]] = {
     ("inception_v4", "tensorflow", False): {160: (3.21, 0.235), 299: (3.9, 0.872)},
     ("inception_v4", "jax", True): {160: (4.21, 0.193), 299: (4.85, 0.901)},
