@@ -11,15 +11,14 @@ TensorFlow nor the builders until they are needed.
 from __future__ import annotations
 
 from keras_inception._lazy import lazy_exports
+from keras_inception.registry import builder_exports
 
 __version__ = "0.2.0"
 
-# public name -> module that defines it
+# public name -> module that defines it; the builders (InceptionV4, ...) from the
+# registry's BUILTIN_MODELS, which imports no Keras
 _EXPORTS = {
-    "InceptionResNetV1": "keras_inception.models",
-    "InceptionResNetV2": "keras_inception.models",
-    "InceptionV4": "keras_inception.models",
-    "FaceNet": "keras_inception.models",
+    **builder_exports(),
     "get_builder": "keras_inception.models",
     "model_names": "keras_inception.registry",
     "get_spec": "keras_inception.registry",

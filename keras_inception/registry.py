@@ -7,8 +7,14 @@ converters, training and the command line read these facts from here instead of
 keeping their own tables.
 
 This module imports nothing else of the package, and no Keras: the names of the
-built-in networks are known without importing them (the command line's choices),
-and a lookup imports the network's module, which registers its spec.
+built-in networks and of their builders are known without importing them (the
+command line's choices, the package's lazy exports), and a lookup imports the
+network's module, which registers its spec.
+
+Adding a network: write its module (builder, block tables, `ModelSpec`), add one
+line to `BUILTIN_MODELS`, and its tests. Everything else (the package's exports,
+the command line, feature extraction, the converters, the tests parametrized over
+`model_names()`) reads it from here.
 """
 
 from __future__ import annotations
@@ -16,14 +22,24 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-# Built-in network name -> the module that declares its spec.
-BUILTIN_MODELS = {
-    "inception_v4": "keras_inception.models.inception_v4",
-    "inception_resnet_v1": "keras_inception.models.inception_resnet_v1",
-    "inception_resnet_v2": "keras_inception.models.inception_resnet_v2",
-    "facenet": "keras_inception.models.facenet",
+
+class BuiltinModel(NamedTuple):
+    """Where a built-in network lives, known without importing it."""
+
+    module: str  # the module that declares (registers) its `ModelSpec`
+    builder: str  # its builder's name there, exported as `keras_inception.<builder>`
+
+
+# Built-in network name -> its module and builder: one line per network.
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "inception_v4": BuiltinModel("keras_inception.models.inception_v4", "InceptionV4"),
+    "inception_resnet_v1": BuiltinModel("keras_inception.models.inception_resnet_v1",
+                                        "InceptionResNetV1"),
+    "inception_resnet_v2": BuiltinModel("keras_inception.models.inception_resnet_v2",
+                                        "InceptionResNetV2"),
+    "facenet": BuiltinModel("keras_inception.models.facenet", "FaceNet"),
 }
 
 
@@ -145,8 +161,8 @@ def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
 
 
 def _registry() -> dict[str, ModelSpec]:
-    for module in BUILTIN_MODELS.values():
-        importlib.import_module(module)
+    for entry in BUILTIN_MODELS.values():
+        importlib.import_module(entry.module)
     return MODELS
 
 
@@ -155,10 +171,22 @@ def model_names() -> list[str]:
     return list(dict.fromkeys([*BUILTIN_MODELS, *MODELS]))
 
 
+def classifier_names() -> list[str]:
+    """The networks whose builder makes a classifier (`include_top`, `classes`,
+    `pooling`); the others make embeddings. Imports the networks' modules."""
+    return [name for name in model_names() if get_spec(name).classifier]
+
+
+def builder_exports() -> dict[str, str]:
+    """Public builder name -> the module defining it, for each built-in network: the
+    lazy exports of `keras_inception` and `keras_inception.models` (no import of Keras)."""
+    return {entry.builder: entry.module for entry in BUILTIN_MODELS.values()}
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec of a model name such as "inception_resnet_v2"."""
     if name not in MODELS and name in BUILTIN_MODELS:
-        importlib.import_module(BUILTIN_MODELS[name])
+        importlib.import_module(BUILTIN_MODELS[name].module)
     try:
         return MODELS[name]
     except KeyError:
@@ -226,11 +254,14 @@ def unavailable_reason(spec: ModelSpec, name: str) -> str:
 __all__ = [
     "BUILTIN_MODELS",
     "MODELS",
+    "BuiltinModel",
     "FeatureTap",
     "ModelSpec",
     "RemoteFile",
     "WeightsPreset",
     "all_presets",
+    "builder_exports",
+    "classifier_names",
     "get_spec",
     "model_names",
     "network_of",

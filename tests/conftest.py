@@ -35,14 +35,15 @@ def _isolated_weights_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def small_models():
-    """One small (96x96, 5 classes) instance of each network, built once."""
-    import keras_inception as ki
+    """One small (96x96, 5 classes) instance of each classifier of the registry, built once."""
+    from keras_inception.models import get_builder
+    from keras_inception.registry import classifier_names
 
     models = {}
-    for builder in (ki.InceptionV4, ki.InceptionResNetV1, ki.InceptionResNetV2):
-        model = builder(weights=None, input_shape=(96, 96, 3), classes=5)
+    for name in classifier_names():
+        model = get_builder(name)(weights=None, input_shape=(96, 96, 3), classes=5)
         randomize_weights(model, seed=1)
-        models[model.name] = model
+        models[name] = model
     return models
 
 

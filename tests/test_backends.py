@@ -1,4 +1,4 @@
-"""The three networks on the JAX and PyTorch backends, against TensorFlow.
+"""The classifiers of the registry on the JAX and PyTorch backends, against TensorFlow.
 
 Keras fixes its backend at import, so each backend runs in one subprocess
 (tests/backend_worker.py) that does every check and writes a JSON report; the two
@@ -19,7 +19,9 @@ import pytest
 from backend_worker import check_drop_path, check_remat, feature_model
 from helpers import rel_l2
 
-MODELS = ("inception_v4", "inception_resnet_v1", "inception_resnet_v2")
+from keras_inception.registry import classifier_names
+
+MODELS = tuple(classifier_names())
 BACKENDS = ("jax", "torch")
 # One training step per backend: the smallest network that has every layer type
 # of the Inception-ResNets (compiling a train step takes minutes on a 2-core CPU).

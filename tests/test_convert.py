@@ -26,9 +26,12 @@ from keras_inception.convert import (
     timm_key_map,
 )
 from keras_inception.features import feature_extractor
+from keras_inception.models import get_builder
 from keras_inception.presets import file_hash
+from keras_inception.registry import classifier_names, get_spec
 
-BUILDERS = {"inception_v4": ki.InceptionV4, "inception_resnet_v2": ki.InceptionResNetV2}
+# The networks that timm has (a parity fixture each in ../shared/fixtures/timm_parity).
+BUILDERS = {name: get_builder(name) for name in classifier_names() if get_spec(name).timm_classifier}
 TOLERANCE = 1e-4
 
 
@@ -319,7 +322,7 @@ _PARAM = re.compile(
 def slim_variables(name: str, state: dict, rng) -> dict[str, np.ndarray]:
     """The fixture state under TF-slim names, with a background class and AuxLogits."""
     scope, table = SLIM_NAMES[name]
-    classifier = {"inception_v4": "last_linear", "inception_resnet_v2": "classif"}[name]
+    classifier = get_spec(name).timm_classifier  # its keys: checked by the timm key map test
     out = {}
     for key, value in state.items():
         m = _PARAM.match(key)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from support.networks import EXPECTED
 
 import keras_inception as ki
 from keras_inception.features import feature_info, model_family
-from keras_inception.registry import get_spec
+from keras_inception.registry import classifier_names, get_spec
 
-CHANNELS = {
-    "inception_v4": (64, 160, 384, 1024, 1536),
-    "inception_resnet_v2": (64, 192, 320, 1088, 1536),
-    "inception_resnet_v1": (64, 192, 256, 896, 1792),
-}
+CHANNELS = {name: EXPECTED[name].feature_channels for name in classifier_names()}
 REDUCTIONS = (2, 4, 8, 16, 32)
 
 
@@ -25,7 +22,7 @@ def _valid(n: int, k: int = 3, s: int = 1) -> int:
 def expected_sizes(family: str, n: int) -> list[int]:
     """Spatial size of each level for an n x n input, from the stems' arithmetic."""
     s2 = _valid(_valid(n, s=2))  # conv_1a 3x3/2 V, conv_2a 3x3 V, conv_2b same
-    if family == "inception_v4":
+    if EXPECTED[family].stem == "inception_v4":
         s4 = _valid(s2, s=2)  # mixed_3a
         s8 = _valid(_valid(s4), s=2)  # mixed_4a (3x3 V), mixed_5a (3x3/2 V)
     else:

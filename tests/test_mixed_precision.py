@@ -1,4 +1,4 @@
-"""The three networks under the mixed_float16 and mixed_bfloat16 policies (TF backend)."""
+"""The classifiers of the registry under the mixed_float16 and mixed_bfloat16 policies (TF backend)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 from backend_worker import feature_model
 from helpers import rel_l2
+from support.networks import EXPECTED
 
 from keras_inception.layers import ScaledResidual
 from keras_inception.models import get_builder
 from keras_inception.preprocessing import load_image
+from keras_inception.registry import classifier_names
 
-MODELS = ("inception_v4", "inception_resnet_v1", "inception_resnet_v2")
+MODELS = tuple(classifier_names())
+RESIDUAL_MODELS = tuple(name for name in MODELS if EXPECTED[name].residual_blocks)
 POLICIES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 # Pooled features of a mixed model against the float32 model with the same weights.
 FEATURES_TOL = {"mixed_float16": 0.02, "mixed_bfloat16": 0.1}
@@ -91,7 +94,7 @@ def test_float32_weights_load_and_outputs_are_float32(mixed_models, small_models
     assert np.abs(probs - ref_probs).max() < 0.05
 
 
-@pytest.mark.parametrize("name", ["inception_resnet_v1", "inception_resnet_v2"])
+@pytest.mark.parametrize("name", RESIDUAL_MODELS)
 def test_residual_scaling_runs_in_compute_dtype(mixed_models, name):
     policy, models = mixed_models
     residuals = [layer for layer in models[name].layers if isinstance(layer, ScaledResidual)]

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+from support.networks import EXPECTED
 
 import keras_inception as ki
 from keras_inception.analysis import count_macs
+from keras_inception.models import get_builder
+from keras_inception.registry import BUILTIN_MODELS, builder_exports, classifier_names, model_names
 
-BUILDERS = {
-    "inception_v4": ki.InceptionV4,
-    "inception_resnet_v1": ki.InceptionResNetV1,
-    "inception_resnet_v2": ki.InceptionResNetV2,
-}
-# (params with top, GMACs at 299, channels of the last feature map) from ARCHITECTURES.md.
-EXPECTED = {
-    "inception_v4": (42_711_400, 12.25, 1536),
-    "inception_resnet_v1": (22_769_848, 6.21, 1792),
-    "inception_resnet_v2": (55_873_736, 13.16, 1536),
-}
+CLASSIFIERS = classifier_names()
+BUILDERS = {name: get_builder(name) for name in CLASSIFIERS}
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +24,29 @@ def full_models():
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_param_count_and_macs(full_models, name):
-    params, gmacs, _ = EXPECTED[name]
+    params, gmacs = EXPECTED[name].params, EXPECTED[name].gmacs
     model = full_models[name]
     assert model.count_params() == params
     assert count_macs(model) / 1e9 == pytest.approx(gmacs, abs=0.01)
     assert model.output.shape == (None, 1000)
 
 
+@functools.cache
+def no_top_model(name: str):
+    """`name` without its head at 299x299, built once for the tests that read it."""
+    return BUILDERS[name](include_top=False, weights=None, input_shape=(299, 299, 3))
+
+
 def test_ir_v2_no_top_params():
-    model = ki.InceptionResNetV2(include_top=False, weights=None, input_shape=(299, 299, 3))
+    model = no_top_model("inception_resnet_v2")
     assert model.count_params() == 54_336_736
     assert model.output.shape == (None, 8, 8, 1536)
 
 
-@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v1"])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_feature_map_shape_no_top(name):
-    channels = EXPECTED[name][2]
-    model = BUILDERS[name](include_top=False, weights=None, input_shape=(299, 299, 3))
+    channels = EXPECTED[name].channels
+    model = no_top_model(name)
     assert model.output.shape == (None, 8, 8, channels)
 
 
@@ -52,14 +54,14 @@ def test_feature_map_shape_no_top(name):
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_pooling_gives_vectors(name, pooling):
     model = BUILDERS[name](include_top=False, weights=None, pooling=pooling)
-    assert model.output.shape == (None, EXPECTED[name][2])
+    assert model.output.shape == (None, EXPECTED[name].channels)
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_minimum_input_size(name):
     model = BUILDERS[name](include_top=False, weights=None, input_shape=(75, 75, 3), pooling="avg")
     out = model(np.zeros((1, 75, 75, 3), np.float32))
-    assert out.shape == (1, EXPECTED[name][2])
+    assert out.shape == (1, EXPECTED[name].channels)
     with pytest.raises(ValueError, match="input_shape"):
         BUILDERS[name](include_top=False, weights=None, input_shape=(74, 74, 3))
 
@@ -84,8 +86,7 @@ def test_no_lambda_and_one_scaled_residual_per_block(full_models, name):
     model = full_models[name]
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
     residuals = [layer for layer in model.layers if isinstance(layer, ki.layers.ScaledResidual)]
-    expected_blocks = {"inception_v4": 0, "inception_resnet_v1": 20, "inception_resnet_v2": 40}
-    assert len(residuals) == expected_blocks[name]
+    assert len(residuals) == EXPECTED[name].residual_blocks
     if name == "inception_resnet_v2":
         last = model.get_layer("block8_10")
         assert last.scale == 1.0 and last.get_config()["activation"] == "linear"
@@ -119,3 +120,28 @@ def test_head_dropout_inactive_at_inference(small_models):
     assert model.get_layer("dropout").rate == pytest.approx(0.2)
     x = np.random.default_rng(1).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
     np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+
+
+def test_every_classifier_has_expected_facts():
+    """The tests parametrized over the registry check each network against these facts."""
+    assert sorted(EXPECTED) == sorted(CLASSIFIERS)
+    assert {"inception_v4", "inception_resnet_v1", "inception_resnet_v2"} <= set(CLASSIFIERS)
+    assert "facenet" in model_names() and "facenet" not in CLASSIFIERS
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_builtin_entry_names_the_builder_and_its_module(name):
+    """One line in registry.BUILTIN_MODELS names a network's module and builder; the
+    package's exports and `get_builder` agree with it."""
+    import importlib
+
+    import keras_inception.models as models
+
+    entry = BUILTIN_MODELS[name]
+    builder = get_builder(name)
+    assert builder.__name__ == entry.builder and builder.__module__ == entry.module
+    assert getattr(importlib.import_module(entry.module), entry.builder) is builder
+    assert getattr(ki, entry.builder) is builder and getattr(models, entry.builder) is builder
+    assert builder_exports()[entry.builder] == entry.module
+    assert entry.builder in ki.__all__ and entry.builder in models.__all__
+    assert ki.get_spec(name).name == name

@@ -19,8 +19,9 @@ import tensorflow as tf
 from helpers import rel_l2
 
 from keras_inception.export.fold_bn import FoldedBatchNorm, fuse_batchnorm
+from keras_inception.registry import classifier_names
 
-MODELS = ("inception_v4", "inception_resnet_v1", "inception_resnet_v2")
+MODELS = tuple(classifier_names())
 
 
 def _xla_train_step(model: keras.Model):
@@ -90,7 +91,7 @@ def test_xla_inference_matches_eager(small_models):
     assert rel_l2(xla_call(x).numpy(), eager) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
+@pytest.mark.parametrize("name", MODELS)
 def test_fused_batchnorm_matches(small_models, name):
     """fuse_batchnorm (the inference speed-up measured in benchmarks/) changes no output."""
     model = small_models[name]

@@ -1,19 +1,20 @@
-"""The networks of Szegedy et al. (2016), one module each, and their registry entries.
+"""The networks, one module each, and the helpers that take a network by name.
 
-Each module holds a network's builder, its block tables, its feature taps and its
-presets, and registers its `ModelSpec` in `keras_inception.registry`.
+Each network's module holds its builder, its block tables, its feature taps and its
+presets, and registers its `ModelSpec` in `keras_inception.registry`; the builders
+are exported here from `registry.BUILTIN_MODELS`, imported on first use.
 """
 
-from typing import Any
+from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING, Any
 
-from keras_inception.models.facenet import FaceNet
-from keras_inception.models.inception_resnet_v1 import InceptionResNetV1
-from keras_inception.models.inception_resnet_v2 import InceptionResNetV2
-from keras_inception.models.inception_v4 import InceptionV4
-from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
-from keras_inception.registry import get_spec, model_names
+from keras_inception._lazy import lazy_exports
+from keras_inception.registry import builder_exports, get_spec
+from keras_inception.registry import model_names as model_names  # re-exported
+
+if TYPE_CHECKING:
+    import keras
 
 
 def get_builder(name: str):
@@ -28,6 +29,10 @@ def pooled_backbone(name: str, weights: Any, input_shape: tuple) -> keras.Model:
     FaceNet's base is its body up to `avg_pool`, with its own standardisation inside
     (the weights expect it) after mapping [-1, 1] back to 0-255.
     """
+    import keras
+
+    from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
+
     spec = get_spec(name)
     if spec.classifier:
         return spec.builder(include_top=False, weights=weights, input_shape=input_shape,
@@ -40,5 +45,9 @@ def pooled_backbone(name: str, weights: Any, input_shape: tuple) -> keras.Model:
     return keras.Model(inputs, body(pixels), name=f"{name}_backbone")
 
 
-__all__ = ["FaceNet", "InceptionResNetV1", "InceptionResNetV2", "InceptionV4", "get_builder", "model_names",
-           "pooled_backbone"]
+# Builder name -> its network's module (`InceptionV4`, ...), from the registry.
+_EXPORTS = builder_exports()
+
+__all__ = sorted([*_EXPORTS, "get_builder", "model_names", "pooled_backbone"])
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
