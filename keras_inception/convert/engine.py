@@ -2,8 +2,10 @@
 
 A *dialect* names each weighted unit of one of our models in a source's convention;
 the engine plans every assignment before making any. The name mapping is derived
-from the Keras layer names the builders set (block, branch, step), never from the
-order of the weights. Loading is all-or-nothing: every
+from the Keras layer names the builders set (block, branch, step) and from the
+network's `ModelSpec` (its timm / TF-slim names), never from the order of the weights
+nor from a table of one network's blocks: a new network built from the package's
+blocks needs no change here. Loading is all-or-nothing: every
 source tensor must be used and every Keras weight assigned, with matching shapes;
 otherwise a ValueError lists the offending names and the model is left unchanged.
 
@@ -25,13 +27,24 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_inception.layers import ScaledResidual
 from keras_inception.registry import ModelSpec, network_of
 
 # How many offending names an error message lists before summarising.
 _MAX_LISTED = 12
 
+# The names `blocks.inception_branches` gives a branch's steps.
 _BRANCH = re.compile(r"^(?P<block>.+)_branch(?P<b>\d+)_(?P<k>\d+)(?P<split>[ab]?)(?:_pool)?$")
-_RESIDUAL = re.compile(r"^block(?P<size>35|17|8)_(?P<n>\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """Where an Inception-ResNet block (`blocks.residual_stage`'s `{stage}_{n}`) sits."""
+
+    stage: str  # the stage's name prefix, e.g. "block35"
+    index: int  # the stage's position among the network's residual stages, from 0
+    n: int  # the block's number in its stage, from 1
+    last: bool  # the stage's final block is linear (no activation): a module of its own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +96,33 @@ class Structure:
             layer.name for layer in model.layers
             if isinstance(layer, keras.layers.Concatenate) and layer.name in self.branches
         ]
+        # Convs outside the blocks (no branch, no residual up-projection), in network order.
         self.stem = [
             layer.name for layer in model.layers
-            if isinstance(layer, keras.layers.Conv2D) and re.fullmatch(r"conv_\d[a-z]", layer.name)
+            if isinstance(layer, keras.layers.Conv2D) and not layer.use_bias
+            and not _BRANCH.match(layer.name)
         ]
-        residual = [m for name in self.layers if (m := _RESIDUAL.match(name))]
-        self.last_block8 = max((int(m["n"]) for m in residual if m["size"] == "8"), default=0)
+        self._residuals = self._find_residuals()
+
+    def _find_residuals(self) -> dict[str, Residual]:
+        """The residual blocks, found by their `ScaledResidual` sum, by stage."""
+        blocks = [layer.name for layer in self.model.layers if isinstance(layer, ScaledResidual)]
+        stages: dict[str, list[tuple[int, str]]] = {}
+        for name in blocks:
+            stage, _, n = name.rpartition("_")
+            if not (stage and n.isdigit()):
+                raise ValueError(
+                    f"Residual block {name!r} of model {self.model.name!r} is not named "
+                    "`{stage}_{n}` (blocks.residual_stage): not a keras_inception layout."
+                )
+            stages.setdefault(stage, []).append((int(n), name))
+        found = {}
+        for index, (stage, members) in enumerate(stages.items()):
+            final = max(n for n, _ in members)
+            for n, name in members:
+                linear = f"{name}_ac" not in self.layers
+                found[name] = Residual(stage, index, n, n == final and linear)
+        return found
 
     def units(self) -> Iterator[Unit]:
         for layer in self.model.layers:
@@ -136,13 +170,9 @@ class Structure:
         position = next(i for i, s in enumerate(steps) if f"{s.k}{s.split}" == step)
         return steps, position
 
-    def residual(self, block: str) -> tuple[str, int, bool] | None:
-        """(size, n, is_last_block8) for `block35_3` etc., None for other blocks."""
-        m = _RESIDUAL.match(block)
-        if m is None:
-            return None
-        n = int(m["n"])
-        return m["size"], n, m["size"] == "8" and n == self.last_block8
+    def residual(self, block: str) -> Residual | None:
+        """Where the residual block `block` (`block35_3`, ...) sits; None for other blocks."""
+        return self._residuals.get(block)
 
 
 class Dialect:

@@ -56,8 +56,7 @@ class FacenetKerasDialect(SlimDialect):
         residual = s.residual(block)
         if residual is None:
             return block[0].upper() + block[1:]  # mixed_6a -> Mixed_6a
-        size, n, _ = residual
-        return f"Block{size}_{n}"
+        return f"{residual.stage.capitalize()}_{residual.n}"  # block35_1 -> Block35_1
 
     def name(self, s, where):
         kind = where[0]
@@ -95,7 +94,9 @@ class FacenetKerasDialect(SlimDialect):
 
 class FacenetPytorchDialect(TimmDialect):
     label = "facenet-pytorch"
-    residual_stages = {"35": "repeat_1", "17": "repeat_2", "8": "repeat_3"}
+
+    def stage_module(self, index):
+        return f"repeat_{index + 1}"  # repeat_1, repeat_2, repeat_3
 
     def supports(self, spec):
         return PYTORCH_SOURCE in spec.sources

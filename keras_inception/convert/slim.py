@@ -2,7 +2,9 @@
 
 Variables are named `Scope/Block/Branch_B/Conv2d_{0|1}{letter}_{kh}x{kw}/weights`;
 the released checkpoints have 1001 classes (class 0 is "background") and no
-BatchNorm gamma (scale=False, as our layers).
+BatchNorm gamma (scale=False, as our layers). A network's scope and its exceptions to
+the naming rule are declared in its `ModelSpec` (`slim_scope`, `slim_conv_0a_blocks`,
+`slim_conv2d_1x1`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ class SlimDialect(Dialect):
         residual = s.residual(block)
         if residual is None:
             return block[0].upper() + block[1:]  # mixed_5b -> Mixed_5b
-        size, n, last = residual
-        if last:
-            return "Block8"
-        stage = {"35": "Repeat", "17": "Repeat_1", "8": "Repeat_2"}[size]
-        return f"{stage}/block{size}_{n}"
+        if residual.last:
+            return residual.stage.capitalize()  # the final, linear block: Block8
+        # slim.repeat's scopes: Repeat, Repeat_1, ... in network order.
+        index = residual.index
+        return f"{f'Repeat_{index}' if index else 'Repeat'}/{block}"
 
     def name(self, s, where):
         scope = s.spec.slim_scope

@@ -4,6 +4,11 @@ timm keys follow its module tree: Inception-v4 is one `features` sequence
 (`features.N.branchB.K.conv.weight`), Inception-ResNet-v2 has named modules
 (`repeat.N.branch1.0.conv.weight`, `block8`, `classif`). Each BasicConv2d holds a
 conv and a BatchNorm with an affine gamma, folded into the kernel (see `engine`).
+
+What differs between networks is declared in each one's `ModelSpec` (`timm_classifier`,
+`timm_key_prefixes`, `timm_sequential`); the rest follows from the layer names: the
+residual stages are timm's `repeat`, `repeat_1`, ... in network order, and a stage's
+final linear block is a module named after the stage (`block8`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from keras_inception.registry import get_spec, model_names
 class TimmDialect(Dialect):
     label = "timm"
     lists_folded_gamma = True
-    # Module names of the residual stages (`nn.Sequential`s of blocks), by block size.
-    residual_stages = {"35": "repeat", "17": "repeat_1", "8": "repeat_2"}
+
+    def stage_module(self, index: int) -> str:
+        """The module (an `nn.Sequential` of blocks) of the `index`-th residual stage."""
+        return f"repeat_{index}" if index else "repeat"
 
     def supports(self, spec):
         return spec.timm_classifier is not None
@@ -40,10 +47,9 @@ class TimmDialect(Dialect):
         residual = s.residual(block)
         if residual is None:
             return block  # mixed_5b, mixed_6a, mixed_7a
-        size, n, last = residual
-        if last:
-            return "block8"  # the final, linear block8 is a module of its own
-        return f"{self.residual_stages[size]}.{n - 1}"
+        if residual.last:
+            return residual.stage  # the final, linear block8 is a module of its own
+        return f"{self.stage_module(residual.index)}.{residual.n - 1}"
 
     def name(self, s, where):
         kind = where[0]
