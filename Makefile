@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,train,dev,hub,litert,onnx,jax,torch
+EXTRAS ?= cpu,train,hub,litert,onnx,jax,torch
 
 # The library's quick tier: builders, layers, preprocessing, validation, features,
 # converters, layout and CLI parsing (a few minutes); `make test` runs everything.
@@ -13,10 +13,10 @@ FAST_TESTS = tests/test_models.py tests/test_layers.py tests/test_imagenet.py \
 
 .PHONY: venv demo test test-fast lint clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]" -r requirements-test.txt
 	@touch $(STAMP)
 
 venv: $(STAMP)

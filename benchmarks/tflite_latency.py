@@ -24,10 +24,13 @@ import functools
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# The repository root: testing_support/ (test and benchmark support, not installed).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,12 +44,12 @@ from keras_inception.apps.benchmark import (  # noqa: E402
     load_average,
     machine_description,
 )
-from keras_inception.apps.random_backbone import (  # noqa: E402
+from keras_inception.export.runtime import Classifier  # noqa: E402
+from testing_support.random_backbone import (  # noqa: E402
     estimate_batchnorm_statistics,
     fit_head_on_random_backbone,
     load_flowers_split,
 )
-from keras_inception.export.runtime import Classifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

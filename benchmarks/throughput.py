@@ -4,7 +4,8 @@
         --models inception_v4 inception_resnet_v1 inception_resnet_v2 \
         --batch-sizes 4 --image-size 160 --json out.json --results benchmarks/RESULTS.md
 
-Same as `keras-inception benchmark`; see keras_inception/benchmark.py and README.md.
+Same as `keras-inception benchmark`; see keras_inception/apps/benchmark.py (the measurements),
+keras_inception/cli/benchmark.py (the options) and README.md.
 """
 
 from __future__ import annotations

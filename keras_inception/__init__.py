@@ -5,11 +5,15 @@ Residual Connections on Learning" (AAAI 2017).
 
 The public names below are imported on first use (PEP 562), so that `import
 keras_inception` and the command line's `--help` stay fast and import neither
-TensorFlow nor the builders until they are needed.
+TensorFlow nor the builders until they are needed. The package's Keras layers are
+registered as soon as Keras is imported too, in either order
+(`keras_inception._registration`): `keras.saving.load_model` then loads every `.keras`
+file the package writes, in safe mode.
 """
 
 from __future__ import annotations
 
+from keras_inception import _registration
 from keras_inception._lazy import lazy_exports
 from keras_inception.registry import builder_exports
 
@@ -30,12 +34,15 @@ _EXPORTS = {
     "load_model": "keras_inception.saving",
 }
 _SUBMODULES = (
-    "apps", "cli", "convert", "export", "facenet", "features", "files", "layers", "models",
-    "preprocessing",
-    "presets", "registry", "saving", "train",
+    "apps", "cli", "convert", "embeddings", "export", "features", "files", "layers", "models",
+    "preprocessing", "presets", "registry", "saving", "train",
 )
+# old submodule name -> new one (README, "Changes")
+_MOVED = {"facenet": "embeddings"}
 
 __all__ = sorted([*_EXPORTS, "layers"])
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES, _MOVED)
+
+_registration.install()

@@ -8,6 +8,8 @@ one fails loudly there instead of silently elsewhere.
 from __future__ import annotations
 
 import os
+import re
+from typing import NamedTuple
 
 import keras
 
@@ -79,3 +81,34 @@ def tflite_ops(path: str | os.PathLike) -> list[tuple[str, list[str], list[str]]
             ops.append((codes[op.OpcodeIndex()], [dtype(i) for i in inputs if i >= 0],
                         [dtype(i) for i in outputs if i >= 0]))
     return ops
+
+
+class WeightsMismatch(NamedTuple):
+    """What Keras' error says when a weights file does not fit a model (`None`: not said)."""
+
+    count: int | None  # how many layers could not be loaded
+    layer_class: str | None  # first such layer: its class ("Dense") ...
+    layer_name: str | None  # ... its name ...
+    expected_shape: str | None  # ... the shape of the model's variable, "(5, 2)" ...
+    received_shape: str | None  # ... and the file's
+
+
+def parse_weights_mismatch(error: Exception) -> WeightsMismatch:
+    """The figures of the (very long) ValueError that `model.load_weights` raises when the
+    file's shapes differ from the model's.
+
+    Keras has no public, structured form of this error: its text is parsed here, and
+    tests/test_compat.py checks the parse on a real mismatch, so a Keras release that
+    words it differently fails there (the caller then falls back to a shorter message).
+    """
+    text = str(error)
+    count = re.search(r"A total of (\d+) objects could not be loaded", text)
+    example = re.search(r"for object <(\w+) name=([\w./-]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    return WeightsMismatch(
+        int(count[1]) if count else None,
+        example[1] if example else None,
+        example[2] if example else None,
+        shapes[1] if shapes else None,
+        shapes[2] if shapes else None,
+    )

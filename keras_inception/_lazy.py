@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 
 def lazy_exports(
-    module_name: str, exports: dict[str, str], submodules: Iterable[str] = ()
+    module_name: str, exports: dict[str, str], submodules: Iterable[str] = (),
+    moved: dict[str, str] | None = None,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """(`__getattr__`, `__dir__`) for the module `module_name`.
 
     `exports` maps a public name to the module defining it (absolute, or relative to
     `module_name` without a leading dot); `submodules` are importable as attributes.
-    A name is imported once, then cached in the module's globals.
+    A name is imported once, then cached in the module's globals. `moved` maps an old
+    submodule name to its new one: the old name still works as an attribute
+    (`from keras_inception import facenet`), with a DeprecationWarning.
     """
     submodules = tuple(submodules)
+    moved = dict(moved or {})
 
     def __getattr__(name: str) -> Any:  # noqa: N807  (the PEP 562 hook)
         if name in exports:
@@ -29,6 +34,10 @@ def lazy_exports(
             value = getattr(importlib.import_module(source), name)
         elif name in submodules:
             value = importlib.import_module(f"{module_name}.{name}")
+        elif name in moved:
+            warnings.warn(f"{module_name}.{name} is now {module_name}.{moved[name]}; the old name "
+                          "will be removed in a later release.", DeprecationWarning, stacklevel=2)
+            return importlib.import_module(f"{module_name}.{moved[name]}")  # warns at each use
         else:
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
         setattr(sys.modules[module_name], name, value)  # later lookups skip __getattr__

@@ -1,4 +1,4 @@
-"""Multi-scale feature maps of the three networks (strides 2, 4, 8, 16, 32).
+"""Multi-scale feature maps of every network of the registry (strides 2, 4, 8, 16, 32).
 
 The taps are declared with each network (`ModelSpec.feature_taps`). They follow
 timm's `feature_info` for Inception-v4 and Inception-ResNet-v2, so a converted timm

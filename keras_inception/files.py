@@ -20,7 +20,9 @@ from typing import Any
 _PARTIAL = ".partial"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether the process `pid` is running (this process included): the one check of the
+    pids that staging folders and the training run's lock file carry."""
     if pid == os.getpid():
         return True
     try:
@@ -44,7 +46,7 @@ def remove_stale_staging(parent: str, name: str) -> list[str]:
         if not (entry.startswith(prefix) and entry.endswith(_PARTIAL)):
             continue
         pid_text = entry[len(prefix):-len(_PARTIAL)].split("-")[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
             removed.append(entry)
     return removed
@@ -62,17 +64,25 @@ def _make_staging_dir(parent: str, name: str) -> str:
     raise FileExistsError(f"Cannot create a staging folder beside {os.path.join(parent, name)!r}.")
 
 
+def _received(arg: str, value: str) -> str:
+    """`--out PATH` for a command-line option, `path='PATH'` for a Python argument."""
+    return f"{arg} {value}" if arg.startswith("-") else f"{arg}={value!r}"
+
+
 def check_destination(
     path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None, arg: str = "path"
 ) -> str:
-    """Absolute `path` after the checks every write makes before any work starts."""
+    """Absolute `path` after the checks every write makes before any work starts.
+
+    `arg` names `path` in the errors: a Python argument (`"path"`), or the command line's
+    option (`"--out"`), whose errors then speak of `--overwrite` instead of `overwrite=True`.
+    """
     path = os.path.abspath(os.fspath(path))
     if suffix is not None and not path.endswith(suffix):
-        raise ValueError(f"`{arg}` must end with {suffix!r}; received {arg}={path!r}.")
+        raise ValueError(f"`{arg}` must end with {suffix!r}; received {_received(arg, path)}.")
     if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(
-            f"`{arg}` already exists: {path!r}. Pass overwrite=True (--overwrite) to replace it."
-        )
+        how = "--overwrite" if arg.startswith("-") else "overwrite=True (--overwrite)"
+        raise FileExistsError(f"`{arg}` already exists: {path!r}. Pass {how} to replace it.")
     if os.path.isdir(path) and os.path.ismount(path):
         raise ValueError(f"`{arg}` is a mount point and cannot be replaced: {path!r}.")
     return path
@@ -152,8 +162,38 @@ def write_json_atomic(path: str | os.PathLike, value: Any, **kwargs: Any) -> str
     return write_text_atomic(path, json.dumps(value, indent=2) + "\n", **kwargs)
 
 
+def check_writable_parent(path: str | os.PathLike, arg: str = "path") -> None:
+    """Refuses, before any work, a `path` whose folder (or the nearest existing folder above
+    it, which would hold the created ones) cannot be written: one line naming `arg`."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"`{arg}` is inside {folder!r}, which is a file, not a folder; "
+                                 f"received {_received(arg, os.fspath(path))}.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot write into {folder!r} (permission denied): choose a "
+                              f"writable folder for `{arg}`; received {_received(arg, os.fspath(path))}.")
+
+
+def make_folder(path: str | os.PathLike, what: str) -> str:
+    """Creates the folder `path` (and its parents) if needed; an error is one line naming
+    `what` (e.g. "the weights cache $KERAS_INCEPTION_CACHE") instead of an `[Errno N]`."""
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(f"Cannot use {what} {path!r}: it is a file, not a folder.") from None
+    except OSError as e:
+        raise OSError(f"Cannot create {what} {path!r}: {e.strerror or e}.") from None
+    return path
+
+
 __all__ = [
     "check_destination",
+    "check_writable_parent",
+    "make_folder",
+    "pid_alive",
     "remove_stale_staging",
     "staged_path",
     "write_atomic",

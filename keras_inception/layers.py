@@ -1,4 +1,10 @@
-"""The package's registered layers (safe-mode `.keras` loading, no `Lambda`)."""
+"""The package's registered layers (safe-mode `.keras` loading, no `Lambda`).
+
+Every class that a `.keras` file written by this package names lives here, so that
+importing this one module registers them all: `keras_inception` imports it as soon as
+Keras is imported (`keras_inception._registration`), and `keras.saving.load_model`
+then loads the package's files in a fresh process, in safe mode.
+"""
 
 from __future__ import annotations
 
@@ -139,3 +145,21 @@ class FaceStandardization(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="keras_inception")
+class FoldedBatchNorm(keras.layers.Identity):
+    """Stands where a BatchNormalization was folded into the preceding conv.
+
+    An identity that accepts BatchNormalization's call arguments, so the cloned
+    graph keeps its layer names and call structure.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        return super().compute_output_spec(inputs)
+
+
+__all__ = ["STANDARDIZATIONS", "FaceStandardization", "FoldedBatchNorm", "L2Normalize", "ScaledResidual"]

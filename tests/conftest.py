@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+# The repository root, for testing_support/ (test and benchmark support, never installed).
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

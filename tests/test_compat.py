@@ -68,3 +68,28 @@ def test_tflite_schema_reader_lists_ops_with_tensor_dtypes(tmp_path):
     ops = _compat.tflite_ops(_tflite_conv(tmp_path, int8=True))
     assert [name for name, _, _ in ops] == ["CONV_2D"]
     assert ops[0][1:] == (["int8", "int8", "int32"], ["int8"])
+
+
+def test_weights_mismatch_error_of_keras_is_parsed(tmp_path):
+    """`parse_weights_mismatch` reads the figures of Keras' own error for weights of another
+    shape (presets/loader.py turns them into one line); a Keras that words it otherwise
+    fails here."""
+    import warnings
+
+    def model(classes: int) -> keras.Model:
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(5, name="body")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(classes, name="head")(hidden))
+
+    path = tmp_path / "three.weights.h5"
+    model(3).save_weights(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model(2).load_weights(path)
+        except ValueError as e:
+            error = e
+        else:
+            raise AssertionError("Keras loaded weights of another shape")
+    assert _compat.parse_weights_mismatch(error) == (1, "Dense", "head", "(5, 2)", "(5, 3)")
+    assert _compat.parse_weights_mismatch(ValueError("other")) == (None,) * 5

@@ -108,4 +108,20 @@ def test_offline_fails_fast_with_url_and_cache_path(monkeypatch, release_file):
     assert url in message
     assert os.path.join(weights_lib.cache_dir(), fname) in message
     assert "weights=PATH" in message
+    assert "--weights PATH on the command line" in message  # the option, for the CLI's users
     assert _cache_listing() == []
+
+
+def test_a_weights_cache_that_is_a_file_is_named_not_an_errno(monkeypatch, tmp_path):
+    """$KERAS_INCEPTION_CACHE pointing at a file: one message naming the variable and the
+    path (it was `[Errno 17] File exists`)."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file")
+    monkeypatch.setenv("KERAS_INCEPTION_CACHE", str(blocker))
+    remote = registry.RemoteFile("http://127.0.0.1:9/w.bin", "w.bin", "0" * 32)
+    with pytest.raises(NotADirectoryError) as info:
+        weights_lib.download(remote)
+    message = str(info.value)
+    assert "$KERAS_INCEPTION_CACHE" in message and repr(str(blocker)) in message
+    assert "it is a file" in message and "Errno" not in message
+    assert blocker.read_text() == "a file"

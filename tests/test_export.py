@@ -16,14 +16,14 @@ from helpers import rel_l2
 
 import keras_inception as ki
 from keras_inception import export
-from keras_inception.apps.random_backbone import (
-    fit_head_on_random_backbone,
-    load_flowers_split,
-)
 from keras_inception.cli import main
 from keras_inception.export.runtime import Classifier, list_ops, load_interpreter, non_integer_ops
 from keras_inception.export.staging import DestinationError
 from keras_inception.preprocessing import load_image, preprocess_input
+from testing_support.random_backbone import (
+    fit_head_on_random_backbone,
+    load_flowers_split,
+)
 
 FLOWERS_SIZE = 80
 CALIBRATION_IMAGES = 100

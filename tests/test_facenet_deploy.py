@@ -19,7 +19,8 @@ import pytest
 from helpers import rel_l2
 
 import keras_inception as ki
-from keras_inception import export, facenet
+from keras_inception import embeddings as face_embeddings
+from keras_inception import export
 from keras_inception.export.runtime import Embedder, non_integer_ops
 from keras_inception.preprocessing import load_image
 
@@ -73,7 +74,7 @@ def faces(face_crops_by_person, facenet_ms_celeb):
     crops, labels, calibration = np.stack(crops), np.array(labels), np.array(calibration)
     evaluation = ~calibration
     x_eval = crops[evaluation]
-    reference = facenet_ms_celeb.predict(facenet.preprocess_input(x_eval, "prewhiten"),
+    reference = facenet_ms_celeb.predict(face_embeddings.preprocess_input(x_eval, "prewhiten"),
                                          batch_size=16, verbose=0)
     return SimpleNamespace(calibration=crops[calibration], x=x_eval, y=labels[evaluation],
                            reference=reference)
@@ -219,7 +220,7 @@ def test_cli_embed_and_verify(crop_files, facenet_h5, facenet_ms_celeb, tmp_path
     embeddings = np.load(out)
     assert embeddings.dtype == np.float32 and embeddings.shape == (3, 128)
     crops = np.stack([load_image(p, SIZE, crop_pct=1.0) for p in crop_files])
-    expected = facenet_ms_celeb.predict(facenet.preprocess_input(crops), verbose=0)
+    expected = facenet_ms_celeb.predict(face_embeddings.preprocess_input(crops), verbose=0)
     np.testing.assert_allclose(embeddings, expected, atol=1e-5)
     for path in crop_files:
         assert path in proc.stdout
@@ -235,10 +236,10 @@ def test_cli_embed_and_verify(crop_files, facenet_h5, facenet_ms_celeb, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     match = re.search(r"distance ([0-9.]+), threshold ([0-9.]+) \(([^)]*)\): (.+)", proc.stdout)
     assert match, proc.stdout
-    d = facenet.distance(embeddings[0], embeddings[2])
+    d = face_embeddings.distance(embeddings[0], embeddings[2])
     assert abs(float(match[1]) - d) <= 1e-5
-    assert float(match[2]) == facenet.default_threshold()
-    assert match[4] == ("same person" if d < facenet.default_threshold() else "different people")
+    assert float(match[2]) == face_embeddings.default_threshold()
+    assert match[4] == ("same person" if d < face_embeddings.default_threshold() else "different people")
 
 
 def test_cli_bad_image_is_one_line(crop_files, tmp_path):
@@ -261,7 +262,7 @@ def test_cli_convert_facenet_keras_round_trip(facenet_h5, facenet_ms_celeb, face
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "128-d embeddings" in proc.stdout and "prewhiten" in proc.stdout
     model = ki.FaceNet(weights=str(out))
-    x = facenet.preprocess_input(faces.x[:4])
+    x = face_embeddings.preprocess_input(faces.x[:4])
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(facenet_ms_celeb(x)))
 
     proc = _cli("convert", "--from", "facenet-keras", str(facenet_h5), "--model", "inception_v4",
@@ -291,13 +292,13 @@ def test_cli_convert_facenet_pytorch(faces, tmp_path):
 
     x = faces.x[:2]
     model = ki.FaceNet(weights=str(out), embedding_dim=512)
-    got = np.asarray(model(facenet.preprocess_input(x, "fixed")))
+    got = np.asarray(model(face_embeddings.preprocess_input(x, "fixed")))
     with torch.no_grad():
-        expected = net(torch.from_numpy(facenet.preprocess_input(x, "fixed").transpose(0, 3, 1, 2)))
+        expected = net(torch.from_numpy(face_embeddings.preprocess_input(x, "fixed").transpose(0, 3, 1, 2)))
     assert rel_l2(got, expected.numpy()) <= 1e-4
 
     # embed / verify read the embedding size from the file; its standardisation is given.
-    from keras_inception.cli.facenet import resolve_weights
+    from keras_inception.cli.embeddings import resolve_weights
 
     assert resolve_weights(str(out), None, None) == (512, "prewhiten", True)
     assert resolve_weights(str(out), None, "fixed") == (512, "fixed", False)

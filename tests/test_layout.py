@@ -19,8 +19,8 @@ import keras_inception as ki
 
 PACKAGE = Path(ki.__file__).resolve().parent
 # The library: what an applications user needs. Never imports the training app.
-CORE = ("layers", "preprocessing", "registry", "models", "presets", "convert", "export", "facenet", "_lazy",
-        "features", "files", "saving", "analysis", "_compat")
+CORE = ("layers", "preprocessing", "registry", "models", "presets", "convert", "export", "embeddings",
+        "features", "files", "saving", "analysis", "_compat", "_lazy", "_registration")
 APP = ("train", "apps", "cli")
 
 
@@ -291,3 +291,104 @@ def test_extras_install_what_their_commands_import():
     # Besides the train extra: the Keras backends (tensorflow from cpu/gpu, jax, torch).
     assert third_party <= {"tensorflow", "tensorflow_datasets", "matplotlib", "jax", "torch"}, \
         third_party
+
+
+def test_moved_module_names_still_resolve_with_a_warning():
+    """`keras_inception.facenet` is now `keras_inception.embeddings` (README, "Changes")."""
+    import keras_inception.embeddings as embeddings
+
+    with pytest.warns(DeprecationWarning, match="keras_inception.facenet is now keras_inception.embeddings"):
+        from keras_inception import facenet
+    assert facenet is embeddings and callable(facenet.verify)
+    assert not (PACKAGE / "facenet.py").exists() and not (PACKAGE / "cli" / "facenet.py").exists()
+    assert not (PACKAGE / "convert" / "facenet.py").exists()
+
+
+# GPL-licensed packages that only the tests, benchmarks and notebooks may use.
+GPL_PACKAGES = {"faceie"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_package_ships_no_test_scaffolding_and_nothing_gpl():
+    """Nothing under keras_inception/ imports faceie (GPL-3.0) or the repository's test
+    and benchmark support; no extra of setup.cfg names a GPL package (`pip install
+    keras_inception[anything]` pulls nothing GPL); the test-only packages come from
+    requirements-test.txt."""
+    repo = PACKAGE.parent
+    tests = {p.stem for p in (repo / "tests").glob("*.py")}
+    offenders = {
+        f"{path.relative_to(repo)}: {name}"
+        for path in PACKAGE.rglob("*.py")
+        for name in _top_level_imports(path) & (GPL_PACKAGES | {"testing_support", "tests"} | tests)
+    }
+    assert not offenders, offenders
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(repo / "setup.cfg")
+    extras = config["options.extras_require"]
+    assert {name for extra in extras for name in _extra(extra)} & GPL_PACKAGES == set()
+    assert "testing_support" not in config["options.packages.find"]["include"]
+    required = (repo / "requirements-test.txt").read_text()
+    assert all(re.search(rf"^{name}\b", required, re.M) for name in (*GPL_PACKAGES, "pytest"))
+
+
+def test_benchmarks_and_testing_support_import_nothing_from_tests():
+    """The rule: tests may import testing_support/; benchmarks/ and testing_support/ share
+    it and never reach into tests/."""
+    repo = PACKAGE.parent
+    tests = {p.stem for p in (repo / "tests").glob("*.py")} | {"tests"}
+    offenders = {
+        f"{path.relative_to(repo)}: {name}"
+        for folder in ("benchmarks", "testing_support")
+        for path in (repo / folder).rglob("*.py")
+        for name in _top_level_imports(path) & tests
+    }
+    assert not offenders, offenders
+    # What moved out of the package is there.
+    assert (repo / "testing_support" / "faces.py").is_file()
+    assert not (PACKAGE / "apps" / "faces.py").exists()
+    assert not (PACKAGE / "apps" / "random_backbone.py").exists()
+
+
+def test_committed_notebook_outputs_hold_no_machine_paths_and_no_warnings():
+    """What a reader sees in notebooks/*.ipynb names no folder of the machine that ran it
+    (/work/..., /root/..., /tmp/...) and holds no warning on stderr (tools/make_notebooks.py
+    refuses to write such a run)."""
+    machine_path = re.compile(r"(?<![\w.])/(work|root|home|tmp|Users)/")
+    warning = re.compile(r"\b\w*Warning\b|\bwarnings\.warn")
+    notebooks = sorted((PACKAGE.parent / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 4
+    found = []
+    for path in notebooks:
+        for index, cell in enumerate(json.loads(path.read_text())["cells"]):
+            for output in cell.get("outputs", []):
+                texts = [output.get("text", "")] + [
+                    v for k, v in output.get("data", {}).items() if k.startswith("text/")]
+                stderr = output.get("name") == "stderr"
+                for line in "".join("".join(t) for t in texts).splitlines():
+                    if machine_path.search(line) or (stderr and warning.search(line)):
+                        found.append(f"{path.name} cell {index}: {line[:120]}")
+    assert found == []
+
+
+def test_modules_named_by_the_benchmarks_and_tools_exist():
+    """A path such as `keras_inception/apps/benchmark.py` in a benchmark's or tool's text
+    names a file of the repository (benchmarks/throughput.py once named one that was not)."""
+    repo = PACKAGE.parent
+    named = {
+        (path.name, match)
+        for folder in ("benchmarks", "tools")
+        for path in (repo / folder).glob("*.py")
+        for match in re.findall(r"(?:keras_inception|testing_support|tests)/[\w/]+\.py", path.read_text())
+    }
+    assert named and [(name, p) for name, p in sorted(named) if not (repo / p).is_file()] == []

@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import pytest
 
+import keras_inception as ki
+from keras_inception.export import fuse_batchnorm
 from keras_inception.saving import load_weights
 
 RELOAD_SCRIPT = """
@@ -80,3 +82,72 @@ def test_load_weights_of_a_keras_archive_is_keras_own(tmp_path, small_models):
         archive.writestr("notes.txt", "not a model")
     with pytest.raises(ValueError, match=r"other\.keras.*holds no model\.weights\.h5"):
         load_weights(clone, other)
+
+
+# Loads the files with Keras' own functions, after importing keras and keras_inception in
+# the order given: nothing registers the layers by hand.
+KERAS_LOAD_SCRIPT = """
+import json, sys
+first, files = sys.argv[1], sys.argv[2:]
+if first == "keras_inception":
+    import keras_inception
+    assert "keras" not in sys.modules and "keras_inception.layers" not in sys.modules
+    import keras
+else:
+    import keras
+    import keras_inception
+import numpy as np
+registered = sorted(k for k in keras.saving.get_custom_objects() if k.startswith("keras_inception>"))
+out = {}
+for i, path in enumerate(files):
+    load = keras.saving.load_model if i % 2 == 0 else keras.models.load_model
+    model = load(path, safe_mode=True)
+    x = np.load(path + ".x.npy")
+    out[path] = [np.asarray(model.predict(x, verbose=0)).tolist(),
+                 sorted({type(layer).__name__ for layer in model.layers})]
+print(json.dumps([registered, out]))
+"""
+
+
+@pytest.fixture(scope="module")
+def package_keras_files(tmp_path_factory) -> dict[str, np.ndarray]:
+    """`.keras` files holding each registered layer of the package, with their outputs:
+    a FaceNet at 75 px that standardises its input (ScaledResidual, FaceStandardization,
+    L2Normalize) and a model whose BatchNorm was folded (FoldedBatchNorm)."""
+    folder = tmp_path_factory.mktemp("package_keras_files")
+    rng = np.random.default_rng(11)
+    facenet = ki.FaceNet(weights=None, input_shape=(75, 75, 3), embedding_dim=8,
+                         include_preprocessing=True)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    folded = fuse_batchnorm(keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x)))
+    expected = {}
+    for model, x in ((facenet, rng.uniform(0, 255, (2, 75, 75, 3))),
+                     (folded, rng.uniform(-1, 1, (2, 8, 8, 3)))):
+        path = str(folder / f"{model.name}.keras")
+        model.save(path)
+        x = x.astype("float32")
+        np.save(path + ".x.npy", x)
+        expected[path] = np.asarray(model.predict(x, verbose=0))
+    return expected
+
+
+@pytest.mark.parametrize("first", ["keras_inception", "keras"])
+def test_keras_own_load_model_after_import_keras_inception(first, package_keras_files):
+    """`import keras_inception` (before or after `import keras`) is enough for Keras' own
+    `load_model` to read every file the package writes, in safe mode, in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", KERAS_LOAD_SCRIPT, first, *package_keras_files],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    registered, outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert registered == [f"keras_inception>{name}" for name in sorted(
+        ("FaceStandardization", "FoldedBatchNorm", "L2Normalize", "ScaledResidual"))]
+    seen = set()
+    for path, expected in package_keras_files.items():
+        values, classes = outputs[path]
+        np.testing.assert_allclose(np.asarray(values, np.float32), expected, rtol=1e-5, atol=1e-6)
+        seen |= set(classes)
+    assert {"FaceStandardization", "FoldedBatchNorm", "L2Normalize", "ScaledResidual"} <= seen

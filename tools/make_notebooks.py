@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from pathlib import Path
 
@@ -83,7 +84,8 @@ FLOWERS_SMALL = SHARED / "datasets" / "tf_flowers_small"
 if QUICK:
     DATA, DATA_NAME = "flowers_sample", "flowers_sample (quick mode: 4 photos per class)"
 elif FLOWERS_SMALL.is_dir():
-    DATA, DATA_NAME = str(FLOWERS_SMALL), "tf_flowers_small"
+    # relative: the outputs name no folder of this machine
+    DATA, DATA_NAME = os.path.relpath(FLOWERS_SMALL), "tf_flowers_small"
 else:
     DATA, DATA_NAME = "flowers_sample", f"flowers_sample ({FLOWERS_SMALL} not found)"
 images = data_lib.load_data(DATA, max_per_class=4 if QUICK else None)
@@ -298,7 +300,9 @@ for name, scale in (("residual, scale 1.0", 1.0), ("residual, scale 0.2", 0.2),
     batch_losses = []
     log = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda b, logs: batch_losses.append(logs["loss"]))
-    hist = model.fit(train, validation_data=val, epochs=EPOCHS, verbose=0, callbacks=[log])
+    # shuffle=False: `train` is a tf.data pipeline that shuffles itself (Keras warns otherwise)
+    hist = model.fit(train, validation_data=val, epochs=EPOCHS, verbose=0, callbacks=[log],
+                     shuffle=False)
     # A "dead" network: the features before the classifier are all zero.
     feats = keras.Model(model.input, model.layers[-2].output)
     x = next(iter(val))[0]
@@ -353,10 +357,11 @@ split into train and val). It then measures:
   model: cosine similarity of the embeddings per crop and 1-NN with int8 embeddings.
 
 **No photo and no face crop is shown or stored.** The photos are extracted to a temporary
-folder at run time, the faces are cropped there with the faceie MTCNN detector (a dev
-dependency; the crop follows facenet-pytorch's `extract_face`: largest face, 32 px margin,
-160x160), and everything is deleted at the end. The outputs hold only numbers and plots of
-distances, labelled by person name.
+folder at run time, the faces are cropped there with the faceie MTCNN detector (GPL-3.0,
+a test-only dependency from `requirements-test.txt`, used through the repository's
+`testing_support/faces.py`, not the package; the crop follows facenet-pytorch's
+`extract_face`: largest face, 32 px margin, 160x160), and everything is deleted at the
+end. The outputs hold only numbers and plots of distances, labelled by person name.
 
 **Full mode**: every photo of the archive. **Quick mode**: 2 photos per person (the first
 train and the first val photo) and no int8 export."""),
@@ -402,9 +407,13 @@ print(f"{archive.name}: {sum(len(p) for v in photos.values() for p in v.values()
 for person in PEOPLE:
     print(f"  {person:<16} {len(photos[person]['train']):>3} train {len(photos[person]['val']):>3} val")"""),
     new_code_cell("""\
-# The package's face cropper: faceie's MTCNN (a dev dependency), FaceNet's 160 px crops
-# with a 32-pixel margin, as facenet-pytorch's extract_face makes them.
-from keras_inception.apps.faces import SIZE, face_crop
+# The repository's face cropper (testing_support/, not part of the package): faceie's MTCNN
+# (GPL-3.0, a test-only dependency), FaceNet's 160 px crops with a 32-pixel margin, as
+# facenet-pytorch's extract_face makes them.
+import sys
+import keras_inception
+sys.path.insert(0, str(Path(keras_inception.__file__).resolve().parents[1]))  # the clone's root
+from testing_support.faces import SIZE, face_crop
 
 t0 = time.perf_counter()
 crops, labels, splits, missed = [], [], [], []
@@ -422,18 +431,18 @@ print(f"{len(X)} face crops ({SIZE}x{SIZE}): {TRAIN.sum()} train, {VAL.sum()} va
       f"{time.perf_counter() - t0:.0f} s; no face found in {len(missed)} photo(s) {missed}")"""),
     new_code_cell("""\
 import keras_inception as ki
-from keras_inception import facenet
+from keras_inception import embeddings
 
 t0 = time.perf_counter()
 model = ki.FaceNet(weights="ms_celeb_1m")  # 128-d, takes prewhitened crops
 print(f"FaceNet ms_celeb_1m loaded in {time.perf_counter() - t0:.0f} s")
-emb = model.predict(facenet.preprocess_input(X, "prewhiten"), batch_size=16, verbose=0)
+emb = model.predict(embeddings.preprocess_input(X, "prewhiten"), batch_size=16, verbose=0)
 print(f"embeddings {emb.shape}, L2 norms {np.linalg.norm(emb, axis=1).min():.4f} to "
       f"{np.linalg.norm(emb, axis=1).max():.4f}")
 
 def distances(e):
-    \"\"\"All pairwise L2 distances of unit embeddings (facenet.distance, one row per crop).\"\"\"
-    return np.stack([facenet.distance(row, e) for row in e])
+    \"\"\"All pairwise L2 distances of unit embeddings (embeddings.distance, one row per crop).\"\"\"
+    return np.stack([embeddings.distance(row, e) for row in e])
 
 def person_means(d):
     \"\"\"Mean distance between the crops of each pair of people (self-pairs left out).\"\"\"
@@ -492,14 +501,14 @@ for i, person in enumerate(PEOPLE):
     new_code_cell("""\
 from keras_inception.registry import get_spec
 
-THRESHOLD = facenet.default_threshold("ms_celeb_1m")
+THRESHOLD = embeddings.default_threshold("ms_celeb_1m")
 first, second = np.triu_indices(len(X), 1)
 SAME = Y[first] == Y[second]
 
 def verification(e):
     \"\"\"(same-person pairs accepted, different-person pairs accepted, pair accuracy) at the
     preset threshold, over all pairs of distinct crops.\"\"\"
-    accepted = facenet.verify(e[first], e[second], threshold=THRESHOLD)
+    accepted = embeddings.verify(e[first], e[second], threshold=THRESHOLD)
     return accepted[SAME].mean(), accepted[~SAME].mean(), np.mean(accepted == SAME)
 
 tar, far, acc = verification(emb)
@@ -583,9 +592,29 @@ def write(prefixes: list[str]) -> None:
         nbformat.write(nb, NOTEBOOKS / f"{name}.ipynb")
 
 
+# What committed outputs must not hold: a folder of the machine that ran them, a warning.
+MACHINE_PATH = re.compile(r"(?<![\w.])/(work|root|home|tmp|Users)/")
+WARNING = re.compile(r"\b\w*Warning\b|\bwarnings\.warn")
+
+
+def unfit_outputs(nb) -> list[str]:
+    """The output lines of `nb` that name a machine's folder or are warnings (on stderr)."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            texts = [output.get("text", "")] + [
+                v for k, v in output.get("data", {}).items() if k.startswith("text/")]
+            stderr = output.get("name") == "stderr"
+            for line in "".join(texts).splitlines():
+                if MACHINE_PATH.search(line) or (stderr and WARNING.search(line)):
+                    found.append(f"cell {index}: {line[:160]}")
+    return found
+
+
 def execute(prefixes: list[str]) -> None:
     """Runs the notebooks (those whose names start with one of `prefixes`; all by default)
-    one after the other and writes their outputs into them."""
+    one after the other and writes their outputs into them; a run whose outputs name a
+    folder of this machine or hold a warning is not written (fix the cause first)."""
     from nbclient import NotebookClient
 
     mode = "quick" if os.environ.get("KERAS_INCEPTION_QUICK") else "full"
@@ -596,6 +625,10 @@ def execute(prefixes: list[str]) -> None:
         started = time.perf_counter()
         NotebookClient(nb, timeout=3600, kernel_name="python3",
                        resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        unfit = unfit_outputs(nb)
+        if unfit:
+            raise SystemExit(f"{path.name}: not written, its outputs hold machine paths or "
+                             "warnings:\n  " + "\n  ".join(unfit))
         nbformat.write(nb, path)
         print(f"executed {path} ({mode} mode) in {time.perf_counter() - started:.0f} s")
 

@@ -14,7 +14,7 @@ import tempfile
 COMMAND_MODULES = [
     "keras_inception.cli.core",
     "keras_inception.cli.convert",
-    "keras_inception.cli.facenet",
+    "keras_inception.cli.embeddings",
     "keras_inception.cli.train",
     "keras_inception.cli.export",
     "keras_inception.cli.benchmark",

@@ -41,22 +41,22 @@ def _check_pairing(args: argparse.Namespace) -> None:
 
 def _convert_facenet(args: argparse.Namespace):
     """(FaceNet model holding the converted weights, what was read, standardisation)."""
-    from keras_inception.convert import facenet as facenet_convert
+    from keras_inception.convert import facenet_files
     from keras_inception.models.facenet import FaceNet
     from keras_inception.presets import load_weights_file
 
     default_dim, standardization = FACENET_SOURCES.get(args.source, (128, None))
     if args.embedding_dim is None and args.source == "keras":
-        from keras_inception.cli.facenet import embedding_dim_of_file
+        from keras_inception.cli.embeddings import embedding_dim_of_file
 
         default_dim = embedding_dim_of_file(args.src) or default_dim
     dim = args.embedding_dim or default_dim
     model = FaceNet(weights=None, embedding_dim=dim)
     if args.source == "facenet-keras":
-        facenet_convert.load_facenet_keras_weights(model, args.src)
+        facenet_files.load_facenet_keras_weights(model, args.src)
         what = "keras-facenet file"
     elif args.source == "facenet-pytorch":
-        facenet_convert.load_facenet_pytorch_weights(model, args.src)
+        facenet_files.load_facenet_pytorch_weights(model, args.src)
         what = "facenet-pytorch state dict"
     else:
         load_weights_file(model, args.src)
@@ -64,37 +64,75 @@ def _convert_facenet(args: argparse.Namespace):
     return model, what, standardization
 
 
+# What SRC must be for each --from (for the one-line error on an unreadable file).
+SOURCE_KINDS = {
+    "timm": "a timm state dict (.safetensors or .npz)",
+    "slim": "a TF-slim checkpoint (the prefix of its .index / .data files)",
+    "keras": "a Keras weights file (.h5, .weights.h5, .keras)",
+    "facenet-keras": "keras-facenet's facenet_keras.h5",
+    "facenet-pytorch": "a facenet-pytorch state dict (.pt)",
+}
+
+
+def _read_source(args: argparse.Namespace, read):
+    """`read()`, with the readers' own exceptions for a file that is not what --from says
+    (SafetensorError, TensorFlow's DataLossError, unpickling errors, ...) as one line."""
+    try:
+        return read()
+    except (ValueError, OSError, ImportError):
+        raise  # already one line (the strict converters name the keys)
+    except Exception as e:
+        detail = (str(e).splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"Cannot read SRC {args.src!r} as --from {args.source} ({type(e).__name__}: "
+            f"{detail}): expected {SOURCE_KINDS[args.source]}."
+        ) from None
+
+
+def _convert_classifier(args: argparse.Namespace):
+    """(model of --model holding the converted weights, what was read, head)."""
+    from keras_inception import convert
+    from keras_inception.models import get_builder
+    from keras_inception.presets import load_weights_file
+
+    include_top = not args.no_top
+    classes = 1000 if args.classes is None else args.classes
+    # A timm file is read first: one that is not a state dict is refused before the build.
+    state = convert.read_state_dict(args.src) if args.source == "timm" else None
+    model = get_builder(args.model)(include_top=include_top, weights=None, classes=classes)
+    if state is not None:
+        convert.load_timm_weights(model, state)
+        what = f"timm state dict ({len(state)} tensors)"
+    elif args.source == "slim":
+        convert.load_slim_checkpoint(model, args.src)
+        what = "TF-slim checkpoint"
+    else:
+        load_weights_file(model, args.src)
+        what = "Keras weights file"
+    return model, what, f"{classes} classes" if include_top else "no top"
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from keras_inception import convert
-    from keras_inception.presets import file_hash, load_weights_file
+    from keras_inception.files import check_destination, check_writable_parent
+    from keras_inception.presets import file_hash
 
+    # Refused before any work: a wrong, existing or unwritable --out, a wrong pairing, a
+    # missing SRC.
     if not args.out.endswith(".weights.h5"):
         raise ValueError(f"`--out` must end with .weights.h5; received --out={args.out!r}.")
+    check_destination(args.out, overwrite=args.overwrite, suffix=".weights.h5", arg="--out")
+    check_writable_parent(args.out, "--out")
     _check_pairing(args)
     if not os.path.exists(args.src) and not os.path.exists(args.src + ".index"):
         raise FileNotFoundError(f"SRC not found: {args.src!r}.")
     standardization = None
     if args.model == FACENET:
-        model, what, standardization = _convert_facenet(args)
+        model, what, standardization = _read_source(args, lambda: _convert_facenet(args))
         head = f"{int(model.output_shape[-1])}-d embeddings"
     else:
-        from keras_inception.models import get_builder
-
-        include_top = not args.no_top
-        classes = 1000 if args.classes is None else args.classes
-        model = get_builder(args.model)(include_top=include_top, weights=None, classes=classes)
-        if args.source == "timm":
-            state = convert.read_state_dict(args.src)
-            convert.load_timm_weights(model, state)
-            what = f"timm state dict ({len(state)} tensors)"
-        elif args.source == "slim":
-            convert.load_slim_checkpoint(model, args.src)
-            what = "TF-slim checkpoint"
-        else:
-            load_weights_file(model, args.src)
-            what = "Keras weights file"
-        head = f"{classes} classes" if include_top else "no top"
-    out = convert.save_weights_verified(model, args.out)
+        model, what, head = _read_source(args, lambda: _convert_classifier(args))
+    out = convert.save_weights_verified(model, args.out, overwrite=args.overwrite, arg="--out")
     print(f"Converted {what} {args.src}")
     print(f"  into {args.model} ({head}, {len(model.weights)} weights, "
           f"{model.count_params():,} parameters), verified by reloading")
@@ -106,7 +144,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     elif standardization is not None:
         print(f"Input standardisation: {standardization} ((x - 127.5) / 128), not the prewhiten "
               "a .weights.h5 gets by default: pass --standardization fixed to embed/verify, "
-              "or keras_inception.facenet.preprocess_input(x, 'fixed') before the model.")
+              "or keras_inception.embeddings.preprocess_input(x, 'fixed') before the model.")
     return 0
 
 
@@ -136,4 +174,5 @@ def register(sub: argparse._SubParsersAction) -> None:
              "512 for facenet-pytorch; read from a keras file)",
     )
     p.add_argument("--out", required=True, metavar="DST.weights.h5", help="output file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_convert)

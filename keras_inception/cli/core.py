@@ -41,6 +41,14 @@ def load_classifier(model_arg: str, weights: str | None, image_size: int | None)
     from keras_inception.saving import load_model
 
     if model_arg in MODEL_CHOICES:
+        from keras_inception.registry import get_spec
+
+        if not get_spec(model_arg).classifier:
+            raise ValueError(
+                f"--model {model_arg} computes face embeddings, not classes: use "
+                f"`keras-inception embed --model {model_arg} CROP...` for embeddings or "
+                f"`keras-inception verify --model {model_arg} CROP_A CROP_B` to compare two faces."
+            )
         size = image_size or 299
         if weights in (None, "none"):
             raise ValueError(

@@ -57,6 +57,11 @@ def _keep_class_names(model_arg: str, exported: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from keras_inception import export
+    from keras_inception.files import check_destination, check_writable_parent
+
+    # An existing or unwritable --out is refused before the model is built.
+    check_destination(args.out, overwrite=args.overwrite, arg="--out")
+    check_writable_parent(args.out, "--out")
 
     if args.format != "tflite" and (args.quantize or args.calibration_data):
         raise ValueError(

@@ -22,12 +22,13 @@ from keras_inception.convert.timm import load_timm_weights, read_state_dict, tim
 from keras_inception.files import write_atomic
 
 
-def save_weights_verified(model: keras.Model, path: str | os.PathLike, *, overwrite: bool = True) -> str:
+def save_weights_verified(model: keras.Model, path: str | os.PathLike, *, overwrite: bool = True,
+                          arg: str = "path") -> str:
     """Saves `model`'s weights to `path` (`.weights.h5`) atomically, after verifying them.
 
     The file is written in a staging folder beside `path`, loaded into a clone of
     `model` (same architecture, fresh variables), compared weight by weight, and
-    only then moved into place.
+    only then moved into place. `arg` names `path` in errors (`"--out"` for the CLI).
     """
 
     def write(staged: str) -> None:
@@ -40,7 +41,8 @@ def save_weights_verified(model: keras.Model, path: str | os.PathLike, *, overwr
                     f"Verification of {os.fspath(path)!r} failed: {original.path} differs after reload."
                 )
 
-    return write_atomic(path, write, overwrite=overwrite, suffix=".weights.h5", create_parents=True)
+    return write_atomic(path, write, overwrite=overwrite, suffix=".weights.h5", create_parents=True,
+                        arg=arg)
 
 __all__ = [
     "load_slim_checkpoint",

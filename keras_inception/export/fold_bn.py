@@ -8,20 +8,8 @@ from typing import Any
 import keras
 import numpy as np
 
-
-@keras.saving.register_keras_serializable(package="keras_inception")
-class FoldedBatchNorm(keras.layers.Identity):
-    """Stands where a BatchNormalization was folded into the preceding conv.
-
-    An identity that accepts BatchNormalization's call arguments, so the cloned
-    graph keeps its layer names and call structure.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        return inputs
-
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        return super().compute_output_spec(inputs)
+# Registered with the package's other layers (one module imported when Keras loads).
+from keras_inception.layers import FoldedBatchNorm
 
 
 def _history_names(value: Any) -> list[str]:

@@ -246,7 +246,7 @@ class Embedder(_TFLiteImageModel):
 
     Takes face crops (RGB 0-255, uint8 or float, `(H, W, 3)` or `(N, H, W, 3)`, e.g.
     160x160 from a face detector) and returns L2-normalised float32 embeddings
-    `(N, D)`, to compare with `keras_inception.facenet.distance` / `verify`. Integer
+    `(N, D)`, to compare with `keras_inception.embeddings.distance` / `verify`. Integer
     (int8/uint8) input and output tensors are quantized and dequantized here; the
     output is normalised again, as quantized outputs are not exactly unit vectors.
 
@@ -255,7 +255,7 @@ class Embedder(_TFLiteImageModel):
     in and `standardization` stays None. For a model exported without it, pass the
     weights' standardisation (`"prewhiten"` for ms_celeb_1m / facenet_keras.h5,
     `"fixed"` for the facenet-pytorch weights): it is applied here, before the model
-    (`keras_inception.facenet.preprocess_input`).
+    (`keras_inception.embeddings.preprocess_input`).
 
     Args:
         path: the `.tflite` file.
@@ -298,7 +298,7 @@ class Embedder(_TFLiteImageModel):
         batch = self._batch(crops)
         check_pixels(batch)
         if self.standardization is not None:
-            from keras_inception.facenet import preprocess_input
+            from keras_inception.embeddings import preprocess_input
 
             batch = preprocess_input(batch, self.standardization)
         embeddings = self._run(batch.astype(np.float32))

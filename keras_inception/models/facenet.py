@@ -20,7 +20,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from keras_inception.convert import facenet as facenet_convert
+from keras_inception.convert import facenet_files as facenet_convert
 from keras_inception.layers import STANDARDIZATIONS, FaceStandardization, L2Normalize
 from keras_inception.models.blocks import channel_axis
 from keras_inception.models.builder import check_rate, resolve_input_shape, validate_weights

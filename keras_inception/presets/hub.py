@@ -83,7 +83,8 @@ def download_state_file(entry: WeightsPreset) -> str:
             f"elsewhere (`hf download {entry.hf_repo} {entry.hf_filename}`) and copy it to "
             f"{os.path.join(cache, folder)}, or convert the file yourself "
             f"(`keras-inception convert --from timm {entry.hf_filename} --model {entry.model} "
-            f"--out {os.path.basename(converted_path(entry, True))}`) and pass weights=PATH."
+            f"--out {os.path.basename(converted_path(entry, True))}`) and pass weights=PATH "
+            "(--weights PATH on the command line)."
         ) from None
 
 

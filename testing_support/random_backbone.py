@@ -1,6 +1,7 @@
 """A classifier from a randomly initialized backbone, for checks without pretrained weights.
 
-Used by `benchmarks/tflite_latency.py` (and the export tests) to measure what
+Test and benchmark support, not part of the package. Used by
+`benchmarks/tflite_latency.py` (and the export tests) to measure what
 quantization costs on real images when no pretrained weights are reachable:
 
 * `load_flowers_split`: every image of an ImageFolder split (`ROOT/<split>/<class>/*`)

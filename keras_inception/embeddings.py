@@ -1,11 +1,11 @@
 """Face embeddings with FaceNet: standardisation, distances and verification.
 
     import keras_inception as ki
-    from keras_inception import facenet
+    from keras_inception import embeddings
 
     model = ki.FaceNet(weights="ms_celeb_1m")              # 128-d, prewhitened input
-    emb = model.predict(facenet.preprocess_input(crops, "prewhiten"))
-    facenet.verify(emb[0], emb[1])                         # same person?
+    emb = model.predict(embeddings.preprocess_input(crops, "prewhiten"))
+    embeddings.verify(emb[0], emb[1])                      # same person?
 
 Inputs are face crops (e.g. 160x160 from an MTCNN detector), not whole photos:
 detection and alignment are out of scope.
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_inception._lazy import lazy_exports
 from keras_inception.layers import STANDARDIZATIONS
 from keras_inception.preprocessing import check_pixels
 from keras_inception.registry import get_spec
@@ -91,12 +92,8 @@ def verify(a: Any, b: Any, threshold: float | None = None,
     return bool(d < threshold) if np.ndim(d) == 0 else d < threshold
 
 
-def __getattr__(name: str) -> Any:
-    if name == "FaceNet":  # the builder, without importing Keras for the helpers above
-        from keras_inception.models.facenet import FaceNet
-
-        return FaceNet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The builder, without importing Keras for the helpers above.
+__getattr__, __dir__ = lazy_exports(__name__, {"FaceNet": "keras_inception.models.facenet"})
 
 
 __all__ = ["DEFAULT_PRESET", "default_threshold", "distance", "preprocess_input", "verify"]

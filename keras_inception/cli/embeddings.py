@@ -107,7 +107,7 @@ class FaceEmbedder:
 
         x = np.stack(crops).astype(np.float32)
         if self.outside is not None:
-            from keras_inception.facenet import preprocess_input
+            from keras_inception.embeddings import preprocess_input
 
             x = preprocess_input(x, self.outside)
         return np.asarray(self.model.predict(x, batch_size=16, verbose=0), dtype=np.float32)
@@ -123,11 +123,12 @@ def load_crops(paths: list[str], size: int) -> list:
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from keras_inception.files import check_destination, write_atomic
+    from keras_inception.files import check_destination, check_writable_parent, write_atomic
     from keras_inception.models.facenet import DEFAULT_SIZE
 
     _check_model(args.model)
     out = check_destination(args.out, overwrite=args.overwrite, suffix=".npy", arg="--out")
+    check_writable_parent(out, "--out")
     crops = load_crops(args.images, DEFAULT_SIZE)
     embedder = FaceEmbedder(args.weights, args.embedding_dim, args.standardization)
     embeddings = embedder.embed(crops)
@@ -146,7 +147,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from keras_inception import facenet
+    from keras_inception import embeddings
     from keras_inception.models.facenet import DEFAULT_SIZE
     from keras_inception.registry import get_spec
 
@@ -156,11 +157,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         threshold, source = args.threshold, "--threshold"
     else:
         preset = (args.weights if args.weights in get_spec(MODEL).preset_names
-                  else facenet.DEFAULT_PRESET)
-        threshold, source = facenet.default_threshold(preset), f"default of {preset}"
+                  else embeddings.DEFAULT_PRESET)
+        threshold, source = embeddings.default_threshold(preset), f"default of {preset}"
     embedder = FaceEmbedder(args.weights, args.embedding_dim, args.standardization)
     a, b = embedder.embed(crops)
-    d = facenet.distance(a, b)
+    d = embeddings.distance(a, b)
     verdict = "same person" if d < threshold else "different people"
     print(f"{args.images[0]}")
     print(f"{args.images[1]}")

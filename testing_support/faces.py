@@ -1,9 +1,10 @@
-"""Face crops for FaceNet's demos, benchmarks and tests, with an MTCNN detector.
+"""Face crops for FaceNet's notebooks, benchmarks and tests, with an MTCNN detector.
 
 FaceNet takes face crops, not photos; finding faces is out of the library's scope. The
 benchmarks, notebooks and tests crop the example photos with `faceie`, a pure-NumPy
-MTCNN that ships its weights (a development dependency, GPL-3.0: it is imported only
-here, only when called). For each photo the largest face found (upright search) is
+MTCNN that ships its weights (a test-only dependency, GPL-3.0, from
+`requirements-test.txt`: never a dependency of the package, imported only here, only
+when called). For each photo the largest face found (upright search) is
 cropped with a margin the way facenet-pytorch's `extract_face` does (`margin` in pixels
 of the output, so the box grows by `margin / (size - margin)` of its size, clipped to
 the photo), then resized to `size x size` RGB, float32 0-255.
@@ -24,8 +25,8 @@ def detect_largest_face(image) -> tuple[float, float, float, float] | None:
         from faceie import detect_faces
     except ImportError:
         raise ImportError(
-            "Face cropping needs the faceie package (a development dependency): "
-            "pip install faceie"
+            "Face cropping needs the faceie package (a test-only dependency): "
+            "pip install -r requirements-test.txt"
         ) from None
 
     found = detect_faces(image, rotations=np.array([0.0]), extract_images=None)
