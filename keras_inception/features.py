@@ -1,10 +1,10 @@
 """Multi-scale feature maps of every network of the registry (strides 2, 4, 8, 16, 32).
 
-The taps are declared with each network (`ModelSpec.feature_taps`). They follow
-timm's `feature_info` for Inception-v4 and Inception-ResNet-v2, so a converted timm
-checkpoint gives the same feature maps as `timm.create_model(..., features_only=True)`;
-Inception-ResNet-v1 gets the analogous taps. Every tap is a layer output after its
-activation.
+The taps are declared with each network (`ModelSpec.feature_taps`), so a new
+network needs no change here. They follow timm's `feature_info` for Inception-v4 and
+Inception-ResNet-v2, so a converted timm checkpoint gives the same feature maps as
+`timm.create_model(..., features_only=True)`; Inception-ResNet-v1 and FaceNet get the
+analogous taps. Every tap is a layer output after its activation.
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ def feature_extractor(
 ) -> keras.Model:
     """A `keras.Model` returning the feature maps of `model` at the chosen levels.
 
-    Levels 0..4 are at strides 2, 4, 8, 16, 32 (channels 64/160/384/1024/1536 for
-    Inception-v4, 64/192/320/1088/1536 for Inception-ResNet-v2, 64/192/256/896/1792
-    for Inception-ResNet-v1). The extractor shares its layers and weights with
+    Levels 0..4 are at strides 2, 4, 8, 16, 32, with the channels of the network's
+    `ModelSpec.feature_taps` (64/160/384/1024/1536 for Inception-v4,
+    64/192/320/1088/1536 for Inception-ResNet-v2, 64/192/256/896/1792 for
+    Inception-ResNet-v1 and FaceNet). The extractor shares its layers and weights with
     `model` (built with or without the head) and takes the same input, so build
     `model` with `include_top=False` and no `input_shape` to accept any size >= 75.
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from keras_inception import train as training
+from keras_inception.registry import model_names
 from keras_inception.saving import load_model
 from keras_inception.train import callbacks as train_callbacks
 from keras_inception.train import feature_cache, recipes
@@ -102,8 +103,7 @@ def test_resumed_stage1_reuses_the_cache(tmp_path, base_weights):
     assert [r["epoch"] for r in rows] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("name,size", [("inception_v4", 96), ("inception_resnet_v1", 96),
-                                       ("inception_resnet_v2", 96), ("facenet", 96)])
+@pytest.mark.parametrize("name,size", [(name, 96) for name in model_names()])
 def test_split_base_composes_to_the_base(name, size):
     """bottom then top is the base, and the top holds exactly the fine-tuned layers."""
     import keras

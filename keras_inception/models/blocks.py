@@ -1,7 +1,7 @@
-"""Building blocks shared by Inception-v4, Inception-ResNet-v1 and Inception-ResNet-v2.
+"""Building blocks shared by the networks (Inception-v4, Inception-ResNet-v1 and -v2).
 
-Blocks are described by *branch specs* so that the three networks assemble the same
-few functions instead of repeating block code.  A branch is a list of steps:
+Blocks are described by *branch specs* so that the networks assemble the same few
+functions instead of repeating block code.  A branch is a list of steps:
 
 * `(filters, kernel)` or `(filters, kernel, strides, padding)`: a conv-BN-ReLU unit;
 * `AVG_POOL` (3x3, stride 1, same) or `MAX_POOL` (3x3, stride 2, valid);
@@ -155,7 +155,7 @@ def residual_stage(
 
 
 def stem_convs(x):
-    """The first three convs shared by all three networks: 149->147->147 at 299."""
+    """The first three convs of every network: 149->147->147 at 299."""
     x = conv2d_bn(x, 32, 3, strides=2, padding="valid", name="conv_1a")
     x = conv2d_bn(x, 32, 3, padding="valid", name="conv_2a")
     return conv2d_bn(x, 64, 3, name="conv_2b")

@@ -1,4 +1,4 @@
-"""What the three builders share: argument validation, input, head, weight loading."""
+"""What the classifiers' builders share: argument validation, input, head, weight loading."""
 
 from __future__ import annotations
 
