@@ -14,16 +14,16 @@ WEIGHTS_MEMBER = "model.weights.h5"
 
 
 def load_model(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """`keras.saving.load_model` with this package's layers registered.
+    """`keras.saving.load_model` with one-line errors that name the file.
 
-    `import keras_inception` imports nothing from Keras (it stays light), so a fresh
-    process that loads a `.keras` file must register the package's layers first:
-    this does. Errors name the file: a missing file, or one that is not a `.keras`
-    zip archive (damaged, truncated), is one ValueError / FileNotFoundError line.
+    The package's layers are registered as soon as Keras and `keras_inception` are both
+    imported (`keras_inception._registration`), so Keras' own `load_model` reads the
+    package's files too; this one adds the errors: a missing file, or one that is not a
+    `.keras` zip archive (damaged, truncated), is one ValueError / FileNotFoundError line.
     """
     import keras
 
-    import keras_inception.layers  # noqa: F401  (registers the custom layers)
+    import keras_inception.layers  # noqa: F401  (registered already; explicit for readers)
 
     path = os.fspath(path)
     if not os.path.isfile(path):

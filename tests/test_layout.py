@@ -392,3 +392,16 @@ def test_modules_named_by_the_benchmarks_and_tools_exist():
         for match in re.findall(r"(?:keras_inception|testing_support|tests)/[\w/]+\.py", path.read_text())
     }
     assert named and [(name, p) for name, p in sorted(named) if not (repo / p).is_file()] == []
+
+
+def test_the_minimum_input_size_is_one_value():
+    """The builders' minimum (models.builder.MIN_SIZE) is what the command line accepts and
+    what the benchmark checks; the parser keeps a copy because it must not import Keras."""
+    from keras_inception.apps import benchmark
+    from keras_inception.cli import arguments
+    from keras_inception.models import builder
+
+    assert arguments.MIN_IMAGE_SIZE == builder.MIN_SIZE == 75
+    assert benchmark.MIN_SIZE is builder.MIN_SIZE
+    with pytest.raises(ValueError, match=r"at least 75"):
+        ki.InceptionResNetV1(weights=None, include_top=False, input_shape=(74, 74, 3))

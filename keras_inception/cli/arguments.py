@@ -14,6 +14,8 @@ from keras_inception.registry import model_names
 
 # From the registry, which knows the names without importing Keras.
 MODEL_CHOICES = tuple(model_names())
+# keras_inception.models.builder.MIN_SIZE (not imported: `--help` must not import Keras;
+# tests/test_layout.py checks that the two agree).
 MIN_IMAGE_SIZE = 75
 
 
