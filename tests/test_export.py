@@ -551,3 +551,18 @@ def test_unreadable_calibration_image_is_named(flowers_dir, tmp_path):
         export.calibration_dataset(tmp_path / "empty", 80)
     with pytest.raises(ValueError, match="square"):
         export.calibration_dataset(tmp_path, (80, 96))
+
+
+def test_cli_export_refuses_an_existing_out_before_building(tmp_path, capsys):
+    """An existing --out is refused before the model is built, naming --out and
+    --overwrite (not the Python argument `overwrite=True`)."""
+    existing = tmp_path / "m.tflite"
+    existing.write_bytes(b"keep me")
+    rc = main(["export", "--model", "inception_v4", "--weights", "none", "--format", "tflite",
+               "--out", str(existing)])
+    captured = capsys.readouterr()
+    assert rc == 2 and "Exporting" not in captured.out  # nothing was built
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "`--out` already exists" in err
+    assert "Pass --overwrite" in err and "overwrite=True" not in err
+    assert existing.read_bytes() == b"keep me"
