@@ -319,6 +319,15 @@ _PARAM = re.compile(
 )
 
 
+def test_each_timm_network_has_its_fixture_and_slim_names(shared_dir):
+    """A network that declares timm names (its ModelSpec) is checked against timm: its
+    parity fixture and its TF-slim names (when it has a slim scope) are its tests."""
+    assert {"inception_v4", "inception_resnet_v2"} <= set(BUILDERS)
+    for name in BUILDERS:
+        assert (shared_dir / "fixtures" / "timm_parity" / f"{name}.spec.json").is_file(), name
+        assert get_spec(name).slim_scope is None or SLIM_NAMES[name][0] == get_spec(name).slim_scope
+
+
 def slim_variables(name: str, state: dict, rng) -> dict[str, np.ndarray]:
     """The fixture state under TF-slim names, with a background class and AuxLogits."""
     scope, table = SLIM_NAMES[name]
