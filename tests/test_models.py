@@ -145,3 +145,6 @@ def test_builtin_entry_names_the_builder_and_its_module(name):
     assert builder_exports()[entry.builder] == entry.module
     assert entry.builder in ki.__all__ and entry.builder in models.__all__
     assert ki.get_spec(name).name == name
+    # The network's module and the shared ones are attributes of the package, as before.
+    assert getattr(models, entry.module.rpartition(".")[2]).SPEC is ki.get_spec(name)
+    assert callable(models.blocks.conv2d_bn) and callable(models.builder.build_model)

@@ -47,7 +47,13 @@ def pooled_backbone(name: str, weights: Any, input_shape: tuple) -> keras.Model:
 
 # Builder name -> its network's module (`InceptionV4`, ...), from the registry.
 _EXPORTS = builder_exports()
+# Importable as attributes too (`keras_inception.models.blocks`): the shared modules and
+# the networks' modules.
+_SUBMODULES = ("blocks", "builder", *(
+    module.rpartition(".")[2] for module in _EXPORTS.values()
+    if module.rpartition(".")[0] == __name__
+))
 
 __all__ = sorted([*_EXPORTS, "get_builder", "model_names", "pooled_backbone"])
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)
