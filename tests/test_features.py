@@ -15,21 +15,9 @@ CHANNELS = {name: EXPECTED[name].feature_channels for name in classifier_names()
 REDUCTIONS = (2, 4, 8, 16, 32)
 
 
-def _valid(n: int, k: int = 3, s: int = 1) -> int:
-    return (n - k) // s + 1
-
-
 def expected_sizes(family: str, n: int) -> list[int]:
     """Spatial size of each level for an n x n input, from the stems' arithmetic."""
-    s2 = _valid(_valid(n, s=2))  # conv_1a 3x3/2 V, conv_2a 3x3 V, conv_2b same
-    if EXPECTED[family].stem == "inception_v4":
-        s4 = _valid(s2, s=2)  # mixed_3a
-        s8 = _valid(_valid(s4), s=2)  # mixed_4a (3x3 V), mixed_5a (3x3/2 V)
-    else:
-        s4 = _valid(_valid(s2, s=2))  # pool_3a, conv_3b (1x1 V), conv_4a (3x3 V)
-        s8 = _valid(s4, s=2)  # pool_5a or conv_4b
-    s16 = _valid(s8, s=2)
-    return [s2, s4, s8, s16, _valid(s16, s=2)]
+    return EXPECTED[family].level_sizes(n)
 
 
 @pytest.mark.parametrize("family", sorted(CHANNELS))
