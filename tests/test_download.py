@@ -124,4 +124,7 @@ def test_a_weights_cache_that_is_a_file_is_named_not_an_errno(monkeypatch, tmp_p
     message = str(info.value)
     assert "$KERAS_INCEPTION_CACHE" in message and repr(str(blocker)) in message
     assert "it is a file" in message and "Errno" not in message
+    # Conversions (timm and FaceNet presets) check the cache the same way first.
+    with pytest.raises(NotADirectoryError, match=r"\$KERAS_INCEPTION_CACHE"):
+        weights_lib.ensure_cache_dir()
     assert blocker.read_text() == "a file"

@@ -16,7 +16,7 @@ import keras
 
 from keras_inception.convert import save_weights_verified
 from keras_inception.files import write_json_atomic
-from keras_inception.presets.fetch import cache_dir, file_hash
+from keras_inception.presets.fetch import cache_dir, ensure_cache_dir, file_hash
 from keras_inception.registry import WeightsPreset
 
 
@@ -46,6 +46,7 @@ def cached_file_is_valid(weights_path: str) -> bool:
 def save_converted(model: keras.Model, entry: WeightsPreset, include_top: bool,
                    source: str = "") -> str:
     """Caches `model`'s weights as the converted file of `entry`, with its sha256 recorded."""
+    ensure_cache_dir()  # an unusable $KERAS_INCEPTION_CACHE is named, not an [Errno N]
     target = converted_path(entry, include_top)
     save_weights_verified(model, target)
     write_json_atomic(_record_path(target), {"sha256": file_hash(target, "sha256"),

