@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import keras_inception
 from keras_inception import registry
 
@@ -180,6 +182,8 @@ def _changes(original: Path, copy: Path) -> tuple[list[str], list[str]]:
     return added, changed
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_new_network_is_its_module_and_one_line(tmp_path):
     copy = _copy_with_toy_network(tmp_path)
     added, changed = _changes(PACKAGE, copy)

@@ -21,6 +21,9 @@ from helpers import rel_l2
 
 from keras_inception.registry import classifier_names
 
+# Each backend runs in a subprocess of its own (jax, torch); the TF reference alongside.
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.jax, pytest.mark.torch]
+
 MODELS = tuple(classifier_names())
 BACKENDS = ("jax", "torch")
 # One training step per backend: the smallest network that has every layer type

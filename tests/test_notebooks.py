@@ -110,6 +110,8 @@ def _check_values(name: str, text: str) -> None:
                        text) <= 5
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess  # a Jupyter kernel
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_quick_mode(name, offline, monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_INCEPTION_QUICK", "1")
