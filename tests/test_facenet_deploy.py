@@ -11,18 +11,21 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from helpers import rel_l2
+from support.runners import run_cli
 
 import keras_inception as ki
 from keras_inception import embeddings as face_embeddings
 from keras_inception import export
 from keras_inception.export.runtime import Embedder, non_integer_ops
 from keras_inception.preprocessing import load_image
+
+# The trained weights and the example photos come from packages on the package index.
+pytestmark = pytest.mark.network
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 160
@@ -190,10 +193,8 @@ def test_embedder_files_and_errors(exports, faces, tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "keras_inception.cli", *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=REPO)  # in this process: TensorFlow and the model files once
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +271,7 @@ def test_cli_convert_facenet_keras_round_trip(facenet_h5, facenet_ms_celeb, face
     assert proc.returncode == 2 and "--model facenet" in proc.stderr
 
 
+@pytest.mark.torch
 def test_cli_convert_facenet_pytorch(faces, tmp_path):
     import registry_files
     import torch  # the torch extra, installed by make test: a missing torch fails here

@@ -108,6 +108,7 @@ def test_unverified_cached_file_is_not_used(monkeypatch, small_ir2_notop, damage
         hub.load_converted(fresh, entry, include_top=False)
 
 
+@pytest.mark.subprocess
 def test_unreachable_hub_fails_fast_with_guidance(monkeypatch, tmp_path, small_v4_notop):
     from huggingface_hub import constants
 

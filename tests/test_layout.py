@@ -108,6 +108,7 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 def test_core_imports_without_tensorflow():
     """With a non-TensorFlow backend, no core module pulls in TensorFlow or tfds."""
     core = [m for m in import_graph() if _area(m) in CORE]
@@ -122,6 +123,7 @@ def test_core_imports_without_tensorflow():
     assert json.loads(proc.stdout.splitlines()[-1]) == []
 
 
+@pytest.mark.subprocess
 def test_import_keras_inception_is_light():
     proc = _run(
         "import json, sys, keras_inception as ki\n"
@@ -136,6 +138,7 @@ def test_import_keras_inception_is_light():
     assert version and {"InceptionResNetV2", "feature_extractor", "preprocess_input"} <= set(names)
 
 
+@pytest.mark.subprocess
 def test_import_and_build_under_python_oo():
     """Docstrings are None under -OO: building the docs must not break the import."""
     proc = subprocess.run(
@@ -151,6 +154,7 @@ def test_import_and_build_under_python_oo():
     assert int(count) > 20_000_000 and doc == "None"
 
 
+@pytest.mark.subprocess
 def test_cli_help_needs_no_keras():
     """`keras-inception --help` and every `SUBCOMMAND --help` build without Keras or TF."""
     code = (
@@ -249,6 +253,7 @@ def test_backend_tensor_as_input_tensor_is_refused_clearly():
         ki.InceptionResNetV1(weights=None, include_top=False, input_tensor=tensor)
 
 
+@pytest.mark.subprocess
 def test_load_model_registers_the_layers_in_a_fresh_process(tmp_path):
     model = ki.InceptionResNetV1(weights=None, input_shape=(75, 75, 3), classes=3)
     path = tmp_path / "m.keras"

@@ -112,6 +112,7 @@ def _check_values(name: str, text: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.subprocess  # a Jupyter kernel
+@pytest.mark.network  # FaceNet's file for the weights ladder
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_quick_mode(name, offline, monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_INCEPTION_QUICK", "1")

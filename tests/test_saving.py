@@ -29,6 +29,8 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_keras_files_reload_in_fresh_process(tmp_path, small_models):
     x = np.random.default_rng(5).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
@@ -133,6 +135,8 @@ def package_keras_files(tmp_path_factory) -> dict[str, np.ndarray]:
     return expected
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("first", ["keras_inception", "keras"])
 def test_keras_own_load_model_after_import_keras_inception(first, package_keras_files):
     """`import keras_inception` (before or after `import keras`) is enough for Keras' own
