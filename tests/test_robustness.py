@@ -1,41 +1,23 @@
 """Bad input and damaged files: one clear line naming the argument or file, exit code 2
 from the CLI, never a traceback, never a silent substitute (see the README's "What
-happens when..." table). CLI cases run `python -m keras_inception.cli` in a subprocess,
-where exit codes and stderr are what a user sees."""
+happens when..." table). CLI cases run `keras_inception.cli.main` in this process with its
+output captured (tests/support/runners.py): the exit code and stderr a user sees, without
+importing TensorFlow again for every case."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import zipfile
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
+from support.runners import assert_one_line_error, run_cli
 
 import keras_inception as ki
 from keras_inception.preprocessing import decode_predictions, load_image, preprocess_input, read_image
 
 SIZE = 75
-
-
-def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "keras_inception.cli", *args], capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if ": error:" in line]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +52,7 @@ def small_v1(tmp_path_factory):
     ],
 )
 def test_numeric_options_are_validated_up_front(argv, option):
-    proc = run_cli(*argv, timeout=120)
+    proc = run_cli(*argv)
     assert proc.returncode == 2
     assert f"argument {option}" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -165,7 +147,7 @@ def test_damaged_keras_file(tmp_path, damage):
 
 
 def test_missing_keras_file_is_not_found():
-    proc = run_cli("predict", "--model", "/nonexistent/model.keras", "x.jpg", timeout=120)
+    proc = run_cli("predict", "--model", "/nonexistent/model.keras", "x.jpg")
     assert_one_line_error(proc, "/nonexistent/model.keras", "not found")
 
 
