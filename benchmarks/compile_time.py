@@ -15,10 +15,12 @@ Configurations, each in its own subprocess (a fresh backend, nothing cached):
 `jax` (the JAX backend always jit-compiles with XLA). Each also times the stage-1
 head on cached features (dropout + Dense on 1536-d vectors), whose compile is what
 stage 1 costs with the feature cache, and stage 2 on cached activations (the unfrozen
-top blocks and the head, `feature_cache.top_of`), what stage 2 costs with the cache.
+top blocks and the head, `feature_cache.top_model`), what stage 2 costs with the cache.
 
-Writes benchmarks/compile_time.json and appends a section to benchmarks/RESULTS.md;
-`keras_inception/train/compile_notice.py` holds the figures it measured.
+Writes benchmarks/compile_time.json and appends a section to benchmarks/RESULTS.md.
+The figures are this machine's and stay here: the package prints no compile estimate
+(`keras_inception.train.compile_notice` says that a step compiles and what the first
+step took, or quotes the same machine's own earlier measurement).
 
     .venv/bin/python benchmarks/compile_time.py            # ~40 min on 2 shared cores
     .venv/bin/python benchmarks/compile_time.py --models inception_resnet_v1 --sizes 160 \
@@ -74,12 +76,12 @@ def worker(model_name: str, size: int, jit: bool, steady: int, head: bool) -> di
     keras.utils.set_random_seed(0)
     load_start = load_average()
     start = time.perf_counter()
-    model = recipes.build_transfer_model(model_name, CLASSES, size, None)
+    model, base, head_layers = recipes.transfer_parts(model_name, CLASSES, size, None)
     recipes.unfreeze_top(model, model_name)
     build_s = time.perf_counter() - start
-    # The fine-tuning stage's compile arguments (plan(): learning rate / 10, cosine decay).
-    args = recipes._adam(recipes.BASE_LEARNING_RATE["transfer"] / 10,
-                         recipes.metrics_for(CLASSES), 2)(25)
+    # The fine-tuning stage's compile arguments (plan_stages(): learning rate / 10, cosine
+    # decay).
+    args = recipes._adam(recipes.BASE_LEARNING_RATE["transfer"] / 10, CLASSES, 2)(25)
     model.compile(jit_compile=jit, **args)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (BATCH, size, size, 3)).astype("float32")
@@ -99,13 +101,13 @@ def worker(model_name: str, size: int, jit: bool, steady: int, head: bool) -> di
         "load_average": [round(load_start, 2), round(load_average(), 2)],
     }
     if head:
-        features = rng.normal(size=(BATCH * 4, recipes.base_of(model).output.shape[-1])).astype("float32")
+        features = rng.normal(size=(BATCH * 4, base.output.shape[-1])).astype("float32")
         labels = np.eye(CLASSES, dtype="float32")[rng.integers(0, CLASSES, BATCH * 4)]
         from keras_inception.train import feature_cache
 
-        head_model = feature_cache.head_of(model, features.shape[-1])
+        head_model = feature_cache.head_model(head_layers, features.shape[-1])
         head_model.compile(jit_compile=jit, **recipes._adam(
-            recipes.BASE_LEARNING_RATE["transfer"], recipes.metrics_for(CLASSES))(25))
+            recipes.BASE_LEARNING_RATE["transfer"], CLASSES)(25))
         result["head_first_step_s"] = round(
             _timed(lambda: head_model.train_on_batch(features, labels)), 3)
         result["head_step_s"] = round(statistics.median(
@@ -113,7 +115,7 @@ def worker(model_name: str, size: int, jit: bool, steady: int, head: bool) -> di
         # Stage 2 on the cached activations below the unfrozen blocks: the top blocks
         # and the head, trained on activations at the cut.
         split = feature_cache.split_base(model, model_name)
-        top_model = feature_cache.top_of(model, split)
+        top_model = feature_cache.top_model(head_layers, split)
         top_model.compile(jit_compile=jit, **args)
         cut = rng.normal(size=(BATCH, *split.cut_shape)).astype("float32")
         result["top_first_step_s"] = round(_timed(lambda: top_model.train_on_batch(cut, y)), 3)

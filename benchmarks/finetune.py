@@ -9,7 +9,7 @@ For each image size, in one run and in alternating order, each in a fresh subpro
 * `after`: this tree's `keras_inception.train.train`, every setting at its default
   (`feature_views` 1 and `fine_tune_cache`: one backbone pass, then stage 1 trains the
   head on cached features and stage 2 the top blocks and head on cached activations;
-  `jit` resolved by `keras_inception.train.compile_notice.default_jit`);
+  `jit` left to Keras, `jit_compile="auto"`);
 * `inference`: one `predict` of the pooled backbone over the 200 training images (the
   evaluation crop, batch 32), twice: `cold` includes tracing the predict function,
   `warm` is the second pass.

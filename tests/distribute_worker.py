@@ -95,10 +95,11 @@ def run_mirrored(workdir: str) -> None:
 def run_train(dump_dir: str, args: list[str]) -> int:
     import keras
     import numpy as np
+    from support import crash
 
     from keras_inception import files
     from keras_inception.cli import main
-    from keras_inception.train import distribute, loop
+    from keras_inception.train import distribute
 
     keras.config.disable_traceback_filtering()  # full tracebacks in the logs
     os.makedirs(dump_dir, exist_ok=True)
@@ -124,13 +125,9 @@ def run_train(dump_dir: str, args: list[str]) -> int:
                     if sharding is not None else None}
             files.write_json_atomic(os.path.join(dump_dir, f"{task}.json"), info)
 
-    # The training loop's callbacks, plus the dump.
-    stage_callbacks = loop.stage_callbacks
-
-    def with_dump(*a, **k):
-        return [*stage_callbacks(*a, **k), DumpWeights()]
-
-    loop.stage_callbacks = with_dump
+    # Every stage's callbacks, plus the dump, then the crash hook when
+    # $KERAS_INCEPTION_CRASH_AFTER_EPOCH is set (tests/support/crash.py).
+    crash.install([DumpWeights(), *crash.hook_from_env()])
     return main(args)
 
 

@@ -127,7 +127,7 @@ def test_flat_folder_split_and_corrupt_files(flat_folder, no_network):
     assert no_network == []
 
 
-def test_split_folder_via_image_folder(tmp_path, no_network):
+def test_split_folder_layout(tmp_path, no_network):
     root = tmp_path / "splits"
     for split, count in (("train", 3), ("val", 2)):
         for name in ("sunflowers", "dandelion"):

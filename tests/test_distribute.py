@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import rel_l2
+from support.crash import CRASH_AFTER_EPOCH_ENV
 
 from keras_inception import train as training
 from keras_inception.cli import main
 from keras_inception.train import distribute, resume
-from keras_inception.train.callbacks import CRASH_AFTER_EPOCH_ENV
 
 MODEL = "inception_resnet_v1"
 SIZE = 75

@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from support import crash
 
 from keras_inception import train as training
 from keras_inception.registry import model_names
@@ -21,6 +22,7 @@ from keras_inception.train import callbacks as train_callbacks
 from keras_inception.train import feature_cache, recipes
 
 MODEL, SIZE = "inception_resnet_v1", 75
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def _config(out, base_weights, **changes) -> training.TrainConfig:
@@ -64,7 +66,10 @@ def test_cached_features_train_the_same_head(tmp_path, base_weights):
 
 RESUME_SCRIPT = textwrap.dedent("""
     import json, sys
+    sys.path.insert(0, sys.argv[5])
+    from support import crash
     from keras_inception import train as training
+    crash.install_from_env()
     report = training.train(training.TrainConfig(
         out=sys.argv[1], model="inception_resnet_v1", image_size=75, batch_size=8,
         epochs=int(sys.argv[3]), stage1_epochs=int(sys.argv[4]), weights=sys.argv[2],
@@ -74,12 +79,12 @@ RESUME_SCRIPT = textwrap.dedent("""
 
 
 def _run_resume_script(out, base_weights, epochs: int, stage1_epochs: int, crash_after=None):
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != crash.CRASH_AFTER_EPOCH_ENV}
     if crash_after is not None:
-        env["KERAS_INCEPTION_CRASH_AFTER_EPOCH"] = str(crash_after)
+        env[crash.CRASH_AFTER_EPOCH_ENV] = str(crash_after)
     return subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(out), base_weights,
-                           str(epochs), str(stage1_epochs)], capture_output=True, text=True,
-                          timeout=600, env=env)
+                           str(epochs), str(stage1_epochs), TESTS], capture_output=True,
+                          text=True, timeout=600, env=env)
 
 
 def _reported(proc) -> dict:
@@ -88,12 +93,20 @@ def _reported(proc) -> dict:
 
 
 def test_resumed_stage1_reuses_the_cache(tmp_path, base_weights):
+    """Also: the best epoch's model is on disk from the epoch it happened, in the stage on
+    cached features too, and survives the interruption: best.keras evaluates to the
+    reported accuracy, which is the history's at `best_epoch`."""
     out = tmp_path / "run"
     crashed = _run_resume_script(out, base_weights, 3, 3, crash_after=1)
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     caches = list((out / "cache").glob("features-*.npz"))
     assert len(caches) == 1
     mtime = caches[0].stat().st_mtime_ns
+    # Killed at the end of epoch 1 of the head stage on cached features: its model is there.
+    first_best = training.evaluate(str(out / "best.keras"), "flowers_sample", batch_size=8,
+                                   max_per_class=4)
+    (row,) = training.read_history(str(out / "history.csv"))
+    assert first_best["accuracy"] == pytest.approx(row["val_accuracy"], abs=1e-6)
     resumed = _run_resume_script(out, base_weights, 3, 3)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     stage1 = _reported(resumed)["stage1"]
@@ -101,6 +114,46 @@ def test_resumed_stage1_reuses_the_cache(tmp_path, base_weights):
     assert caches[0].stat().st_mtime_ns == mtime
     rows = training.read_history(str(out / "history.csv"))
     assert [r["epoch"] for r in rows] == [1, 2, 3]
+    report = json.loads((out / "report.json").read_text())
+    best_row = next(r for r in rows if r["epoch"] == report["best_epoch"])
+    assert report["accuracy"] == pytest.approx(best_row["val_accuracy"], abs=1e-6)
+    again = training.evaluate(str(out / "best.keras"), "flowers_sample", batch_size=8,
+                              max_per_class=4)
+    assert again["accuracy"] == pytest.approx(report["accuracy"], abs=1e-6)
+
+
+def test_an_unreadable_cache_is_computed_again_with_one_warning(tmp_path):
+    """A truncated cache file (a zip cut short), random bytes or wrong arrays: computed
+    again, with one warning naming the file, never a traceback."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((4, 4, 3))
+    base = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 4, 4, 3)).astype("float32")
+    labels = np.eye(2, dtype="float32")[[0, 1, 0, 1, 0, 1]]
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    cache = feature_cache.FeatureCache(str(tmp_path), "key")
+    whole = cache.load_or_compute(base, [ds], ds)
+    assert cache.backbone_passes == 2
+    content = open(cache.path, "rb").read()
+    for damaged in (content[: len(content) // 2], b"\x00" * 100 + os.urandom(1000)):
+        with open(cache.path, "wb") as f:
+            f.write(damaged)
+        again = feature_cache.FeatureCache(str(tmp_path), "key")
+        with pytest.warns(feature_cache.CacheWarning) as caught:
+            arrays = again.load_or_compute(base, [ds], ds)
+        record = [w for w in caught if issubclass(w.category, feature_cache.CacheWarning)]
+        assert len(record) == 1 and cache.path in str(record[0].message), [
+            str(w.message) for w in caught]
+        assert "\n" not in str(record[0].message) and "computing it again" in str(
+            record[0].message)
+        assert again.backbone_passes == 2
+        np.testing.assert_allclose(arrays["train"], whole["train"])
+        # Written whole again: the next run reads it.
+        reread = feature_cache.FeatureCache(str(tmp_path), "key")
+        reread.load_or_compute(base, [ds], ds)
+        assert reread.backbone_passes == 0
 
 
 @pytest.mark.parametrize("name,size", [(name, 96) for name in model_names()])

@@ -74,6 +74,40 @@ def test_unfinished_run_of_another_config_keeps_its_backup(tmp_path, base_weight
     assert (out / "backup" / "head" / "progress.json").is_file()
 
 
+def test_a_refused_run_records_nothing(tmp_path, base_weights):
+    """A run refused before it starts (here: no such --data) leaves no run.json, so the
+    corrected command on the same --out is not taken for another run."""
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        training.train(_config(out, base_weights, data=str(tmp_path / "missing")))
+    assert not [name for name in run_folder.RUN_OUTPUTS if (out / name).exists()]
+    assert run_folder.check(str(out), _config(out, base_weights), overwrite=False,
+                            chief=True) is None
+
+
+def test_the_same_data_folder_by_another_path_is_the_same_run(tmp_path, base_weights,
+                                                               monkeypatch):
+    """--data compares by resolved path: absolute or relative, the same folder is the same
+    run; the same relative path from another working directory is another folder."""
+    from keras_inception.train.data import sample_dir
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    for root in (here, elsewhere):
+        os.makedirs(root / "images")
+    os.symlink(sample_dir(), here / "images" / "flowers")
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.chdir(here)
+    run_folder.record_start(str(out), _config(out, base_weights, data="images/flowers"))
+    for same in ("images/flowers", str(here / "images" / "flowers"), "./images/flowers/"):
+        assert run_folder.check(str(out), _config(out, base_weights, data=same),
+                                overwrite=False, chief=True) is None
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(run_folder.RunFolderError, match="data: "):
+        run_folder.check(str(out), _config(out, base_weights, data="images/flowers"),
+                         overwrite=False, chief=True)
+
+
 def test_foreign_outputs_need_overwrite(tmp_path, base_weights):
     out = tmp_path / "run"
     out.mkdir()
@@ -128,7 +162,8 @@ def test_out_that_is_a_file_is_one_line(tmp_path):
 
 
 def test_stage1_epochs_zero_means_fine_tune_only(tmp_path, base_weights):
-    model, stages, _ = training.plan(_config(tmp_path, base_weights, epochs=2, stage1_epochs=0), 5)
+    plan = training.plan_stages(_config(tmp_path, base_weights, epochs=2, stage1_epochs=0), 5)
+    model, stages = plan.model, plan.stages
     assert [(s.name, s.start, s.end) for s in stages] == [("fine_tune", 0, 2)]
     assert model.output_shape == (None, 5)
     with pytest.raises(ValueError, match="stage1_epochs"):

@@ -19,10 +19,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from support import crash
 
 from keras_inception import train as training
 from keras_inception.cli import main
-from keras_inception.train import callbacks as callbacks_lib
 from keras_inception.train import resume
 
 MODEL = "inception_resnet_v1"
@@ -51,8 +51,12 @@ def test_transfer_recipe_keeps_batchnorm_frozen(base_weights):
     images = data_lib.load_data("flowers_sample", max_per_class=3)
     ds = data_lib.make_pipeline(images.train, image_size=SIZE, num_classes=5, batch_size=15,
                                 training=True)
-    model, stages, _ = training.plan(config, images.num_classes)
+    plan = training.plan_stages(config, images.num_classes)
+    model, stages = plan.model, plan.stages
     assert [(s.name, s.start, s.end) for s in stages] == [("head", 0, 1), ("fine_tune", 1, 2)]
+    # The recipe hands the head over (no lookup by layer name elsewhere).
+    assert plan.head.classifier is model.get_layer("predictions")
+    assert plan.base is training.base_of(model)
     bn_before = _bn_stats(model)
     assert len(bn_before) > 100
     base = training.base_of(model)
@@ -89,8 +93,10 @@ def test_paper_recipe_configuration():
     config = training.TrainConfig(out="unused", model=MODEL, recipe="paper", image_size=SIZE,
                                   epochs=100)
     assert config.resolved_weights() is None
-    model, stages, note = training.plan(config, 5)
+    plan = training.plan_stages(config, 5)
+    model, stages, note = plan.model, plan.stages, plan.weights_note
     assert [s.name for s in stages] == ["paper"] and note == "from scratch"
+    assert stages[0].phase is training.Phase.PAPER
     assert model.get_layer("dropout").rate == pytest.approx(0.2)
     args = stages[0].compile_args(1000)
     opt, loss = args["optimizer"], args["loss"]
@@ -149,6 +155,8 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
     assert code == 0
     printed = capsys.readouterr().out
     assert "Epoch 2/2" in printed and "validation accuracy" in printed
+    # Output that is not a terminal gets plain lines: no ANSI codes, no \r or \b redraws.
+    assert not any(code in printed for code in ("\x1b[", "\r", "\b"))
     for name in ("best.keras", "history.csv", "report.json", "curves.png", "confusion.png",
                  "class_names.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -179,6 +187,13 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
     again = training.evaluate(str(out / "best.keras"), "flowers_sample", max_per_class=4)
     assert again["accuracy"] == pytest.approx(report["accuracy"], abs=1e-6)
     assert again["confusion_matrix"] == report["confusion_matrix"]
+    # A batch larger than the data is capped at it, saying so.
+    capsys.readouterr()
+    capped = training.evaluate(str(out / "best.keras"), "flowers_sample", max_per_class=4,
+                               batch_size=100000)
+    assert capped["confusion_matrix"] == report["confusion_matrix"]
+    assert "--batch-size 100000 is more than the 20 images: using batches of 20" in (
+        capsys.readouterr().err)
     assert main(["evaluate", "--model", str(out / "best.keras"), "--max-per-class", "4",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == \
@@ -215,6 +230,9 @@ def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch, capsys
     assert code == 2
     err = capsys.readouterr().err
     assert "Could not download pretrained weights" in err and "weights=PATH" in err
+    # A run that never started records nothing: the corrected command is not "another run".
+    assert not (tmp_path / "run" / "run.json").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name != "cache"]
     code = main(["train", "--model", MODEL, "--weights", "imagenet", "--out", str(tmp_path)])
     assert code == 2
     assert "No public ImageNet weights exist for Inception-ResNet-v1" in capsys.readouterr().err
@@ -225,13 +243,14 @@ def test_resume_after_sigkill(tmp_path, base_weights):
     epochs 1, 2, 3; the second run restores the head stage at epoch 2 and the next stage
     still starts at its own first epoch (3)."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "keras_inception.cli", "train", "--model", MODEL,
+    # The command line, with the test's crash hook installed (tests/support/crash.py).
+    cmd = [sys.executable, crash.SCRIPT, "train", "--model", MODEL,
            "--image-size", str(SIZE), "--batch-size", "10", "--epochs", "3",
            "--stage1-epochs", "2", "--weights", base_weights, "--max-per-class", "4",
            "--out", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != callbacks_lib.CRASH_AFTER_EPOCH_ENV}
+    env = {k: v for k, v in os.environ.items() if k != crash.CRASH_AFTER_EPOCH_ENV}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    first = subprocess.run(cmd, cwd=REPO, env={**env, callbacks_lib.CRASH_AFTER_EPOCH_ENV: "1"},
+    first = subprocess.run(cmd, cwd=REPO, env={**env, crash.CRASH_AFTER_EPOCH_ENV: "1"},
                            capture_output=True, text=True, timeout=600)
     assert first.returncode == -signal.SIGKILL, first.stdout[-3000:] + first.stderr[-3000:]
     # Keras numbers the epochs of each stage's fit up to the stage's end (2, then 3).
@@ -262,7 +281,7 @@ def _tiny_model(seed: int) -> keras.Model:
 
 def test_stage_backup_restores_weights_optimizer_and_epoch(tmp_path, monkeypatch):
     """The resume protocol with public Keras APIs only, on a tiny Dense model."""
-    monkeypatch.delenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, raising=False)
+    monkeypatch.delenv(crash.CRASH_AFTER_EPOCH_ENV, raising=False)
     x, y = np.arange(24, dtype="float32").reshape(8, 3) / 24, np.ones((8, 2), "float32")
     backup = tmp_path / "backup" / "stage"
     done = tmp_path / "backup" / "stage.done.weights.h5"
@@ -304,14 +323,60 @@ def test_stage_backup_restores_weights_optimizer_and_epoch(tmp_path, monkeypatch
 
 
 def test_crash_hook_is_off_unless_set(monkeypatch):
-    monkeypatch.delenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, raising=False)
-    assert callbacks_lib.crash_hook() == []
-    monkeypatch.setenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, "2")
-    (hook,) = callbacks_lib.crash_hook()
-    assert isinstance(hook, callbacks_lib.CrashAfterEpoch) and hook.epoch == 2
-    monkeypatch.setenv(callbacks_lib.CRASH_AFTER_EPOCH_ENV, "soon")
+    monkeypatch.delenv(crash.CRASH_AFTER_EPOCH_ENV, raising=False)
+    assert crash.hook_from_env() == []
+    monkeypatch.setenv(crash.CRASH_AFTER_EPOCH_ENV, "2")
+    (hook,) = crash.hook_from_env()
+    assert isinstance(hook, crash.CrashAfterEpoch) and hook.epoch == 2
+    monkeypatch.setenv(crash.CRASH_AFTER_EPOCH_ENV, "soon")
     with pytest.raises(ValueError, match="KERAS_INCEPTION_CRASH_AFTER_EPOCH.*'soon'"):
-        callbacks_lib.crash_hook()
+        crash.hook_from_env()
+
+
+def test_the_package_has_no_crash_hook():
+    """The crash hook lives in the tests: the package's callbacks know of no such thing."""
+    from keras_inception.train import callbacks
+
+    source = Path(callbacks.__file__).read_text()
+    assert "SIGKILL" not in source and crash.CRASH_AFTER_EPOCH_ENV not in source
+    assert not hasattr(callbacks, "CrashAfterEpoch")
+
+
+def test_each_stage_counts_its_own_metrics(base_weights):
+    """The fine-tuning stage's first epoch counts only its training images: no metric
+    object is shared with the head stage (whose validation pass it would otherwise add)."""
+    config = training.TrainConfig(out="unused", model=MODEL, image_size=SIZE, epochs=2,
+                                  stage1_epochs=1, weights=base_weights)
+    stages = training.plan_stages(config, 2).stages
+    # A model that always predicts class 0: every training label is 0 (accuracy 1), every
+    # validation label is 1 (accuracy 0). Counting the validation images too gives 2/3.
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(
+        2, activation="softmax", kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([10.0, 0.0]))(inputs))
+    x = np.ones((10, 3), "float32")
+    train_y, val_y = np.eye(2, dtype="float32")[[0] * 10], np.eye(2, dtype="float32")[[1] * 5]
+    accuracies = []
+    for stage in stages:
+        model.compile(**stage.compile_args(1))
+        history = model.fit(x, train_y, batch_size=10, epochs=1, verbose=0,
+                            validation_data=(x[:5], val_y))
+        accuracies.append((history.history["accuracy"][0], history.history["val_accuracy"][0]))
+    assert accuracies == [(1.0, 0.0), (1.0, 0.0)]
+
+
+def test_batch_size_is_capped_at_the_training_images(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from keras_inception.train import loop
+
+    config = training.TrainConfig(out=str(tmp_path), model=MODEL, image_size=SIZE,
+                                  batch_size=100000, weights="none", max_per_class=4)
+    dist = SimpleNamespace(num_replicas=1, check_even_split=lambda sizes: None)
+    ctx = loop._context(config, dist, str(tmp_path))
+    assert ctx.batch_size == ctx.data.train_count == 20
+    assert "--batch-size 100000 is more than the 20 training images: using batches of 20" in (
+        capsys.readouterr().out)
 
 
 def test_train_package_imports_keras_lazily():

@@ -17,18 +17,14 @@ from keras_inception.train.config import PRECISIONS, RECIPES, STRATEGIES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from keras_inception.train import TrainConfig, train
 
-    config = TrainConfig(
-        out=args.out, model=args.model, data=args.data, image_size=args.image_size,
-        batch_size=args.batch_size, epochs=args.epochs, weights=args.weights,
-        recipe=args.recipe, mixed_precision=args.mixed_precision, jit=args.jit,
-        data_dir=args.data_dir, download=args.download, seed=args.seed,
-        learning_rate=args.learning_rate, stage1_epochs=args.stage1_epochs,
-        max_per_class=args.max_per_class, strategy=args.strategy, overwrite=args.overwrite,
-        augment=args.augment, feature_views=args.feature_views,
-        fine_tune_cache=args.fine_tune_cache,
-    )
+    # Every option is the TrainConfig field of its name (--image-size: image_size).
+    config = TrainConfig(**{field.name: getattr(args, field.name)
+                            for field in dataclasses.fields(TrainConfig)
+                            if hasattr(args, field.name)})
     train(config)
     return 0
 
@@ -74,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", choices=RECIPES, default="transfer")
     p.add_argument("--mixed-precision", choices=PRECISIONS, default="none")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
-                   help="XLA compilation (default: Keras decides; off on CPU)")
+                   help="XLA compilation (default: Keras decides, jit_compile='auto')")
     p.add_argument("--learning-rate", type=positive_float, default=None,
                    help="override the recipe's base learning rate")
     p.add_argument("--stage1-epochs", type=non_negative_int, default=None,

@@ -1,7 +1,9 @@
 """Fine-tuning and training from scratch: the `transfer` and `paper` recipes.
 
-`train(TrainConfig(...))` loads the data (`data`), builds the model and its stages
-(`recipes`), runs them with `model.fit` (`loop`) and writes into `config.out`:
+`train(TrainConfig(...))` loads the data (`data`), builds the model and the recipe's
+stages (`recipes.plan_stages`), gives each its input source (`stages.plan_run_stages`:
+images, cached features or cached activations), runs them with `model.fit`
+(`stages.run_stage`, from `loop.train`) and writes into `config.out`:
 
 * `best.keras`: the model of the epoch with the best validation accuracy;
 * `class_names.json`: the class names, in the order of the model's outputs;
@@ -15,9 +17,9 @@ Every file is written with `keras_inception.files` (staged, then renamed into pl
 the umask applies). A run killed at any point and started again with the same `out`
 continues from its last finished epoch (`resume`: one backup per stage).
 
-Modules: `config` (TrainConfig and the allowed values, no Keras), `recipes`,
-`callbacks`, `resume`, `loop`, `evaluation`, `report`, `data` (tf.data input) and
-`distribute` (several devices or machines).
+Modules: `config` (TrainConfig and the allowed values, no Keras), `recipes`, `stages`,
+`callbacks`, `resume`, `loop`, `evaluation`, `report`, `data` (tf.data input),
+`feature_cache`, `compile_notice` and `distribute` (several devices or machines).
 
 The names below are imported on first use (PEP 562), so that `keras_inception.train.config`
 and `keras_inception.train.distribute.STRATEGIES` load without Keras (the command line's
@@ -52,12 +54,13 @@ if TYPE_CHECKING:
     from keras_inception.train.recipes import (
         BASE_LEARNING_RATE,
         PAPER,
+        Phase,
         Stage,
         base_of,
         build_transfer_model,
         freeze_base,
         paper_optimizer,
-        plan,
+        plan_stages,
         unfreeze_top,
     )
     from keras_inception.train.report import (
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
         summary,
         write_outputs,
     )
+    from keras_inception.train.stages import StageKind
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -73,19 +77,20 @@ _EXPORTS = {
         ("TrainConfig", "RECIPES", "PRECISIONS", "STRATEGIES", "BEST_MODEL", "CLASS_NAMES_FILE",
          "HISTORY_FILE", "REPORT_FILE"), "keras_inception.train.config"),
     **dict.fromkeys(
-        ("PAPER", "BASE_LEARNING_RATE", "Stage", "build_transfer_model", "base_of",
-         "freeze_base", "unfreeze_top", "paper_optimizer", "plan"),
+        ("PAPER", "BASE_LEARNING_RATE", "Phase", "Stage", "build_transfer_model", "base_of",
+         "freeze_base", "unfreeze_top", "paper_optimizer", "plan_stages"),
         "keras_inception.train.recipes"),
     **dict.fromkeys(("HistoryCSV", "BestModel", "stage_callbacks", "read_history"),
                     "keras_inception.train.callbacks"),
     "train": "keras_inception.train.loop",
+    "StageKind": "keras_inception.train.stages",
     **dict.fromkeys(("evaluate", "evaluate_model", "read_class_names"),
                     "keras_inception.train.evaluation"),
     **dict.fromkeys(("write_outputs", "plot_curves", "plot_confusion", "summary"),
                     "keras_inception.train.report"),
 }
-_SUBMODULES = ("callbacks", "config", "data", "distribute", "evaluation", "loop", "recipes",
-               "report", "resume")
+_SUBMODULES = ("callbacks", "compile_notice", "config", "data", "distribute", "evaluation",
+               "feature_cache", "loop", "recipes", "report", "resume", "stages")
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)
@@ -100,10 +105,12 @@ __all__ = [
     "HistoryCSV",
     "PAPER",
     "PRECISIONS",
+    "Phase",
     "RECIPES",
     "REPORT_FILE",
     "STRATEGIES",
     "Stage",
+    "StageKind",
     "TrainConfig",
     "base_of",
     "build_transfer_model",
@@ -111,7 +118,7 @@ __all__ = [
     "evaluate_model",
     "freeze_base",
     "paper_optimizer",
-    "plan",
+    "plan_stages",
     "plot_confusion",
     "plot_curves",
     "read_class_names",

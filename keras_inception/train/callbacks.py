@@ -1,13 +1,13 @@
-"""The callbacks of a training stage: history, best model, TensorBoard, backup, test hook.
+"""The callbacks of a training stage: history, best model, TensorBoard, backup.
 
 Every file is written with `keras_inception.files` (staged beside its destination,
 then renamed into place; the umask applies), so a reader never sees half a file.
 
-Test hook: with the environment variable `KERAS_INCEPTION_CRASH_AFTER_EPOCH=N` set,
-the process kills itself with SIGKILL at the end of epoch N (numbered from 1 over the
-whole run, as in `history.csv`), after every other callback of that epoch ran, the
-backup included. The resume tests use it to crash a run at a known point and then
-rerun it without the variable.
+`BestModel` is Keras' `ModelCheckpoint` (`save_best_only`, the bar of a resumed run as
+`initial_value_threshold`) writing through `keras_inception.files`. `HistoryCSV` is not
+Keras' `CSVLogger`: that one appends to an open file (a crash can leave half a row, a
+resumed epoch would be logged twice) and numbers epochs from 0 without the stage;
+`history.csv` is rewritten atomically, one row per epoch numbered from 1.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import signal
 from typing import Any
 
 import keras
@@ -23,8 +22,6 @@ import keras
 from keras_inception import files
 from keras_inception.train import resume
 from keras_inception.train.config import BACKUP_DIR, BEST_MODEL, HISTORY_FILE, LOGS_DIR
-
-CRASH_AFTER_EPOCH_ENV = "KERAS_INCEPTION_CRASH_AFTER_EPOCH"
 
 
 def read_history(path: str) -> list[dict[str, Any]]:
@@ -88,94 +85,57 @@ class BestInMemory:
         self.weights: list | None = None
 
 
-class BestModel(keras.callbacks.Callback):
-    """Saves the model when `val_accuracy` improves (staged, then renamed into place).
+class _SavedAtomically:
+    """What `BestModel` saves: `model` (the whole network, also when `fit` trains a part of
+    it that shares its layers), written with `keras_inception.files`; its weights are also
+    kept in `memory`. Anything else is the model's."""
 
-    The best value so far is read back from `history.csv`, so a resumed run only
-    replaces `best.keras` with a better model. With `memory`, the saved weights are
-    also kept there.
+    def __init__(self, model: keras.Model, memory: BestInMemory | None) -> None:
+        self._model, self._memory = model, memory
+
+    def save(self, filepath: str, overwrite: bool = True) -> None:
+        files.write_atomic(filepath, self._model.save)
+        if self._memory is not None:
+            self._memory.weights = self._model.get_weights()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def best_so_far(history_path: str, best_path: str, epochs_done: int,
+                monitor: str = "val_accuracy") -> float | None:
+    """The bar a stage starting after `epochs_done` epochs must beat: the best `monitor` of
+    those epochs in `history.csv` when `best.keras` exists, else None (any epoch is better)."""
+    values = [r.get(monitor, -math.inf) for r in read_history(history_path)
+              if r["epoch"] <= epochs_done]
+    values = [v for v in values if not math.isnan(v)]
+    return max(values) if values and os.path.isfile(best_path) else None
+
+
+class BestModel(keras.callbacks.ModelCheckpoint):
+    """Saves `best.keras` at the end of every epoch whose `val_accuracy` beats the best so
+    far (`threshold`: the earlier epochs' best, see `best_so_far`), from that epoch on.
+
+    `saved_model` is the model to save when `fit` trains a part of it (the head on cached
+    features, the top blocks on cached activations); `memory` keeps the saved weights.
     """
 
-    def __init__(self, path: str, history_path: str, monitor: str = "val_accuracy",
+    def __init__(self, path: str, threshold: float | None = None,
                  saved_model: keras.Model | None = None,
                  memory: BestInMemory | None = None) -> None:
-        super().__init__()
-        self.path, self.history_path, self.monitor = path, history_path, monitor
-        self.memory = memory
-        # The model to save, when `fit` trains a part of it (the head on cached features).
-        # Then epochs take milliseconds and writing the whole network each time would
-        # dominate: the best part's weights are kept and the model is written once, when
-        # the stage ends.
-        self.saved_model = saved_model
-        self.best: float | None = None
-        self.best_weights: list | None = None
+        super().__init__(path, monitor="val_accuracy", mode="max", save_best_only=True,
+                         initial_value_threshold=threshold)
+        self.saved_model, self.memory = saved_model, memory
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.best = None
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if self.best is None:
-            # First epoch of this fit (after any restore): earlier epochs set the bar.
-            values = [r.get(self.monitor, -math.inf) for r in read_history(self.history_path)
-                      if r["epoch"] <= epoch]
-            self.best = max(values) if values and os.path.isfile(self.path) else -math.inf
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best = float(value)
-            if self.saved_model is None:
-                self._write(self.model)
-            else:
-                self.best_weights = self.model.get_weights()
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self.best_weights is None:
-            return
-        final = self.model.get_weights()
-        self.model.set_weights(self.best_weights)
-        try:
-            self._write(self.saved_model)
-        finally:
-            self.model.set_weights(final)
-            self.best_weights = None
-
-    def _write(self, model: keras.Model) -> None:
-        files.write_atomic(self.path, model.save)
-        if self.memory is not None:
-            self.memory.weights = model.get_weights()
-
-
-class CrashAfterEpoch(keras.callbacks.Callback):
-    """Test hook (see the module docstring): SIGKILLs this process at the end of epoch
-    `epoch` (1-based). `stage_callbacks` adds it last, only when
-    $KERAS_INCEPTION_CRASH_AFTER_EPOCH is set."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch + 1 == self.epoch:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def crash_hook() -> list[keras.callbacks.Callback]:
-    """[CrashAfterEpoch(N)] when $KERAS_INCEPTION_CRASH_AFTER_EPOCH=N is set, else []."""
-    value = os.environ.get(CRASH_AFTER_EPOCH_ENV, "").strip()
-    if not value:
-        return []
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(
-            f"${CRASH_AFTER_EPOCH_ENV} (a test hook) must be an epoch number >= 1; "
-            f"received {value!r}.")
-    return [CrashAfterEpoch(int(value))]
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(_SavedAtomically(self.saved_model or model, self.memory))
 
 
 def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True,
                     restore: resume.Progress | None = None,
                     saved_model: keras.Model | None = None,
-                    best_in_memory: BestInMemory | None = None) -> list:
+                    best_in_memory: BestInMemory | None = None,
+                    epochs_done: int = 0) -> list:
     """The callbacks of one stage's `fit`, in the order they must run.
 
     `restore` (the stage's backup, see `keras_inception.train.resume`) is loaded first,
@@ -185,7 +145,8 @@ def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True
     epoch. With an EMA optimizer, `SwapEMAWeights` comes first so that validation and
     `best.keras` use the averaged weights. Only the chief (`chief=True`) writes into `out`.
     `saved_model` is what `best.keras` holds when `model` is only a part of it;
-    `best_in_memory` receives the weights each time `best.keras` is written.
+    `best_in_memory` receives the weights each time `best.keras` is written;
+    `epochs_done`: the epochs of the run before this `fit` (they set the best's bar).
     """
     history_path = os.path.join(out, HISTORY_FILE)
     callbacks: list = []
@@ -195,20 +156,20 @@ def stage_callbacks(model: keras.Model, stage: str, out: str, chief: bool = True
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if chief:
         callbacks.append(HistoryCSV(history_path, stage))
-        callbacks.append(BestModel(os.path.join(out, BEST_MODEL), history_path,
+        best_path = os.path.join(out, BEST_MODEL)
+        callbacks.append(BestModel(best_path, best_so_far(history_path, best_path, epochs_done),
                                    saved_model=saved_model, memory=best_in_memory))
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(out, LOGS_DIR), write_graph=False, profile_batch=0))
         callbacks.append(resume.StageBackup(os.path.join(out, BACKUP_DIR, stage), stage))
-    return callbacks + crash_hook()
+    return callbacks
 
 
 __all__ = [
-    "CRASH_AFTER_EPOCH_ENV",
     "BestInMemory",
     "BestModel",
-    "CrashAfterEpoch",
     "HistoryCSV",
+    "best_so_far",
     "read_history",
     "stage_callbacks",
     "write_history",

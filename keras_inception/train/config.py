@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from keras_inception.saving import CLASS_NAMES_FILE
 
@@ -25,10 +26,15 @@ LOGS_DIR = "logs"
 # Written when a run starts (what it is) and when it ends (where the results are).
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-# TrainConfig fields that define a run: resuming a folder with other values is refused.
-RUN_IDENTITY = ("model", "data", "recipe", "image_size", "epochs", "weights", "stage1_epochs",
-                "batch_size", "learning_rate", "mixed_precision", "seed", "max_per_class",
-                "crop_pct", "augment", "feature_views", "fine_tune_cache")
+# The smallest image the networks take (their stems need 75 px).
+MIN_IMAGE_SIZE = 75
+
+def _field(default: Any, *, identity: bool = False, minimum: int | None = None,
+           note: str = "") -> Any:
+    """A `TrainConfig` field; its metadata says whether it defines the run (`RUN_IDENTITY`)
+    and, for integers, the smallest value `validate` accepts (`note`: what that bound means)."""
+    return dataclasses.field(default=default, metadata={
+        "identity": identity, "minimum": minimum, "note": note})
 
 
 @dataclasses.dataclass
@@ -37,90 +43,62 @@ class TrainConfig:
 
     `weights=None` means the recipe's default: "imagenet" for `transfer`, none for
     `paper`; pass "none" for random initialization or the path of a weights file.
+    Fields marked `identity` define a run: resuming a folder with other values is refused.
     """
 
     out: str
-    model: str = "inception_resnet_v2"
-    data: str = "flowers_sample"
+    model: str = _field("inception_resnet_v2", identity=True)
+    data: str = _field("flowers_sample", identity=True)
     # None: the network's (299; FaceNet's 160).
-    image_size: int | None = None
-    batch_size: int = 32
-    epochs: int = 10
-    weights: str | None = None
-    recipe: str = "transfer"
-    mixed_precision: str = "none"
+    image_size: int | None = _field(None, identity=True, minimum=MIN_IMAGE_SIZE)
+    batch_size: int = _field(32, identity=True, minimum=1)
+    epochs: int = _field(10, identity=True, minimum=1)
+    weights: str | None = _field(None, identity=True)
+    recipe: str = _field("transfer", identity=True)
+    mixed_precision: str = _field("none", identity=True)
+    # XLA: None lets Keras decide (`jit_compile="auto"`).
     jit: bool | None = None
     data_dir: str | None = None
     download: bool = False
-    seed: int = 0
-    crop_pct: float | None = None
-    learning_rate: float | None = None
-    stage1_epochs: int | None = None
-    max_per_class: int | None = None
+    seed: int = _field(0, identity=True)
+    crop_pct: float | None = _field(None, identity=True)
+    learning_rate: float | None = _field(None, identity=True)
+    stage1_epochs: int | None = _field(None, identity=True, minimum=0,
+                                       note="0: fine-tune from the first epoch")
+    max_per_class: int | None = _field(None, identity=True, minimum=1)
+    # "auto": a progress bar on a terminal, one plain line per epoch otherwise.
     verbose: int | str = "auto"
     strategy: str = "auto"
     # Replace a finished run (or another run's outputs) in `out` instead of refusing.
     overwrite: bool = False
     # Random resized crops and flips while training (False: the evaluation crop).
-    augment: bool = True
+    augment: bool = _field(True, identity=True)
     # Stage 1 of `transfer` on cached backbone features: views per image (0: no cache,
     # the backbone runs every epoch; None: the default, see train.feature_cache).
-    feature_views: int | None = None
+    feature_views: int | None = _field(None, identity=True, minimum=0,
+                                       note="0: no feature cache")
     # Stage 2 of `transfer` on the cached activations below the unfrozen blocks (the same
     # views as stage 1); False: the backbone runs on augmented images every epoch.
-    fine_tune_cache: bool = True
+    fine_tune_cache: bool = _field(True, identity=True)
 
     def validate(self) -> None:
         """Raises ValueError for a setting that cannot work, before any work starts."""
         from keras_inception.registry import get_spec
 
         spec = get_spec(self.model)
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"`strategy` must be one of {STRATEGIES}; received strategy={self.strategy!r}.")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"`recipe` must be one of {RECIPES}; received recipe={self.recipe!r}.")
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(
-                f"`mixed_precision` must be one of {PRECISIONS}; "
-                f"received mixed_precision={self.mixed_precision!r}."
-            )
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
-        if self.image_size is not None and (not isinstance(self.image_size, int)
-                                            or self.image_size < 75):
-            raise ValueError(
-                f"`image_size` must be an integer >= 75; received image_size={self.image_size!r}."
-            )
-        if self.stage1_epochs is not None and (
-            not isinstance(self.stage1_epochs, int) or self.stage1_epochs < 0
-        ):
-            raise ValueError(
-                "`stage1_epochs` must be an integer >= 0 (0: fine-tune from the first epoch); "
-                f"received stage1_epochs={self.stage1_epochs!r}."
-            )
+        for name, allowed in (("strategy", STRATEGIES), ("recipe", RECIPES),
+                              ("mixed_precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}; received "
+                                 f"{name}={getattr(self, name)!r}.")
+        for field in dataclasses.fields(self):
+            _check_minimum(field, getattr(self, field.name))
         if self.learning_rate is not None and not (
             isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < float("inf")
         ):
             raise ValueError(
                 f"`learning_rate` must be a positive number; received learning_rate="
                 f"{self.learning_rate!r}."
-            )
-        if self.max_per_class is not None and (
-            not isinstance(self.max_per_class, int) or self.max_per_class < 1
-        ):
-            raise ValueError(
-                f"`max_per_class` must be a positive integer; received max_per_class="
-                f"{self.max_per_class!r}."
-            )
-        if self.feature_views is not None and (
-            not isinstance(self.feature_views, int) or self.feature_views < 0
-        ):
-            raise ValueError(
-                "`feature_views` must be an integer >= 0 (0: no feature cache); received "
-                f"feature_views={self.feature_views!r}."
             )
         if not isinstance(self.fine_tune_cache, bool):
             raise ValueError(
@@ -129,6 +107,9 @@ class TrainConfig:
             )
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={self.crop_pct!r}.")
+        self._check_weights(spec)
+
+    def _check_weights(self, spec: Any) -> None:
         weights = self.resolved_weights()
         if not spec.classifier and (self.recipe == "paper" or weights is None):
             raise ValueError(
@@ -162,15 +143,33 @@ class TrainConfig:
         return None if str(self.weights).lower() == "none" else self.weights
 
 
+
+def _check_minimum(field: dataclasses.Field, value: Any) -> None:
+    """The integer bound of a field's metadata (None passes: the default applies)."""
+    minimum = field.metadata.get("minimum")
+    if minimum is None or value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        note = field.metadata["note"]
+        raise ValueError(f"`{field.name}` must be {kind}{f' ({note})' if note else ''}; "
+                         f"received {field.name}={value!r}.")
+
+
+# TrainConfig fields that define a run: resuming a folder with other values is refused.
+RUN_IDENTITY = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("identity"))
+
 __all__ = [
     "BACKUP_DIR",
     "BEST_MODEL",
     "CLASS_NAMES_FILE",
     "HISTORY_FILE",
     "LOGS_DIR",
+    "MIN_IMAGE_SIZE",
     "PRECISIONS",
     "RECIPES",
     "REPORT_FILE",
+    "RUN_IDENTITY",
     "STRATEGIES",
     "TrainConfig",
 ]

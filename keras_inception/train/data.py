@@ -6,8 +6,8 @@ Sources (`load_data(source)`):
   40 train + 10 val each, CC BY 2.0, see `assets/flowers_sample/CREDITS.txt`);
 * `"tfds:NAME"`: a registered tensorflow-datasets dataset, read from `data_dir`
   (downloaded only with `download=True`);
-* a folder `ROOT/<split>/<class>/*.jpg|png` (read with `tfds.ImageFolder`) or
-  `ROOT/<class>/*` (split into train/val with a seeded shuffle).
+* a folder `ROOT/<split>/<class>/*.jpg|png` or `ROOT/<class>/*` (split into train/val
+  with a seeded shuffle), both listed by the same functions.
 
 Folder images are checked once before training: files that cannot be decoded are
 left out with a single `CorruptImageWarning` that counts and names them, so that no
@@ -25,6 +25,7 @@ import os
 import random
 import warnings
 from importlib import resources
+from typing import Any
 
 import tensorflow as tf
 
@@ -37,7 +38,7 @@ from keras_inception.preprocessing import (
 
 SAMPLE_NAME = "flowers_sample"
 TFDS_PREFIX = "tfds:"
-# The extensions tfds.ImageFolder reads.
+# The image files a folder source lists (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TRAIN_SPLITS = ("train",)
 VAL_SPLITS = ("val", "validation", "test")
@@ -127,13 +128,18 @@ def load_data(
     for split, records in splits.items():
         _check_split(records, class_names, split, root)
     train, val = (_records_dataset(splits[s]) for s in ("train", "val"))
+    return ImageData(train, val, class_names, len(splits["train"]), len(splits["val"]),
+                     source, skipped=bad, fingerprint=_fingerprint(splits))
+
+
+def _fingerprint(splits: dict[str, list[tuple[str, int]]]) -> str:
+    """What identifies a folder's images: the files (path, size, mtime) and labels in order."""
     digest = hashlib.sha256()
     for split in ("train", "val"):
         for path, label in splits[split]:
             info = os.stat(path)
             digest.update(f"{split}\0{path}\0{label}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    return ImageData(train, val, class_names, len(splits["train"]), len(splits["val"]),
-                     source, skipped=bad, fingerprint=digest.hexdigest())
+    return digest.hexdigest()
 
 
 def _list_dirs(path: str) -> list[str]:
@@ -146,9 +152,22 @@ def _list_images(path: str) -> list[str]:
     )
 
 
+def _class_folders(folder: str) -> list[str]:
+    """The subfolders of `folder` that hold images: the classes, sorted."""
+    return [d for d in _list_dirs(folder) if _list_images(os.path.join(folder, d))]
+
+
+def _class_records(folder: str, class_names: list[str]) -> list[tuple[str, int]]:
+    """(path, label) of every image in `folder/<class>/`, classes in `class_names` order."""
+    return [(path, label) for label, name in enumerate(class_names)
+            if os.path.isdir(os.path.join(folder, name))
+            for path in _list_images(os.path.join(folder, name))]
+
+
 def _folder_records(root: str) -> tuple[dict[str, list[tuple[str, int]]], list[str]]:
     """{"train": [(path, label)], "val": [...]} and the class names of a folder
-    ("val" is missing when the folder has no validation split)."""
+    ("val" is missing when the folder has no validation split). Both layouts are listed
+    the same way (`_class_folders`, `_class_records`)."""
     subdirs = _list_dirs(root)
     if not subdirs:
         raise ValueError(
@@ -157,30 +176,16 @@ def _folder_records(root: str) -> tuple[dict[str, list[tuple[str, int]]], list[s
         )
     train_split = next((s for s in TRAIN_SPLITS if s in subdirs), None)
     if train_split is not None:
-        # ROOT/<split>/<class>/*: tensorflow-datasets' ImageFolder layout.
-        import tensorflow_datasets as tfds
-
-        builder = tfds.ImageFolder(root)
-        class_names = list(builder.info.features["label"].names)
-        val_split = next((s for s in VAL_SPLITS if s in builder.info.splits), None)
-        splits = {}
-        for name, split in (("train", train_split), ("val", val_split)):
-            if split is None or split not in builder.info.splits:
-                continue
-            ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-            splits[name] = sorted(
-                (ex["image/filename"].decode(), int(ex["label"]))
-                for ex in ds.map(lambda ex: {k: ex[k] for k in ("image/filename", "label")})
-                .as_numpy_iterator()
-            )
-        return splits, class_names
+        # ROOT/<split>/<class>/*: the classes of every split, in one label order.
+        val_split = next((s for s in VAL_SPLITS if s in subdirs), None)
+        folders = {name: os.path.join(root, split)
+                   for name, split in (("train", train_split), ("val", val_split)) if split}
+        class_names = sorted({c for folder in folders.values() for c in _class_folders(folder)})
+        return {name: sorted(_class_records(folder, class_names))
+                for name, folder in folders.items()}, class_names
     # ROOT/<class>/*: one folder per class, split here.
-    class_names = [d for d in subdirs if _list_images(os.path.join(root, d))]
-    records = [
-        (path, label)
-        for label, name in enumerate(class_names)
-        for path in _list_images(os.path.join(root, name))
-    ]
+    class_names = _class_folders(root)
+    records = _class_records(root, class_names)
     if not records:
         raise ValueError(
             f"No images found in {root!r}: expected ROOT/<class>/*.jpg or "
@@ -340,6 +345,33 @@ def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tens
     return tf.image.resize(image, (size, size), method="bilinear")
 
 
+def _augmented(ds: tf.data.Dataset, image_size: int, crop_pct: float, finish: Any, *,
+               cache: bool, shuffle: bool, shuffle_buffer: int, seed: int | None
+               ) -> tf.data.Dataset:
+    """Training elements with random resized crops and flips, then `finish`."""
+    # Photos are cached at no more than twice the crop size (random crops keep their
+    # detail; a folder of 12-megapixel photos no longer fills the memory).
+    max_short = max(2 * image_size, round(image_size / crop_pct))
+    ds = ds.map(lambda image, label: (limit_short_side(image, max_short), label),
+                num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    # Stateless ops fed by a random stream that changes every epoch: seeded
+    # stateful ops would repeat the same crops each epoch.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def augment(example, pair):
+        image, label = example
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+        image = random_resized_crop(image, image_size, seed=crop_seed)
+        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+        return finish(image, label)
+
+    return tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=AUTOTUNE)
+
+
 def make_pipeline(
     ds: tf.data.Dataset,
     *,
@@ -382,27 +414,8 @@ def make_pipeline(
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     elif training:
-        # Photos are cached at no more than twice the crop size (random crops keep their
-        # detail; a folder of 12-megapixel photos no longer fills the memory).
-        max_short = max(2 * image_size, round(image_size / crop_pct))
-        ds = ds.map(lambda image, label: (limit_short_side(image, max_short), label),
-                    num_parallel_calls=AUTOTUNE)
-        if cache:
-            ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        # Stateless ops fed by a random stream that changes every epoch: seeded
-        # stateful ops would repeat the same crops each epoch.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-        def augment(example, pair):
-            image, label = example
-            crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
-            image = random_resized_crop(image, image_size, seed=crop_seed)
-            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-            return finish(image, label)
-
-        ds = tf.data.Dataset.zip((ds, seeds)).map(augment, num_parallel_calls=AUTOTUNE)
+        ds = _augmented(ds, image_size, crop_pct, finish, cache=cache, shuffle=shuffle,
+                        shuffle_buffer=shuffle_buffer, seed=seed)
     else:
         ds = ds.map(
             lambda image, label: finish(center_crop_tf(image, image_size, crop_pct), label),

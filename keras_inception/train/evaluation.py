@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import keras
@@ -79,6 +80,12 @@ def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_s
             f"trained on ({names})."
         )
     size = int(model.input_shape[1])
+    count = images.train_count if split == "train" else images.val_count
+    if batch_size > count:
+        # A larger batch is one batch of every image: no more than that is allocated.
+        print(f"--batch-size {batch_size} is more than the {count} images: using batches of "
+              f"{count}", file=sys.stderr)
+        batch_size = count
     ds = data_lib.make_pipeline(
         images.train if split == "train" else images.val, image_size=size,
         num_classes=images.num_classes, batch_size=batch_size, training=False,

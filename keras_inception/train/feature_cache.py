@@ -34,6 +34,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from typing import Any
 
 import keras
@@ -43,7 +45,7 @@ import tensorflow as tf
 from keras_inception import files
 from keras_inception.presets.fetch import file_hash
 from keras_inception.train.config import TrainConfig
-from keras_inception.train.recipes import base_of, fine_tune_network
+from keras_inception.train.recipes import Head, base_of, fine_tune_network
 
 CACHE_DIR = "cache"
 # Measured on flowers (benchmarks/finetune.py): one un-augmented view keeps stage 1 at
@@ -52,6 +54,10 @@ DEFAULT_VIEWS = 1
 # Share of the physical memory the cached activations may take (train views + val,
 # float32); above it stage 2 runs the backbone every epoch.
 ACTIVATION_MEMORY_SHARE = 0.25
+
+
+class CacheWarning(UserWarning):
+    """A feature cache file could not be read; it is computed again."""
 
 
 def activation_budget() -> int:
@@ -150,12 +156,9 @@ class FeatureCache:
         names = ["train", "train_labels", "val", "val_labels"]
         if split is not None:
             names += ["train_cut", "val_cut"]
-        if os.path.isfile(self.path):
-            try:
-                with np.load(self.path) as cached:
-                    return {name: cached[name] for name in names}
-            except (OSError, ValueError, KeyError):
-                pass  # damaged: computed again below
+        cached = self._read(names)
+        if cached is not None:
+            return cached
         # One traced forward pass for every batch of every split: a function per dataset
         # (or per batch size) would trace the whole backbone again each time.
         spec = [tf.TensorSpec((None, *base.input_shape[1:]), tf.float32)]
@@ -181,6 +184,20 @@ class FeatureCache:
         files.write_atomic(self.path, write, create_parents=True)
         return arrays
 
+    def _read(self, names: list[str]) -> dict[str, np.ndarray] | None:
+        """The cached arrays; None when there is no file, or (with one warning) when it
+        cannot be read whole: truncated, damaged, or without the arrays wanted."""
+        if not os.path.isfile(self.path):
+            return None
+        try:
+            with np.load(self.path) as cached:
+                return {name: np.asarray(cached[name]) for name in names}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            warnings.warn(f"The feature cache {self.path} is unreadable ({reason}); computing "
+                          "it again.", CacheWarning, stacklevel=3)
+            return None
+
     def _arrays(self, forward: Any, ds: tf.data.Dataset) -> list[np.ndarray]:
         """[outputs of `forward`..., one-hot labels] of a batched, unshuffled dataset:
         one pass."""
@@ -192,21 +209,18 @@ class FeatureCache:
         return [np.concatenate(parts) for parts in zip(*batches, strict=True)]
 
 
-def head_of(model: keras.Model, feature_dim: int) -> keras.Model:
+def head_model(head: Head, feature_dim: int) -> keras.Model:
     """The transfer model's head (dropout + classifier) on feature vectors; it shares
     the layers, so training it trains the transfer model's head."""
     inputs = keras.Input((feature_dim,), name="features")
-    x = model.get_layer("head_dropout")(inputs)
-    return keras.Model(inputs, model.get_layer("predictions")(x), name="head")
+    return keras.Model(inputs, head(inputs), name="head")
 
 
-def top_of(model: keras.Model, split: BaseSplit) -> keras.Model:
+def top_model(head: Head, split: BaseSplit) -> keras.Model:
     """The top blocks (in inference mode, as in the transfer model) and the head on the
     cached activations; they share the layers, so training it fine-tunes the model."""
     inputs = keras.Input(split.cut_shape, name="activations")
-    x = split.top(inputs, training=False)
-    x = model.get_layer("head_dropout")(x)
-    return keras.Model(inputs, model.get_layer("predictions")(x), name="top_and_head")
+    return keras.Model(inputs, head(split.top(inputs, training=False)), name="top_and_head")
 
 
 class ViewOfEpoch(keras.callbacks.Callback):
@@ -249,6 +263,6 @@ class CachedInputs:
         return train.prefetch(tf.data.AUTOTUNE), val, callbacks
 
 
-__all__ = ["ACTIVATION_MEMORY_SHARE", "CACHE_DIR", "DEFAULT_VIEWS", "BaseSplit", "CachedInputs",
-           "FeatureCache", "activation_budget", "cache_key", "head_of",
-           "split_base", "top_of"]
+__all__ = ["ACTIVATION_MEMORY_SHARE", "CACHE_DIR", "DEFAULT_VIEWS", "BaseSplit", "CacheWarning",
+           "CachedInputs", "FeatureCache", "activation_budget", "cache_key", "head_model",
+           "split_base", "top_model"]

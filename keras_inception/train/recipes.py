@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -45,15 +47,66 @@ BASE_LEARNING_RATE = {"transfer": 1e-3, "paper": PAPER["learning_rate"]}
 HEAD_DROPOUT = 0.2
 
 
+class Phase(enum.Enum):
+    """What a stage trains; its value names the stage in `history.csv` and the backups."""
+
+    HEAD = "head"  # the new head on the frozen pretrained base
+    FINE_TUNE = "fine_tune"  # the top blocks and the head
+    SCRATCH = "scratch"  # the whole network, no pretrained weights (transfer recipe)
+    PAPER = "paper"  # the whole network, the paper's recipe
+
+
 @dataclasses.dataclass
 class Stage:
-    """One `fit` call: epochs [start, end) with its own trainable set and optimizer."""
+    """One `fit` call of a recipe: epochs [start, end) with its own trainable set and
+    optimizer (`compile_args` creates new metric objects on every call)."""
 
-    name: str
+    phase: Phase
     start: int
     end: int
     compile_args: Callable[[int], dict]  # steps_per_epoch -> compile kwargs
     prepare: Callable[[keras.Model], None]  # sets what is trainable
+
+    @property
+    def name(self) -> str:
+        """The phase's name: "head", "fine_tune", "scratch" or "paper"."""
+        return self.phase.value
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """The transfer model's new head (dropout, then the classifier), held by the recipe so
+    that the stages on cached inputs call the same layers without looking them up."""
+
+    dropout: keras.layers.Layer
+    classifier: keras.layers.Layer
+
+    def __call__(self, x: Any) -> Any:
+        return self.classifier(self.dropout(x))
+
+
+@dataclasses.dataclass
+class RecipePlan:
+    """What `plan_stages` returns: the model, its stages, a note on the weights used, and
+    for the transfer recipe's pretrained model its base and head."""
+
+    model: keras.Model
+    stages: list[Stage]
+    weights_note: str
+    base: keras.Model | None = None
+    head: Head | None = None
+
+
+def transfer_parts(model_name: str, num_classes: int, image_size: int, weights: str | None,
+                   dropout_rate: float = HEAD_DROPOUT) -> tuple[keras.Model, keras.Model, Head]:
+    """`build_transfer_model`'s model, with its base and its `Head`."""
+    base = pooled_backbone(model_name, weights, (image_size, image_size, 3))
+    head = Head(keras.layers.Dropout(dropout_rate, name="head_dropout"),
+                keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                   name="predictions"))
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    model = keras.Model(inputs, head(base(inputs, training=False)), name=f"{model_name}_transfer")
+    return model, base, head
 
 
 def build_transfer_model(
@@ -66,14 +119,7 @@ def build_transfer_model(
     mode whatever their `trainable` flag, so fine-tuning never updates their
     statistics (the Keras transfer-learning guide's rule).
     """
-    base = pooled_backbone(model_name, weights, (image_size, image_size, 3))
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = base(inputs, training=False)
-    x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="predictions"
-    )(x)
-    return keras.Model(inputs, outputs, name=f"{model_name}_transfer")
+    return transfer_parts(model_name, num_classes, image_size, weights, dropout_rate)[0]
 
 
 def base_of(model: keras.Model) -> keras.Model:
@@ -156,7 +202,7 @@ def metrics_for(num_classes: int) -> list:
     return metrics
 
 
-def _adam(learning_rate: float, metrics: list, decay_epochs: int | None = None):
+def _adam(learning_rate: float, num_classes: int, decay_epochs: int | None = None):
     """compile_args of an Adam stage, cosine-decaying over `decay_epochs` when given."""
 
     def args(steps: int) -> dict:
@@ -164,58 +210,67 @@ def _adam(learning_rate: float, metrics: list, decay_epochs: int | None = None):
             keras.optimizers.schedules.CosineDecay(
                 learning_rate, decay_steps=max(1, decay_epochs * steps), alpha=0.01))
         return {"optimizer": keras.optimizers.Adam(schedule),
-                "loss": keras.losses.CategoricalCrossentropy(), "metrics": metrics}
+                "loss": keras.losses.CategoricalCrossentropy(),
+                "metrics": metrics_for(num_classes)}
 
     return args
 
 
-def plan(config: TrainConfig, num_classes: int) -> tuple[keras.Model, list[Stage], str]:
-    """The model, its stages and a one-line note on the weights used."""
-    builder = get_spec(config.model).builder
-    weights = config.resolved_weights()
-    size = config.input_size()
-    metrics = metrics_for(num_classes)
-    total = config.epochs
+def _paper_plan(config: TrainConfig, num_classes: int) -> RecipePlan:
+    size, weights, total = config.input_size(), config.resolved_weights(), config.epochs
+    model = get_spec(config.model).builder(
+        weights=weights, input_shape=(size, size, 3), classes=num_classes,
+        dropout_rate=PAPER["dropout_rate"])
 
-    if config.recipe == "paper":
-        model = builder(weights=weights, input_shape=(size, size, 3), classes=num_classes,
-                        dropout_rate=PAPER["dropout_rate"])
+    def paper_args(steps: int) -> dict:
+        return {
+            "optimizer": paper_optimizer(steps, total, config.learning_rate),
+            "loss": keras.losses.CategoricalCrossentropy(label_smoothing=PAPER["label_smoothing"]),
+            "metrics": metrics_for(num_classes),
+        }
 
-        def paper_args(steps: int) -> dict:
-            return {
-                "optimizer": paper_optimizer(steps, total, config.learning_rate),
-                "loss": keras.losses.CategoricalCrossentropy(
-                    label_smoothing=PAPER["label_smoothing"]),
-                "metrics": metrics,
-            }
+    note = f"from scratch{'' if weights is None else f' (initialized from {weights})'}"
+    return RecipePlan(model, [Stage(Phase.PAPER, 0, total, paper_args, all_trainable)], note)
 
-        note = f"from scratch{'' if weights is None else f' (initialized from {weights})'}"
-        return model, [Stage("paper", 0, total, paper_args, all_trainable)], note
 
+def _transfer_plan(config: TrainConfig, num_classes: int) -> RecipePlan:
+    weights, size, total = config.resolved_weights(), config.input_size(), config.epochs
     learning_rate = config.learning_rate or BASE_LEARNING_RATE["transfer"]
     if weights is None:
         # Nothing to transfer: the whole network learns, BatchNorm in training mode.
-        model = builder(weights=None, input_shape=(size, size, 3), classes=num_classes,
-                        dropout_rate=HEAD_DROPOUT)
-        stage = Stage("scratch", 0, total, _adam(learning_rate, metrics, total), all_trainable)
-        return model, [stage], "from scratch (no pretrained weights)"
-
-    model = build_transfer_model(config.model, num_classes, size, weights)
+        model = get_spec(config.model).builder(
+            weights=None, input_shape=(size, size, 3), classes=num_classes,
+            dropout_rate=HEAD_DROPOUT)
+        stage = Stage(Phase.SCRATCH, 0, total, _adam(learning_rate, num_classes, total),
+                      all_trainable)
+        return RecipePlan(model, [stage], "from scratch (no pretrained weights)")
+    model, base, head = transfer_parts(config.model, num_classes, size, weights)
     first = config.stage1_epochs if config.stage1_epochs is not None else max(1, total // 2)
     first = min(first, total)
     # stage1_epochs=0: no head-only stage, fine-tuning from the first epoch.
-    stages = [Stage("head", 0, first, _adam(learning_rate, metrics), freeze_base)] if first else []
+    stages = [Stage(Phase.HEAD, 0, first, _adam(learning_rate, num_classes), freeze_base)
+              ] if first else []
     if first < total:
         stages.append(Stage(
-            "fine_tune", first, total, _adam(learning_rate / 10, metrics, total - first),
+            Phase.FINE_TUNE, first, total, _adam(learning_rate / 10, num_classes, total - first),
             lambda m: unfreeze_top(m, config.model),
         ))
-    return model, stages, str(weights)
+    return RecipePlan(model, stages, str(weights), base=base, head=head)
+
+
+def plan_stages(config: TrainConfig, num_classes: int) -> RecipePlan:
+    """The recipe's model and stages, and a one-line note on the weights used."""
+    if config.recipe == "paper":
+        return _paper_plan(config, num_classes)
+    return _transfer_plan(config, num_classes)
 
 
 __all__ = [
     "BASE_LEARNING_RATE",
     "PAPER",
+    "Head",
+    "Phase",
+    "RecipePlan",
     "Stage",
     "all_trainable",
     "base_of",
@@ -224,6 +279,7 @@ __all__ = [
     "freeze_base",
     "metrics_for",
     "paper_optimizer",
-    "plan",
+    "plan_stages",
+    "transfer_parts",
     "unfreeze_top",
 ]

@@ -43,16 +43,6 @@ class RunFolderError(ValueError):
     """The output folder is in use, or holds another or an unfinished foreign run."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def locked(out: str) -> Iterator[None]:
     """Holds `out`'s lock for the duration of the block (see the module docstring)."""
@@ -66,7 +56,7 @@ def locked(out: str) -> Iterator[None]:
                     owner = int(f.read().strip() or 0)
             except (OSError, ValueError):
                 owner = 0
-            if owner and owner != os.getpid() and _pid_alive(owner):
+            if owner and owner != os.getpid() and files.pid_alive(owner):
                 raise RunFolderError(
                     f"--out {out!r} is in use by another training run (pid {owner}); wait for "
                     "it to finish or choose another --out."
@@ -89,11 +79,24 @@ def locked(out: str) -> Iterator[None]:
                 os.remove(path)
 
 
+def resolved_data(data: str) -> str:
+    """`--data` as a run compares it: a folder by its resolved path (the same folder given
+    as an absolute and a relative path is the same data; a relative path from another
+    working directory is not), the embedded sample and `tfds:NAME` by name."""
+    from keras_inception.train.data import SAMPLE_NAME, TFDS_PREFIX
+
+    data = os.fspath(data)
+    if data == SAMPLE_NAME or data.startswith(TFDS_PREFIX):
+        return data
+    return os.path.realpath(os.path.expanduser(data))
+
+
 def identity(config: TrainConfig) -> dict[str, Any]:
     """The settings that define a run (resuming with other values is a different run)."""
     values = {name: getattr(config, name) for name in RUN_IDENTITY}
     values["weights"] = config.resolved_weights()
     values["image_size"] = config.input_size()
+    values["data"] = resolved_data(config.data)
     return values
 
 
@@ -158,4 +161,4 @@ def record_finish(out: str) -> None:
 
 
 __all__ = ["RUN_OUTPUTS", "RunFolderError", "check", "identity", "locked", "record_finish",
-           "record_start"]
+           "record_start", "resolved_data"]
