@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 from keras_inception.saving import CLASS_NAMES_FILE
@@ -26,13 +27,19 @@ LOGS_DIR = "logs"
 # Written when a run starts (what it is) and when it ends (where the results are).
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-# The smallest image the networks take (their stems need 75 px).
-MIN_IMAGE_SIZE = 75
 
-def _field(default: Any, *, identity: bool = False, minimum: int | None = None,
-           note: str = "") -> Any:
+def _min_image_size() -> int:
+    """The builders' minimum input size (imported when validating: it loads Keras)."""
+    from keras_inception.models.builder import MIN_SIZE
+
+    return MIN_SIZE
+
+
+def _field(default: Any, *, identity: bool = False,
+           minimum: int | Callable[[], int] | None = None, note: str = "") -> Any:
     """A `TrainConfig` field; its metadata says whether it defines the run (`RUN_IDENTITY`)
-    and, for integers, the smallest value `validate` accepts (`note`: what that bound means)."""
+    and, for integers, the smallest value `validate` accepts (or a function returning it;
+    `note`: what that bound means)."""
     return dataclasses.field(default=default, metadata={
         "identity": identity, "minimum": minimum, "note": note})
 
@@ -50,7 +57,7 @@ class TrainConfig:
     model: str = _field("inception_resnet_v2", identity=True)
     data: str = _field("flowers_sample", identity=True)
     # None: the network's (299; FaceNet's 160).
-    image_size: int | None = _field(None, identity=True, minimum=MIN_IMAGE_SIZE)
+    image_size: int | None = _field(None, identity=True, minimum=_min_image_size)
     batch_size: int = _field(32, identity=True, minimum=1)
     epochs: int = _field(10, identity=True, minimum=1)
     weights: str | None = _field(None, identity=True)
@@ -149,6 +156,7 @@ def _check_minimum(field: dataclasses.Field, value: Any) -> None:
     minimum = field.metadata.get("minimum")
     if minimum is None or value is None:
         return
+    minimum = minimum() if callable(minimum) else minimum
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         note = field.metadata["note"]
@@ -165,7 +173,6 @@ __all__ = [
     "CLASS_NAMES_FILE",
     "HISTORY_FILE",
     "LOGS_DIR",
-    "MIN_IMAGE_SIZE",
     "PRECISIONS",
     "RECIPES",
     "REPORT_FILE",
