@@ -26,6 +26,7 @@ def test_summary_prints_params_and_gmacs(capsys):
     assert "22,769,848" in out and "6.21" in out and "299x299x3" in out
 
 
+@pytest.mark.slow
 def test_predict_top5_with_class_names(tmp_path, capsys):
     model = ki.InceptionResNetV1(weights=None)
     randomize_weights(model, seed=4)
@@ -87,6 +88,7 @@ def test_convert_of_a_file_that_is_not_the_source_format_is_one_line(tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_convert_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
     """Like `export` and `embed`: an existing --out is kept (refused before any work) unless
     --overwrite is given; an --out inside a file names --out."""

@@ -397,6 +397,7 @@ def test_slim_missing_variable_is_reported(parity, tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_convert_cli_round_trip(parity, tmp_path, capsys):
     item = parity["inception_v4"]
     src = tmp_path / "inception_v4.npz"

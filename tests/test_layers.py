@@ -49,6 +49,7 @@ def test_compute_dtype_under_mixed_precision():
     np.testing.assert_allclose(np.asarray(out, "float32"), 1.17, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_drop_path_training_vs_inference():
     x = np.random.default_rng(0).uniform(-1, 1, (4, 96, 96, 3)).astype("float32")
     reference = ki.InceptionResNetV1(weights=None, input_shape=(96, 96, 3), classes=5)

@@ -93,6 +93,7 @@ def test_no_lambda_and_one_scaled_residual_per_block(full_models, name):
         assert model.get_layer("block35_1").scale == pytest.approx(0.17)
 
 
+@pytest.mark.slow
 def test_include_preprocessing_matches_preprocess_input(small_models):
     base = small_models["inception_resnet_v1"]
     raw = ki.InceptionResNetV1(weights=None, input_shape=(96, 96, 3), classes=5,

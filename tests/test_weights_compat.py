@@ -18,6 +18,7 @@ def save_release_layout(model: keras.Model, path) -> None:
     _compat.save_legacy_h5_weights(model, path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])
 def test_keras_applications_release_file_loads(tmp_path, include_top):
     reference = keras.applications.InceptionResNetV2(
@@ -40,6 +41,7 @@ def test_keras_applications_release_file_loads(tmp_path, include_top):
     assert np.std(expected) > 0.1
 
 
+@pytest.mark.slow
 def test_weights_h5_round_trip(tmp_path, small_models):
     model = small_models["inception_resnet_v2"]
     path = tmp_path / "irv2.weights.h5"

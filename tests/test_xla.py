@@ -65,6 +65,7 @@ def test_train_step_asks_for_xla(small_models, name):
     assert _xla_train_step(model)._jit_compile is True
 
 
+@pytest.mark.slow
 def test_train_step_lowers_to_xla(small_models):
     """XLA accepts every op of the real train step (forward, gradients, SGD update)."""
     model = _compiled_copy(small_models["inception_resnet_v2"])
@@ -77,6 +78,7 @@ def test_train_step_lowers_to_xla(small_models):
     assert model.jit_compile is True
 
 
+@pytest.mark.slow
 def test_xla_inference_matches_eager(small_models):
     # The deepest network; each XLA compilation of a forward pass takes a minute here.
     model = small_models["inception_resnet_v2"]
@@ -91,6 +93,7 @@ def test_xla_inference_matches_eager(small_models):
     assert rel_l2(xla_call(x).numpy(), eager) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_fused_batchnorm_matches(small_models, name):
     """fuse_batchnorm (the inference speed-up measured in benchmarks/) changes no output."""
