@@ -14,11 +14,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 from helpers import randomize_weights  # noqa: E402
+from support import tiers  # noqa: E402
 from support.tiers import (  # noqa: E402, F401  (hooks that keep the test tiers true)
     pytest_runtest_logreport,
     pytest_runtest_protocol,
     pytest_terminal_summary,
 )
+
+tiers.install()  # a fresh interpreter or pip started by an unmarked test fails it
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared beside the repository, as in CI; KERAS_INCEPTION_SHARED overrides it.

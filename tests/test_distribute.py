@@ -223,6 +223,8 @@ def test_pipeline_shards_by_data_and_resume_points(tmp_path):
 # --- mirrored over 2 logical CPU devices ---------------------------------------------------
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_mirrored_matches_one_device(tmp_path):
     """Same steps, same global batch: mirrored over 2 devices == one device.
 
@@ -293,6 +295,8 @@ def _completed(run: dict) -> None:
         f"exit codes {run['codes']}:\n{run['logs'][0][-3000:]}\n{run['logs'][1][-3000:]}")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_multi_worker_two_processes(resumed_cluster, base_weights):
     """Both workers finish, only the chief writes, and they end with the same weights."""
     run = resumed_cluster
@@ -324,6 +328,8 @@ def test_multi_worker_two_processes(resumed_cluster, base_weights):
     assert saved.count_params() == start.count_params()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_multi_worker_resumes_after_a_worker_dies(resumed_cluster):
     """Chief killed after epoch 1 of 3, cluster restarted: epochs 2 and 3 run once, from
     the backup."""
@@ -349,6 +355,9 @@ def test_multi_worker_resumes_after_a_worker_dies(resumed_cluster):
 # --- JAX: keras.distribution.DataParallel -----------------------------------------------------
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
+@pytest.mark.jax
 def test_jax_data_parallel_on_two_host_devices(tmp_path, base_weights):
     out, dump = tmp_path / "run", tmp_path / "dump"
     # Two host devices; optimization level 0 halves XLA:CPU compile time, same numerics.

@@ -41,6 +41,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
 
 
+@pytest.mark.slow
 def test_cached_features_train_the_same_head(tmp_path, base_weights):
     uncached = training.train(_config(tmp_path / "uncached", base_weights, feature_views=0))
     cached = training.train(_config(tmp_path / "cached", base_weights, feature_views=1))
@@ -92,6 +93,8 @@ def _reported(proc) -> dict:
                            if line.startswith("REPORT ")))
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_resumed_stage1_reuses_the_cache(tmp_path, base_weights):
     """Also: the best epoch's model is on disk from the epoch it happened, in the stage on
     cached features too, and survives the interruption: best.keras evaluates to the
@@ -156,6 +159,7 @@ def test_an_unreadable_cache_is_computed_again_with_one_warning(tmp_path):
         assert reread.backbone_passes == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size", [(name, 96) for name in model_names()])
 def test_split_base_composes_to_the_base(name, size):
     """bottom then top is the base, and the top holds exactly the fine-tuned layers."""
@@ -202,6 +206,7 @@ def _fine_tuned(path) -> list[np.ndarray]:
     return [np.asarray(w) for layer in layers for w in layer.get_weights()] + _head(path)
 
 
+@pytest.mark.slow
 def test_cached_activations_fine_tune_the_same_model(tmp_path, base_weights, monkeypatch):
     _keep_last_epoch(monkeypatch)
     runs = {}
@@ -245,6 +250,7 @@ def test_cached_activations_fine_tune_the_same_model(tmp_path, base_weights, mon
     assert reloaded["confusion_matrix"] == cached["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_fine_tune_cache_off_runs_the_backbone(tmp_path, base_weights):
     report = training.train(_config(tmp_path / "run", base_weights, epochs=4, stage1_epochs=3,
                                     fine_tune_cache=False))
@@ -256,6 +262,7 @@ def test_fine_tune_cache_off_runs_the_backbone(tmp_path, base_weights):
         assert "train_cut" not in arrays.files
 
 
+@pytest.mark.slow
 def test_activations_over_the_memory_budget_fall_back(tmp_path, base_weights, monkeypatch,
                                                       capsys):
     monkeypatch.setattr(feature_cache, "activation_budget", lambda: 1000)
@@ -266,6 +273,8 @@ def test_activations_over_the_memory_budget_fall_back(tmp_path, base_weights, mo
         capsys.readouterr().out)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_resumed_stage2_reuses_the_cache(tmp_path, base_weights):
     out = tmp_path / "run"
     crashed = _run_resume_script(out, base_weights, 4, 2, crash_after=3)

@@ -1,10 +1,10 @@
 """Every code block of the README runs as written.
 
-The Python blocks run in order in one fresh interpreter (as a reader pastes them), in a
-scratch folder holding the files they name. Where a block needs what this machine cannot
+Each Python block runs alone in a fresh interpreter (as a reader pastes it), in a scratch
+folder holding the files they name. Where a block needs what this machine cannot
 have (ImageNet weights: no network) or would take an hour (299 px, 10 epochs), the
 substitutions below say what changes; each must match, so a README edit cannot silently
-escape the test. Shell blocks run through `python -m keras_inception.cli` the same way;
+escape the test. Shell blocks run through the CLI's `main` in the test process;
 the two that cannot run here are listed with the reason.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.runners import run_cli
 
 # Each block runs in a fresh interpreter, as a reader pastes it.
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
@@ -139,16 +140,15 @@ def _copy(scratch, name: str) -> tuple[Path, dict]:
 
 
 def test_readme_python_blocks_run(scratch):
-    """Each block in a fresh interpreter (one process for all of them holds every model
-    at once, gigabytes), after the names the first block defines that later ones use."""
+    """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
+    them would hold every model at once, gigabytes): a block that uses a name it does not
+    import or define fails here."""
     folder, env = _copy(scratch, "python")
     code = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)
     assert len(code) == 7, "a README Python block was added or removed: update this test"
-    prelude = "\n".join(line for line in code[0].splitlines()
-                        if line.startswith(("import ", "from ", "images = ")))
     outputs = []
     for index, block in enumerate(code):
-        script = (block if index == 0 else prelude + "\n\n" + block) + "\nprint('README-OK')\n"
+        script = block + "\nprint('README-OK')\n"
         proc = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env,
                               capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0 and "README-OK" in proc.stdout, (index, proc.stderr[-4000:])
@@ -161,8 +161,12 @@ def test_readme_python_blocks_run(scratch):
     assert (folder / "runs" / "photos" / "report.json").is_file()
 
 
-def test_readme_shell_blocks_run(scratch):
+def test_readme_shell_blocks_run(scratch, monkeypatch):
+    """The shell blocks' commands through the CLI in this process (TensorFlow imported once),
+    in the scratch folder with its environment."""
     folder, env = _copy(scratch, "shell")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
     assert len(shell) == 6, "a README shell block was added or removed: update this test"
     ran = 0
@@ -176,9 +180,7 @@ def test_readme_shell_blocks_run(scratch):
                 continue
             assert command.startswith("keras-inception "), command
             argv = command.split()[1:]
-            proc = subprocess.run([sys.executable, "-m", "keras_inception.cli", *argv],
-                                  cwd=folder, env=env, capture_output=True, text=True,
-                                  timeout=1800)
+            proc = run_cli(*argv, cwd=folder)
             assert proc.returncode == 0, (command, proc.stderr[-3000:])
             ran += 1
     assert ran == 10 and set(SHELL_NOT_RUN) | {1, 2, 3, 4} == set(range(len(shell)))

@@ -128,6 +128,7 @@ def test_overwrite_starts_again(tmp_path, base_weights):
     assert (out / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.subprocess
 def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, base_weights):
     out = tmp_path / "run"
     out.mkdir()
@@ -147,6 +148,7 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, base_weights):
     assert not (out / ".lock").exists()
 
 
+@pytest.mark.subprocess
 def test_out_that_is_a_file_is_one_line(tmp_path):
     target = tmp_path / "taken"
     target.write_text("x")
@@ -232,6 +234,8 @@ def _peak_rss_kb(data: str, out: str) -> int:
                     if line.startswith("MAXRSS_KB")))
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_large_photos_are_resized_before_they_are_cached(tmp_path):
     """40 photos of 4000x3000 against the same 40 at 400x300: the peak memory of a
     training run may grow by at most 0.5 GB (caching them whole took 1.4 GB more)."""

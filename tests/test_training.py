@@ -43,6 +43,7 @@ def _weights_of(model: keras.Model, names: tuple[str, ...]) -> dict[str, np.ndar
     return {v.path: np.array(v.numpy()) for v in model.weights if v.path.split("/")[-2] in names}
 
 
+@pytest.mark.slow
 def test_transfer_recipe_keeps_batchnorm_frozen(base_weights):
     from keras_inception.train import data as data_lib
 
@@ -140,6 +141,7 @@ def test_config_errors():
         training.TrainConfig(out="x", model="resnet").validate()
 
 
+@pytest.mark.slow
 def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
     from keras_inception.train import loop
 
@@ -238,6 +240,8 @@ def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch, capsys
     assert "No public ImageNet weights exist for Inception-ResNet-v1" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, base_weights):
     """Killed at the end of epoch 1 of 3 (the crash hook), restarted: history.csv has
     epochs 1, 2, 3; the second run restores the head stage at epoch 2 and the next stage
@@ -342,6 +346,7 @@ def test_the_package_has_no_crash_hook():
     assert not hasattr(callbacks, "CrashAfterEpoch")
 
 
+@pytest.mark.slow
 def test_each_stage_counts_its_own_metrics(base_weights):
     """The fine-tuning stage's first epoch counts only its training images: no metric
     object is shared with the head stage (whose validation pass it would otherwise add)."""
@@ -379,6 +384,7 @@ def test_batch_size_is_capped_at_the_training_images(tmp_path, capsys):
         capsys.readouterr().out)
 
 
+@pytest.mark.subprocess
 def test_train_package_imports_keras_lazily():
     """The CLI's parser reads the run's choices without importing Keras or TensorFlow."""
     code = (
