@@ -58,17 +58,10 @@ class FacenetKerasDialect(SlimDialect):
             return block[0].upper() + block[1:]  # mixed_6a -> Mixed_6a
         return f"{residual.stage.capitalize()}_{residual.n}"  # block35_1 -> Block35_1
 
-    def name(self, s, where):
-        kind = where[0]
-        if kind == "head":
-            return "Bottleneck"
-        if kind == "stem":
-            kh, kw = s.layers[where[1]].kernel_size
-            return f"Conv2d_{where[1][len('conv_'):]}_{kh}x{kw}"
-        if kind == "up":
-            return f"{self._block(s, where[1])}_Conv2d_1x1"
-        _, block, b, step = where
-        return f"{self._block(s, block)}_Branch_{b}_{self.conv_name(s, block, b, step)}"
+    head_parts = ("Bottleneck",)
+
+    def path(self, s, *parts):
+        return "_".join(parts)  # slim's names joined by `_`, without the network's scope
 
     def keys(self, kind, prefix):
         if kind in ("conv_bn", "dense_bn"):

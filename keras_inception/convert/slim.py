@@ -42,18 +42,25 @@ class SlimDialect(Dialect):
         index = residual.index
         return f"{f'Repeat_{index}' if index else 'Repeat'}/{block}"
 
+    # The classifier's scope below the network's.
+    head_parts: tuple[str, ...] = ("Logits", "Logits")
+
+    def path(self, s: Structure, *parts: str) -> str:
+        """A variable scope from its parts: `Scope/Part/Part` (dialects of slim names that
+        join them otherwise override this)."""
+        return "/".join((s.spec.slim_scope, *parts))
+
     def name(self, s, where):
-        scope = s.spec.slim_scope
         kind = where[0]
         if kind == "head":
-            return f"{scope}/Logits/Logits"
+            return self.path(s, *self.head_parts)
         if kind == "stem":
             kh, kw = s.layers[where[1]].kernel_size
-            return f"{scope}/Conv2d_{where[1][len('conv_'):]}_{kh}x{kw}"
+            return self.path(s, f"Conv2d_{where[1][len('conv_'):]}_{kh}x{kw}")
         if kind == "up":
-            return f"{scope}/{self._block(s, where[1])}/Conv2d_1x1"
+            return self.path(s, self._block(s, where[1]), "Conv2d_1x1")
         _, block, b, step = where
-        return f"{scope}/{self._block(s, block)}/Branch_{b}/{self.conv_name(s, block, b, step)}"
+        return self.path(s, self._block(s, block), f"Branch_{b}", self.conv_name(s, block, b, step))
 
     @staticmethod
     def conv_name(s: Structure, block: str, b: int, step: str) -> str:
