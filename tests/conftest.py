@@ -17,11 +17,12 @@ from helpers import randomize_weights  # noqa: E402
 from support import tiers  # noqa: E402
 from support.tiers import (  # noqa: E402, F401  (hooks that keep the test tiers true)
     pytest_runtest_logreport,
+    pytest_runtest_makereport,
     pytest_runtest_protocol,
     pytest_terminal_summary,
 )
 
-tiers.install()  # a fresh interpreter or pip started by an unmarked test fails it
+tiers.install()  # interpreters started by unmarked tests are listed after the run
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared beside the repository, as in CI; KERAS_INCEPTION_SHARED overrides it.

@@ -4,7 +4,7 @@ Each Python block runs alone in a fresh interpreter (as a reader pastes it), in 
 folder holding the files they name. Where a block needs what this machine cannot
 have (ImageNet weights: no network) or would take an hour (299 px, 10 epochs), the
 substitutions below say what changes; each must match, so a README edit cannot silently
-escape the test. Shell blocks run through the CLI's `main` in the test process;
+escape the test. Shell blocks run through `python -m keras_inception.cli` the same way;
 the two that cannot run here are listed with the reason.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.runners import run_cli
+from support.runners import run_cli_process
 
 # Each block runs in a fresh interpreter, as a reader pastes it.
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
@@ -161,12 +161,10 @@ def test_readme_python_blocks_run(scratch):
     assert (folder / "runs" / "photos" / "report.json").is_file()
 
 
-def test_readme_shell_blocks_run(scratch, monkeypatch):
-    """The shell blocks' commands through the CLI in this process (TensorFlow imported once),
-    in the scratch folder with its environment."""
+def test_readme_shell_blocks_run(scratch):
+    """The shell blocks' commands, each in a fresh interpreter as a shell runs them (the
+    multi-device training among them), in the scratch folder with its environment."""
     folder, env = _copy(scratch, "shell")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
     shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
     assert len(shell) == 6, "a README shell block was added or removed: update this test"
     ran = 0
@@ -180,7 +178,7 @@ def test_readme_shell_blocks_run(scratch, monkeypatch):
                 continue
             assert command.startswith("keras-inception "), command
             argv = command.split()[1:]
-            proc = run_cli(*argv, cwd=folder)
+            proc = run_cli_process(*argv, cwd=folder, env=env, timeout=1800)
             assert proc.returncode == 0, (command, proc.stderr[-3000:])
             ran += 1
     assert ran == 10 and set(SHELL_NOT_RUN) | {1, 2, 3, 4} == set(range(len(shell)))

@@ -1,8 +1,9 @@
 """Keeps the test tiers honest (see the markers in pyproject.toml).
 
 * A test (or a fixture it sets up) that starts a fresh Python interpreter must be marked
-  `subprocess`: `Popen` is watched and an unmarked launch fails the test with the marker
-  to add. (Tests that use files fetched through pip are marked `network` by conftest.)
+  `subprocess`: `Popen` is watched and unmarked launches are listed at the end of the run
+  with the marker to add. (Tests that use files fetched through pip are marked `network`
+  by conftest.)
 * Unmarked tests that took longer than `SLOW_S` are listed at the end of the run, so the
   fast tier stays fast (a list, not a failure: timings depend on the machine).
 """
@@ -18,6 +19,7 @@ SLOW_S = 10.0
 
 _current: list[pytest.Item] = []
 _unmarked_slow: list[tuple[str, float]] = []
+_unmarked_launches: set[tuple[str, str]] = set()
 _original_popen_init = subprocess.Popen.__init__
 
 
@@ -33,10 +35,7 @@ def _required_marker(args) -> str | None:
 def _watched_popen_init(self, args, *rest, **kwargs):
     marker = _required_marker(args)
     if marker and _current and _current[-1].get_closest_marker(marker) is None:
-        raise AssertionError(
-            f"{_current[-1].nodeid} starts `{' '.join(map(str, args))[:120]}` but is not marked "
-            f"`{marker}`: add @pytest.mark.{marker} (or pytestmark) so that the tiers stay true."
-        )
+        _unmarked_launches.add((_current[-1].nodeid, marker))
     _original_popen_init(self, args, *rest, **kwargs)
 
 
@@ -58,9 +57,26 @@ def pytest_runtest_logreport(report):
         keywords = report.keywords
         if "slow" not in keywords:
             _unmarked_slow.append((report.nodeid, report.duration))
+    # Launches seen in a worker travel to the controller in the report's sections.
+    for name, content in report.sections:
+        if name == "unmarked launches":
+            _unmarked_launches.update(tuple(line.split(" ", 1)) for line in content.splitlines())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    launches = sorted(m for nodeid, m in _unmarked_launches if nodeid == item.nodeid)
+    if launches and call.when == "teardown":
+        outcome.get_result().sections.append(
+            ("unmarked launches", "\n".join(f"{item.nodeid} {m}" for m in launches)))
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _unmarked_launches:
+        terminalreporter.section("tests that start an interpreter without their marker")
+        for nodeid, marker in sorted(_unmarked_launches):
+            terminalreporter.write_line(f"{nodeid}: add @pytest.mark.{marker}")
     if _unmarked_slow:
         terminalreporter.section(f"tests over {SLOW_S:.0f} s not marked slow")
         for nodeid, seconds in sorted(_unmarked_slow, key=lambda t: -t[1]):
