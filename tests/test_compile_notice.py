@@ -10,6 +10,7 @@ import re
 
 import keras
 import numpy as np
+import pytest
 
 from keras_inception import train as training
 from keras_inception.presets import cache_dir
@@ -100,6 +101,7 @@ def test_keras_decides_xla_unless_told():
     assert not hasattr(compile_notice, "MEASURED") and not hasattr(compile_notice, "default_jit")
 
 
+@pytest.mark.slow
 def test_train_prints_the_notice_for_each_stage(tmp_path, base_weights, capsys):
     training.train(training.TrainConfig(
         out=str(tmp_path / "run"), model="inception_resnet_v1", image_size=75, batch_size=8,

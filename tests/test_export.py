@@ -236,6 +236,7 @@ def test_cli_predict_tflite_class_names(flowers, flowers_tflite, tmp_path, capsy
 
 # --- ONNX -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_onnx_matches_keras(small_models, tmp_path):
     import onnxruntime
 

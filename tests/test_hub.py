@@ -77,6 +77,7 @@ def test_missing_huggingface_hub_names_the_extra(monkeypatch, small_v4_notop):
         hub.load_converted(small_v4_notop, entry, include_top=False)
 
 
+@pytest.mark.slow
 def test_verified_cached_file_is_used_without_the_hub(monkeypatch, small_ir2_notop):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     entry = get_preset("inception_resnet_v2", "imagenet_ens_adv")
@@ -90,6 +91,7 @@ def test_verified_cached_file_is_used_without_the_hub(monkeypatch, small_ir2_not
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "no_record"])
 def test_unverified_cached_file_is_not_used(monkeypatch, small_ir2_notop, damage):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
@@ -185,6 +187,8 @@ def v4_fixture(shared_dir):
     return folder, spec, make_state.make_state(spec["params"], spec["seed"])
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_imagenet_preset_from_a_seeded_offline_cache(tmp_path, v4_fixture):
     from safetensors.numpy import save_file
 
@@ -208,6 +212,7 @@ def test_imagenet_preset_from_a_seeded_offline_cache(tmp_path, v4_fixture):
         "inception_v4_imagenet.weights.h5", "inception_v4_imagenet.weights.h5.sha256.json"]
 
 
+@pytest.mark.subprocess
 def test_imagenet_preset_offline_with_empty_cache_fails_clearly(tmp_path, v4_fixture):
     folder, spec, _ = v4_fixture
     (tmp_path / "hf_cache").mkdir()

@@ -207,6 +207,7 @@ def test_predict_tflite_is_a_real_option(capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_every_named_keras_applications_layer_exists_in_ours():
     reference = keras.applications.InceptionResNetV2(weights=None)
     generated = re.compile(

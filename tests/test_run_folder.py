@@ -117,6 +117,7 @@ def test_foreign_outputs_need_overwrite(tmp_path, base_weights):
     assert (out / "history.csv").read_text() == "epoch,stage\n1,head\n"
 
 
+@pytest.mark.slow
 def test_overwrite_starts_again(tmp_path, base_weights):
     out = tmp_path / "run"
     out.mkdir()

@@ -50,6 +50,7 @@ def test_keras_files_reload_in_fresh_process(tmp_path, small_models):
         np.testing.assert_array_equal(np.asarray(outputs[path], np.float32), expected[path])
 
 
+@pytest.mark.slow
 def test_config_round_trip(small_models):
     x = np.random.default_rng(6).uniform(-1, 1, (1, 96, 96, 3)).astype("float32")
     for model in small_models.values():
@@ -60,6 +61,7 @@ def test_config_round_trip(small_models):
         assert not any(isinstance(layer, keras.layers.Lambda) for layer in clone.layers)
 
 
+@pytest.mark.slow
 def test_load_weights_of_a_keras_archive_is_keras_own(tmp_path, small_models):
     """`saving.load_weights` (the member copied out of the zip, then loaded) gives
     bit-identical weights to Keras' `model.load_weights("x.keras")`; a zip that is not a
