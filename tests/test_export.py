@@ -121,6 +121,7 @@ def test_saved_model_reloads_in_fresh_process(small_models, tmp_path):
 
 # --- TFLite ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tflite_float_variants_match_keras(flowers, flowers_tflite):
     images = flowers.val_x[:6]
     for name, bound in (("float32", 1e-4), ("float16", 1e-2)):
@@ -140,6 +141,7 @@ def _accuracy_and_agreement(predictions: np.ndarray, flowers) -> tuple[float, fl
     return float(np.mean(top1 == flowers.val_y)), float(np.mean(top1 == flowers.probs.argmax(-1)))
 
 
+@pytest.mark.slow
 def test_quantized_accuracy_on_flowers(flowers, flowers_tflite):
     float_acc = float(np.mean(flowers.probs.argmax(-1) == flowers.val_y))
     assert float_acc >= 0.4, f"the float model is too weak to judge quantization: {float_acc}"
@@ -154,6 +156,7 @@ def test_quantized_accuracy_on_flowers(flowers, flowers_tflite):
         assert accuracy >= float_acc - 0.05, (name, accuracy, float_acc)
 
 
+@pytest.mark.slow
 def test_int8_model_is_integer_only(flowers_tflite):
     path = flowers_tflite["int8"]
     assert non_integer_ops(path) == []
@@ -172,6 +175,7 @@ def test_int8_model_is_integer_only(flowers_tflite):
     assert len(non_integer_ops(flowers_tflite["dynamic_int8"])) > 100
 
 
+@pytest.mark.slow
 def test_quantized_files_are_small(flowers_tflite):
     size = {name: os.path.getsize(path) for name, path in flowers_tflite.items()}
     assert size["float16"] <= 0.55 * size["float32"]
@@ -179,6 +183,7 @@ def test_quantized_files_are_small(flowers_tflite):
     assert size["int8"] <= 0.30 * size["float32"]
 
 
+@pytest.mark.slow
 def test_classifier_top_k_and_class_names(flowers, flowers_tflite):
     names = sorted(os.listdir(flowers.train_dir))
     classifier = Classifier(flowers_tflite["float32"], class_names=names)
@@ -198,6 +203,7 @@ def test_classifier_top_k_and_class_names(flowers, flowers_tflite):
         Classifier(flowers.path.parent / "missing.tflite")
 
 
+@pytest.mark.slow
 def test_cli_predict_tflite(flowers, flowers_tflite, capsys):
     val = flowers.train_dir.parent / "val"
     images = [str(val / "daisy" / sorted(os.listdir(val / "daisy"))[0]),
@@ -209,6 +215,7 @@ def test_cli_predict_tflite(flowers, flowers_tflite, capsys):
     assert lines[1].split()[1] == expected[0][0][1] and lines[4].split()[1] == expected[1][0][1]
 
 
+@pytest.mark.slow
 def test_cli_predict_tflite_class_names(flowers, flowers_tflite, tmp_path, capsys):
     """`--class-names FILE`, else the class_names.json beside the .tflite file."""
     import shutil
