@@ -121,18 +121,22 @@ class FacenetPytorchDialect(TimmDialect):
         return key.endswith(".num_batches_tracked") or key.startswith("logits.")
 
 
+def _model_config(f) -> str | None:
+    """The model config (JSON text) of a Keras 2 full-model h5 that holds weights, else None."""
+    config = f.attrs.get("model_config")
+    if config is None or "model_weights" not in f:
+        return None
+    return config.decode("utf-8") if isinstance(config, bytes) else config
+
+
 def is_facenet_keras_h5(path: str | os.PathLike) -> bool:
     """Whether `path` is keras-facenet's Keras 2 `facenet_keras.h5` (by its content)."""
     import h5py
 
     try:
         with h5py.File(os.fspath(path), "r") as f:
-            config = f.attrs.get("model_config")
-            if config is None or "model_weights" not in f:
-                return False
-            if isinstance(config, bytes):
-                config = config.decode("utf-8")
-            return _KERAS_MARKER in config
+            config = _model_config(f)
+            return config is not None and _KERAS_MARKER in config
     except OSError:
         return False
 
@@ -146,10 +150,8 @@ def read_facenet_keras_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"FaceNet Keras file not found: {path!r}.")
     try:
         with h5py.File(path, "r") as f:
-            config = f.attrs.get("model_config")
-            if isinstance(config, bytes):
-                config = config.decode("utf-8")
-            if config is None or _KERAS_MARKER not in config or "model_weights" not in f:
+            config = _model_config(f)
+            if config is None or _KERAS_MARKER not in config:
                 raise ValueError(
                     f"{path!r} is not keras-facenet's facenet_keras.h5: it has no "
                     f"{_KERAS_MARKER} layer (a Keras 2 FaceNet Inception-ResNet-v1 full model)."
