@@ -8,6 +8,8 @@ EXTRAS ?= cpu,train,hub,litert,onnx,jax,torch
 # Test tiers by marker (see pyproject.toml): the fast tier leaves out what trains or runs a
 # model beyond toy size, starts fresh interpreters or fetches from the package index.
 FAST_MARKERS = not slow and not subprocess and not network
+# Two workers; tests/support/schedule.py groups each module and starts the longest first.
+XDIST = -n 2 --dist loadgroup --no-loadscope-reorder
 
 .PHONY: venv demo test test-fast lint clean
 
@@ -24,11 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile tests
+	$(PY) -m pytest $(XDIST) tests
 
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile -m "$(FAST_MARKERS)" tests
+	$(PY) -m pytest $(XDIST) -m "$(FAST_MARKERS)" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

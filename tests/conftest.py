@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 from helpers import randomize_weights  # noqa: E402
-from support import tiers  # noqa: E402
+from support import schedule, tiers  # noqa: E402
 from support.tiers import (  # noqa: E402, F401  (hooks that keep the test tiers true)
     pytest_runtest_logreport,
     pytest_runtest_makereport,
@@ -37,15 +37,22 @@ NETWORK_FIXTURES = {"facenet_h5", "face_crops_by_person", "facenet_ms_celeb"}
 TORCH_FIXTURES = {"torch_net"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """A test that uses a file fetched from the package index is a `network` test; one that
-    runs facenet-pytorch's model also a `torch` test."""
+    runs facenet-pytorch's model also a `torch` test. Each module is an xdist group (see
+    `support.schedule`, which also orders the run)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & (NETWORK_FIXTURES | TORCH_FIXTURES):
             item.add_marker(pytest.mark.network)
         if fixtures & TORCH_FIXTURES:
             item.add_marker(pytest.mark.torch)
+    schedule.group(items)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(schedule, "keras_inception_test_schedule")
 
 
 @pytest.fixture(scope="session")

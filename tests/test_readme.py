@@ -22,7 +22,7 @@ import pytest
 from support.runners import run_cli_process
 
 # Each block runs in a fresh interpreter, as a reader pastes it.
-pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+RUNS_A_BLOCK = [pytest.mark.slow, pytest.mark.subprocess]
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -72,7 +72,7 @@ def _substitute(code: list[str], substitutions) -> list[str]:
     return code
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # its tests spread over the workers: once per worker
 def scratch(tmp_path_factory, flowers_dir, facenet_h5, face_crops_by_person):
     """A folder with the files the README's examples name, and an environment whose
     weights cache holds FaceNet's file (the `auto` and `ms_celeb_1m` paths)."""
@@ -139,47 +139,68 @@ def _copy(scratch, name: str) -> tuple[Path, dict]:
     return folder, {**env, "KERAS_INCEPTION_CACHE": str(folder / "weights_cache")}
 
 
-def test_readme_python_blocks_run(scratch):
-    """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
-    them would hold every model at once, gigabytes): a block that uses a name it does not
-    import or define fails here."""
-    folder, env = _copy(scratch, "python")
+# What each Python block leaves behind, checked after it runs: (printed text, files).
+PYTHON_CHECKS = {
+    3: (["FeatureInfo(index=1"], []),
+    4: ([], ["irv2_savedmodel", "irv2.tflite", "irv2_int8.tflite", "irv2.onnx"]),
+    5: ([], ["runs/photos/report.json"]),
+}
+# The shell blocks that run, in groups that share a folder, in order (training, block 3,
+# before the export block, 2, which exports the model it trains), with their command counts.
+SHELL_GROUPS = {"convert": (1,), "train_export": (3, 2), "mirrored": (4,)}
+SHELL_COMMANDS = {1: 3, 2: 3, 3: 3, 4: 1}
+
+
+def test_readme_blocks_are_all_covered():
+    """Every README block runs below (or is listed with its reason), and every substitution
+    still finds its text: a README edit cannot silently escape the block tests."""
     code = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)
     assert len(code) == 7, "a README Python block was added or removed: update this test"
-    outputs = []
-    for index, block in enumerate(code):
-        script = block + "\nprint('README-OK')\n"
-        proc = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=1800)
-        assert proc.returncode == 0 and "README-OK" in proc.stdout, (index, proc.stderr[-4000:])
-        outputs.append(proc.stdout)
-    printed = "".join(outputs)
-    # What the blocks produced, checked: features, face verification, exports, training.
-    assert "FeatureInfo(index=1" in printed
-    for name in ("irv2_savedmodel", "irv2.tflite", "irv2_int8.tflite", "irv2.onnx"):
-        assert (folder / name).exists(), name
-    assert (folder / "runs" / "photos" / "report.json").is_file()
-
-
-def test_readme_shell_blocks_run(scratch):
-    """The shell blocks' commands, each in a fresh interpreter as a shell runs them (the
-    multi-device training among them), in the scratch folder with its environment."""
-    folder, env = _copy(scratch, "shell")
     shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
     assert len(shell) == 6, "a README shell block was added or removed: update this test"
-    ran = 0
-    # Training (block 3) first: the export block exports the model it trains.
-    for index in (1, 3, 4, 2):
-        block = shell[index]
-        assert index not in SHELL_NOT_RUN
-        for command in block.replace("\\\n", " ").splitlines():
-            command = command.split("#")[0].strip()
-            if not command:
-                continue
+    grouped = [index for group in SHELL_GROUPS.values() for index in group]
+    assert sorted(grouped) == sorted(SHELL_COMMANDS) and not set(grouped) & set(SHELL_NOT_RUN)
+    assert set(SHELL_NOT_RUN) | set(grouped) == set(range(len(shell)))
+    assert sum(SHELL_COMMANDS.values()) == 10
+    assert all(len(_commands(shell[index])) == SHELL_COMMANDS[index] for index in grouped)
+
+
+def _commands(block: str) -> list[str]:
+    commands = [line.split("#")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+    return [command for command in commands if command]
+
+
+@pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(7)])
+def test_readme_python_block_runs(scratch, index):
+    """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
+    them would hold every model at once, gigabytes): a block that uses a name it does not
+    import or define fails here. What it produced is checked: features, exports, training."""
+    folder, env = _copy(scratch, f"python{index}")
+    block = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)[index]
+    proc = subprocess.run([sys.executable, "-c", block + "\nprint('README-OK')\n"], cwd=folder,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0 and "README-OK" in proc.stdout, (index, proc.stderr[-4000:])
+    printed, files = PYTHON_CHECKS.get(index, ([], []))
+    for text in printed:
+        assert text in proc.stdout, (index, text)
+    for name in files:
+        assert (folder / name).exists(), name
+
+
+@pytest.mark.parametrize("group", [pytest.param(g, marks=RUNS_A_BLOCK) for g in SHELL_GROUPS])
+def test_readme_shell_blocks_run(scratch, group):
+    """The shell blocks' commands, each in a fresh interpreter as a shell runs them (the
+    multi-device training among them), in the scratch folder with its environment."""
+    folder, env = _copy(scratch, f"shell_{group}")
+    shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
+    for index in SHELL_GROUPS[group]:
+        commands = _commands(shell[index])
+        assert len(commands) == SHELL_COMMANDS[index]
+        for command in commands:
             assert command.startswith("keras-inception "), command
-            argv = command.split()[1:]
-            proc = run_cli_process(*argv, cwd=folder, env=env, timeout=1800)
+            proc = run_cli_process(*command.split()[1:], cwd=folder, env=env, timeout=1800)
             assert proc.returncode == 0, (command, proc.stderr[-3000:])
-            ran += 1
-    assert ran == 10 and set(SHELL_NOT_RUN) | {1, 2, 3, 4} == set(range(len(shell)))
-    assert (folder / "v4.weights.h5").is_file() and (folder / "serving" / "1").is_dir()
+    if group == "convert":
+        assert (folder / "v4.weights.h5").is_file()
+    if group == "train_export":
+        assert (folder / "serving" / "1").is_dir()

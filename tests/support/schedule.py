@@ -1,0 +1,56 @@
+"""The order of the test run on several workers (`pytest -n 2 --dist loadgroup
+--no-loadscope-reorder`, as `make test` runs it).
+
+Two cores and a suite of long tests: the wall time is set by how the work is shared. xdist
+hands out work units (here: a module, or one test of a module listed in `SPREAD`) in
+collection order, so the units start longest first, from the per-test times in
+`durations.json` (measured here by `tools/record_test_durations.py`; a test missing from it counts
+as `UNKNOWN_S`), summed over the tests selected. A stale table only makes the order worse,
+never a test wrong.
+
+A module runs on one worker, so that its module and session fixtures are built once;
+a module in `SPREAD` has long tests on a cheap shared fixture and spreads test by test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DURATIONS = Path(__file__).with_name("durations.json")
+UNKNOWN_S = 5.0  # a test not in the table yet
+SPREAD = {"test_readme.py"}
+
+
+def duration_key(nodeid: str) -> str:
+    """`module.py::test[param]`: a test's key in `DURATIONS` (no folder, no xdist group)."""
+    return nodeid.rsplit("/", 1)[-1].split("@")[0]
+
+
+def unit(nodeid: str) -> str:
+    """The work unit a test belongs to: its module's file name, or (`SPREAD`) the test."""
+    module = duration_key(nodeid).split("::")[0]
+    return duration_key(nodeid) if module in SPREAD else module
+
+
+def group(items: list[pytest.Item]) -> None:
+    """Each module's tests are one xdist group (`SPREAD` aside): one worker, fixtures once.
+    Runs before xdist reads the groups."""
+    for item in items:
+        if "::" not in unit(item.nodeid):
+            item.add_marker(pytest.mark.xdist_group(unit(item.nodeid)))
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` / `-k` have deselected: the units as they run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Sorts the work units longest first, keeping the order of the tests inside a unit."""
+    measured = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(unit(item.nodeid), []).append(item)
+    seconds = {name: sum(measured.get(duration_key(item.nodeid), UNKNOWN_S) for item in tests)
+               for name, tests in units.items()}
+    items[:] = [item for name in sorted(units, key=lambda name: -seconds[name])
+                for item in units[name]]
