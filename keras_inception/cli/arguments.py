@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from keras_inception.registry import model_names
+from keras_inception.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, model_names
 
-# From the registry, which knows the names without importing Keras.
+# From the registry, which knows the names and sizes without importing Keras.
 MODEL_CHOICES = tuple(model_names())
-# keras_inception.models.builder.MIN_SIZE (not imported: `--help` must not import Keras;
-# tests/test_layout.py checks that the two agree).
-MIN_IMAGE_SIZE = 75
 
 
 def _number(kind: type, check: Callable[[float], bool], allowed: str) -> Callable[[str], float]:
@@ -35,7 +32,8 @@ def _number(kind: type, check: Callable[[float], bool], allowed: str) -> Callabl
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-image_size = _number(int, lambda v: v >= MIN_IMAGE_SIZE, f"an integer >= {MIN_IMAGE_SIZE}")
+image_size = _number(int, lambda v: MIN_IMAGE_SIZE <= v <= MAX_IMAGE_SIZE,
+                     f"an integer in {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE}")
 positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
 crop_fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 

@@ -11,10 +11,15 @@ from keras import layers
 
 from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
 from keras_inception.presets.loader import load_preset, load_weights_file
-from keras_inception.registry import ModelSpec, known_preset_names, unavailable_reason
+from keras_inception.registry import (
+    MIN_IMAGE_SIZE,
+    ModelSpec,
+    known_preset_names,
+    unavailable_reason,
+)
 
 DEFAULT_SIZE = 299
-MIN_SIZE = 75
+MIN_SIZE = MIN_IMAGE_SIZE
 POOLING_MODES = (None, "avg", "max")
 
 

@@ -31,6 +31,8 @@ from keras_inception.train.config import (
     REPORT_FILE,
     RUN_FILE,
     RUN_IDENTITY,
+    SAMPLE_NAME,
+    TFDS_PREFIX,
     TrainConfig,
 )
 
@@ -83,8 +85,6 @@ def resolved_data(data: str) -> str:
     """`--data` as a run compares it: a folder by its resolved path (the same folder given
     as an absolute and a relative path is the same data; a relative path from another
     working directory is not), the embedded sample and `tfds:NAME` by name."""
-    from keras_inception.train.data import SAMPLE_NAME, TFDS_PREFIX
-
     data = os.fspath(data)
     if data == SAMPLE_NAME or data.startswith(TFDS_PREFIX):
         return data
