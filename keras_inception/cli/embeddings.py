@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from keras_inception.cli.arguments import add_model_option, positive_int
+from keras_inception.cli.arguments import (
+    add_model_option,
+    check_input_files,
+    check_output,
+    check_weights_file,
+    positive_int,
+)
 
 MODEL = "facenet"
 DEFAULT_WEIGHTS = "ms_celeb_1m"
@@ -120,15 +126,30 @@ def load_crops(paths: list[str], size: int) -> list:
     return [load_image(path, size, crop_pct=1.0) for path in paths]
 
 
+def check_embed(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is computed): the model, the weights file,
+    the crops, and an `--out` that can be written."""
+    _check_model(args.model)
+    check_weights_file(args.weights)
+    check_input_files(args.images, "CROP", "a face crop image file")
+    check_output(args.out, overwrite=args.overwrite, suffix=".npy")
+
+
+def check_verify(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported: the model, the weights file and the two crops."""
+    _check_model(args.model)
+    check_weights_file(args.weights)
+    check_input_files(args.images, "CROP", "a face crop image file")
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from keras_inception.files import check_destination, check_writable_parent, write_atomic
+    from keras_inception.files import write_atomic
     from keras_inception.models.facenet import DEFAULT_SIZE
 
-    _check_model(args.model)
-    out = check_destination(args.out, overwrite=args.overwrite, suffix=".npy", arg="--out")
-    check_writable_parent(out, "--out")
+    # The arguments were checked before TensorFlow was imported (check_embed).
+    out = os.path.abspath(args.out)
     crops = load_crops(args.images, DEFAULT_SIZE)
     embedder = FaceEmbedder(args.weights, args.embedding_dim, args.standardization)
     embeddings = embedder.embed(crops)
@@ -151,7 +172,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from keras_inception.models.facenet import DEFAULT_SIZE
     from keras_inception.registry import get_spec
 
-    _check_model(args.model)
     crops = load_crops(args.images, DEFAULT_SIZE)
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
@@ -203,7 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="CROP", help="face crop image files")
     p.add_argument("--out", required=True, metavar="EMB.npy", help="output .npy file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=cmd_embed)
+    p.set_defaults(func=cmd_embed, check=check_embed)
 
     p = sub.add_parser(
         "verify",
@@ -221,4 +241,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="distance below which the faces are the same person, in (0, 2] (default: the "
              "preset's recommended threshold, 1.1 for the FaceNet presets)",
     )
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=cmd_verify, check=check_verify)

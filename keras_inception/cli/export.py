@@ -9,6 +9,9 @@ from keras_inception.cli.arguments import (
     MODEL_CHOICES,
     add_image_size_option,
     add_model_option,
+    check_model_file,
+    check_output,
+    check_weights_file,
     positive_int,
 )
 
@@ -16,31 +19,63 @@ FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
 
 
+def _need_weights(model_arg: str) -> ValueError:
+    return ValueError(
+        f"`--weights` is required to export {model_arg}: a preset such as 'imagenet', a "
+        "weights file, or 'none' to export random weights on purpose."
+    )
+
+
 def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
-    """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model."""
+    """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model (the
+    options a `.keras` file does not take are refused by `check_export`)."""
     from keras_inception.cli.core import load_classifier
     from keras_inception.registry import get_spec
 
-    if model_arg in MODEL_CHOICES:
-        if weights is None:
-            raise ValueError(
-                f"`--weights` is required to export {model_arg}: a preset such as 'imagenet', a "
-                "weights file, or 'none' to export random weights on purpose."
-            )
-        spec = get_spec(model_arg)
-        size = image_size or spec.default_size
-        weights = None if weights == "none" else weights
-        if not spec.classifier:
-            # An embedding network: raw 0-255 face crops in, standardised inside.
-            return spec.builder(weights=weights, input_shape=(size, size, 3),
-                                include_preprocessing=True)
-        return spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
-    if weights is not None or image_size is not None:
+    if model_arg not in MODEL_CHOICES:
+        return load_classifier(model_arg, None, None)
+    if weights is None:
+        raise _need_weights(model_arg)
+    spec = get_spec(model_arg)
+    size = image_size or spec.default_size
+    weights = None if weights == "none" else weights
+    if not spec.classifier:
+        # An embedding network: raw 0-255 face crops in, standardised inside.
+        return spec.builder(weights=weights, input_shape=(size, size, 3),
+                            include_preprocessing=True)
+    return spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
+
+
+def check_export(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is built): the model file, the weights file
+    and the calibration folder exist, the options agree, and `--out` can be written."""
+    check_model_file(args)
+    if args.model in MODEL_CHOICES and args.weights is None:
+        raise _need_weights(args.model)
+    check_weights_file(args.weights)
+    if args.format != "tflite" and (args.quantize or args.calibration_data):
         raise ValueError(
-            f"`--weights` and `--image-size` apply to model names ({', '.join(MODEL_CHOICES)}), "
-            f"not to a saved model; received --model {model_arg!r}."
+            f"`--quantize` and `--calibration-data` apply to --format tflite; "
+            f"received --format {args.format}."
         )
-    return load_classifier(model_arg, None, None)
+    if args.calibration_data and args.quantize != "int8":
+        raise ValueError(
+            "`--calibration-data` is used by --quantize int8 only; "
+            f"received --quantize {args.quantize}."
+        )
+    if args.quantize == "int8" and not args.calibration_data:
+        raise ValueError("`--quantize int8` needs `--calibration-data DIR` (training images).")
+    if args.calibration_data and not os.path.isdir(args.calibration_data):
+        raise FileNotFoundError(f"--calibration-data {args.calibration_data!r} is not a folder; "
+                                "expected a folder of images (at any depth).")
+    if args.model == "facenet" and args.uint8_input and args.format == "saved_model":
+        raise ValueError(
+            "--uint8-input adds the classifiers' [-1, 1] scaling; a FaceNet export already takes "
+            "raw 0-255 face crops (its standardisation is inside): leave --uint8-input out."
+        )
+    if args.uint8_input and args.format == "onnx":
+        raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
+    check_output(args.out, overwrite=args.overwrite)
 
 
 def _keep_class_names(model_arg: str, exported: str) -> None:
@@ -57,31 +92,8 @@ def _keep_class_names(model_arg: str, exported: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from keras_inception import export
-    from keras_inception.files import check_destination, check_writable_parent
 
-    # An existing or unwritable --out is refused before the model is built.
-    check_destination(args.out, overwrite=args.overwrite, arg="--out")
-    check_writable_parent(args.out, "--out")
-
-    if args.format != "tflite" and (args.quantize or args.calibration_data):
-        raise ValueError(
-            f"`--quantize` and `--calibration-data` apply to --format tflite; "
-            f"received --format {args.format}."
-        )
-    if args.calibration_data and args.quantize != "int8":
-        raise ValueError(
-            "`--calibration-data` is used by --quantize int8 only; "
-            f"received --quantize {args.quantize}."
-        )
-    if args.quantize == "int8" and not args.calibration_data:
-        raise ValueError("`--quantize int8` needs `--calibration-data DIR` (training images).")
-    if args.model == "facenet" and args.uint8_input and args.format == "saved_model":
-        raise ValueError(
-            "--uint8-input adds the classifiers' [-1, 1] scaling; a FaceNet export already takes "
-            "raw 0-255 face crops (its standardisation is inside): leave --uint8-input out."
-        )
-    if args.uint8_input and args.format == "onnx":
-        raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
+    # The arguments were checked before TensorFlow was imported (check_export).
     model = build_model(args.model, args.weights, args.image_size, args.classes)
     what = args.format + (f" ({args.quantize})" if args.quantize else "")
     print(f"Exporting {model.name} ({model.count_params():,} parameters, input "
@@ -151,4 +163,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="destination (.tflite / .onnx file, or SavedModel directory)")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, check=check_export)

@@ -149,6 +149,21 @@ class TrainConfig:
 
 
 
+def evaluation_crop_pct(model: str, weights: str | None, crop_pct: float | None) -> float:
+    """The center crop a run evaluates (and a trained model predicts) with: `crop_pct`, else
+    the pretrained preset's (`weights` names a preset of `model`), else 0.875 (random
+    weights or a weights file)."""
+    from keras_inception.preprocessing import DEFAULT_CROP_PCT
+
+    if crop_pct is not None:
+        return float(crop_pct)
+    if weights and not os.path.isfile(weights):
+        from keras_inception.presets import get_preset
+
+        return get_preset(model, weights).crop_pct
+    return DEFAULT_CROP_PCT
+
+
 def _check_bounds(field: dataclasses.Field, value: Any) -> None:
     """The integer bounds of a field's metadata (None passes: the default applies)."""
     minimum, maximum = field.metadata.get("minimum"), field.metadata.get("maximum")
@@ -182,4 +197,5 @@ __all__ = [
     "STRATEGIES",
     "TFDS_PREFIX",
     "TrainConfig",
+    "evaluation_crop_pct",
 ]

@@ -24,7 +24,6 @@ from typing import Any
 import keras
 
 from keras_inception import files
-from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.presets.fetch import file_hash
 from keras_inception.saving import load_model, load_weights
 from keras_inception.train import feature_cache, ladder, run_folder
@@ -36,6 +35,7 @@ from keras_inception.train.config import (
     HISTORY_FILE,
     RUN_FILE,
     TrainConfig,
+    evaluation_crop_pct,
 )
 from keras_inception.train.evaluation import evaluate_model
 from keras_inception.train.recipes import BASE_LEARNING_RATE, Phase, RecipePlan, plan_stages
@@ -64,14 +64,7 @@ def _best_epoch(rows: list[dict]) -> int | None:
 
 def _crop_pct(config: TrainConfig) -> float:
     """The evaluation crop: the config's, else the pretrained preset's, else the default."""
-    if config.crop_pct is not None:
-        return config.crop_pct
-    weights = config.resolved_weights()
-    if weights and not os.path.isfile(weights):
-        from keras_inception.presets import get_preset
-
-        return get_preset(config.model, weights).crop_pct
-    return DEFAULT_CROP_PCT
+    return evaluation_crop_pct(config.model, config.resolved_weights(), config.crop_pct)
 
 
 def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
