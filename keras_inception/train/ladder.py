@@ -8,7 +8,9 @@ weights that can be had here, each rung tried in turn.
 3. no pretrained weights: training from scratch.
 
 `choose_rung()` says which rung is used, where its weights came from (the local cache, a
-download, the package index) and, one line each, why the ones above it failed.
+download, the package index) and, one line each, why the ones above it failed. The rung
+brings its network: `resolve()` says so in one line when that replaces the configured
+`model`, and the run's `report.json` records it (`weights_ladder`).
 
 Face-trained features are real pretrained features: on tf_flowers_small a linear classifier
 on FaceNet's pooled features reaches about 72% validation accuracy, against about 48% for
@@ -18,9 +20,11 @@ the same network with shuffled weights.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from keras_inception.presets import WeightsDownloadError, download, get_preset
 from keras_inception.presets.fetch import Origin, fetch_from_package, origin_of
+from keras_inception.registry import get_spec
 from keras_inception.train.config import TrainConfig
 
 AUTO = "auto"
@@ -83,19 +87,34 @@ def choose_rung(log=print) -> Rung:
     return choose(log)[0]
 
 
-def resolve(config: TrainConfig, log=print) -> TrainConfig:
+def resolve_with_record(config: TrainConfig,
+                        log=print) -> tuple[TrainConfig, dict[str, Any] | None]:
     """`config` with `weights="auto"` replaced by the ladder's choice (network, weights;
-    the image size stays the configured one, else the chosen network's)."""
+    the image size stays the configured one, else the chosen network's), and the record
+    of that choice for the report: the rung, where its weights came from and the `model`
+    asked for (None when `weights` is not "auto")."""
     if config.weights != AUTO:
-        return config
+        return config, None
     if config.recipe != "transfer":
         raise ValueError(
             f"weights='auto' picks pretrained weights for the transfer recipe; received "
             f"recipe={config.recipe!r} (which trains from scratch: use weights='none')."
         )
-    rung = choose_rung(log)
-    return dataclasses.replace(config, model=rung.model, weights=rung.weights or "none")
+    get_spec(config.model)  # an unknown model is refused before the ladder runs
+    rung, origin = choose(log)
+    if rung.model != config.model:
+        log(f"[weights] --model {config.model} replaced by {rung.model}: the network the "
+            f"{rung.name} rung's weights are for (weights 'auto' chooses the network with them)")
+    record = {"rung": rung.name, "weights_from": origin.kind if origin else None,
+              "requested_model": config.model}
+    return dataclasses.replace(config, model=rung.model, weights=rung.weights or "none"), record
+
+
+def resolve(config: TrainConfig, log=print) -> TrainConfig:
+    """`config` with `weights="auto"` replaced by the ladder's choice (see
+    `resolve_with_record`)."""
+    return resolve_with_record(config, log)[0]
 
 
 __all__ = ["AUTO", "FACENET", "IMAGENET", "LADDER", "SCRATCH", "Rung", "choose", "choose_rung",
-           "resolve"]
+           "resolve", "resolve_with_record"]
