@@ -82,8 +82,8 @@ def download_state_file(entry: WeightsPreset) -> str:
             reason = _unreachable(constants.ENDPOINT)
             if reason is not None:
                 raise ConnectionError(f"{constants.ENDPOINT} is unreachable ({reason})")
-        announce(f"downloading {entry.hf_filename} of {entry.hf_repo} from the Hugging Face hub "
-                 "(once; later uses read the converted file)")
+            announce(f"downloading {entry.hf_filename} of {entry.hf_repo} from the Hugging Face "
+                     "hub (once; later uses read the converted file)")
         path = hub.hf_hub_download(**request, etag_timeout=DOWNLOAD_TIMEOUT)
         record_origin(path, DOWNLOADED, source)
         return path
