@@ -55,14 +55,8 @@ def _keep_class_names(model_arg: str, exported: str) -> None:
         write_json_atomic(target, names)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from keras_inception import export
-    from keras_inception.files import check_destination, check_writable_parent
-
-    # An existing or unwritable --out is refused before the model is built.
-    check_destination(args.out, overwrite=args.overwrite, arg="--out")
-    check_writable_parent(args.out, "--out")
-
+def _check_options(args: argparse.Namespace) -> None:
+    """The combinations of options that `export` refuses, before any work."""
     if args.format != "tflite" and (args.quantize or args.calibration_data):
         raise ValueError(
             f"`--quantize` and `--calibration-data` apply to --format tflite; "
@@ -82,36 +76,56 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.uint8_input and args.format == "onnx":
         raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
-    model = build_model(args.model, args.weights, args.image_size, args.classes)
+
+
+def _announce(model, args: argparse.Namespace) -> None:
+    """What is about to happen, before the (long) conversion."""
     what = args.format + (f" ({args.quantize})" if args.quantize else "")
     print(f"Exporting {model.name} ({model.count_params():,} parameters, input "
           f"{tuple(model.input_shape[1:])}) to {what}: converting, then checking the result "
           "against the Keras model (a few minutes for large inputs on a CPU)...", flush=True)
+
+
+def _calibration(model, args: argparse.Namespace):
+    """The calibration images of --calibration-data, scaled to [-1, 1]."""
+    from keras_inception import export
+
+    return export.calibration_dataset(args.calibration_data, tuple(model.input_shape[1:3]),
+                                      count=args.calibration_size)
+
+
+def _export(model, args: argparse.Namespace) -> str:
+    from keras_inception import export
+
+    if args.format == "saved_model":
+        return export.export_saved_model(
+            model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite,
+            create_parents=True,
+        )
+    if args.format == "onnx":
+        return export.export_onnx(model, args.out, overwrite=args.overwrite, create_parents=True)
+    return export.export_tflite(
+        model,
+        args.out,
+        quantization=args.quantize,
+        representative_data=_calibration(model, args) if args.calibration_data else None,
+        input_type="uint8" if args.uint8_input else "float32",
+        overwrite=args.overwrite,
+        create_parents=True,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from keras_inception.files import check_destination, check_writable_parent
+
+    # An existing or unwritable --out is refused before the model is built.
+    check_destination(args.out, overwrite=args.overwrite, arg="--out")
+    check_writable_parent(args.out, "--out")
+    _check_options(args)
+    model = build_model(args.model, args.weights, args.image_size, args.classes)
+    _announce(model, args)
     try:
-        if args.format == "saved_model":
-            path = export.export_saved_model(
-                model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite,
-                create_parents=True,
-            )
-        elif args.format == "onnx":
-            path = export.export_onnx(model, args.out, overwrite=args.overwrite,
-                                      create_parents=True)
-        else:
-            calibration = None
-            if args.calibration_data:
-                calibration = export.calibration_dataset(
-                    args.calibration_data, tuple(model.input_shape[1:3]),
-                    count=args.calibration_size,
-                )
-            path = export.export_tflite(
-                model,
-                args.out,
-                quantization=args.quantize,
-                representative_data=calibration,
-                input_type="uint8" if args.uint8_input else "float32",
-                overwrite=args.overwrite,
-                create_parents=True,
-            )
+        path = _export(model, args)
     except (FileExistsError, ImportError) as e:
         raise ValueError(str(e)) from None
     _keep_class_names(args.model, path)
