@@ -79,11 +79,22 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _announce(model, args: argparse.Namespace) -> None:
-    """What is about to happen, before the (long) conversion."""
+    """What is about to happen, before the (long) conversion; for ONNX, the memory it takes."""
+    from keras_inception.export.onnx import (
+        ONNX_MEMORY_BASE,
+        ONNX_MEMORY_PER_WEIGHT_BYTE,
+        onnx_memory_estimate,
+    )
+
     what = args.format + (f" ({args.quantize})" if args.quantize else "")
     print(f"Exporting {model.name} ({model.count_params():,} parameters, input "
           f"{tuple(model.input_shape[1:])}) to {what}: converting, then checking the result "
           "against the Keras model (a few minutes for large inputs on a CPU)...", flush=True)
+    if args.format == "onnx":
+        weights = 4 * model.count_params() / 2**30
+        print(f"The ONNX conversion needs about {onnx_memory_estimate(model) / 2**30:.1f} GiB "
+              f"of memory ({ONNX_MEMORY_BASE / 2**30:.1f} GiB + {ONNX_MEMORY_PER_WEIGHT_BYTE}x "
+              f"the {weights:.2f} GiB of float32 weights).", flush=True)
 
 
 def _calibration(model, args: argparse.Namespace):
