@@ -650,3 +650,111 @@ def test_onnx_export_peak_memory_is_what_the_cli_announces(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["peak"] <= 1.25 * result["estimate"], (result["peak"] / 2**30,
                                                          result["estimate"] / 2**30)
+
+
+# --- class names belong to the exported file ----------------------------------------------------
+
+def _tiny_classifier(classes: int, seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x),
+                       name=f"tiny{classes}")
+
+
+def _trained_run(folder, classes: int, names: list[str] | None):
+    """A `.keras` model in its own folder, with `train`'s class_names.json beside it."""
+    folder.mkdir()
+    path = folder / "best.keras"
+    _tiny_classifier(classes, seed=classes).save(path)
+    if names is not None:
+        (folder / "class_names.json").write_text(json.dumps(names))
+    return path
+
+
+def _image_file(path) -> str:
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def _predicted_labels(stdout: str) -> list[str]:
+    return [line.split()[1] for line in stdout.splitlines() if line.startswith("  ")]
+
+
+def test_two_exports_into_one_folder_keep_their_own_class_names(tmp_path):
+    """Two models with other classes exported into one folder: each file gets its own
+    `FILE.class_names.json`, `predict --tflite` of each prints its own names; re-exporting
+    a model without names there removes the previous model's."""
+    from support.runners import run_cli
+
+    flowers = ["daisy", "rose", "tulip"]
+    colours = ["red", "green"]
+    model_a = _trained_run(tmp_path / "run_a", 3, flowers)
+    model_b = _trained_run(tmp_path / "run_b", 2, colours)
+    out = tmp_path / "deployed"
+    image = _image_file(tmp_path / "image.png")
+    for model, name in ((model_a, "a.tflite"), (model_b, "b.tflite")):
+        proc = run_cli("export", "--model", str(model), "--format", "tflite",
+                       "--out", str(out / name))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"Class names: {out / name}.class_names.json" in proc.stdout
+    assert sorted(os.listdir(out)) == ["a.tflite", "a.tflite.class_names.json", "b.tflite",
+                                       "b.tflite.class_names.json"]
+    assert json.loads((out / "a.tflite.class_names.json").read_text()) == flowers
+    assert json.loads((out / "b.tflite.class_names.json").read_text()) == colours
+    for name, names in (("b.tflite", colours), ("a.tflite", flowers)):
+        proc = run_cli("predict", "--tflite", str(out / name), image, "--top", "2")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        labels = _predicted_labels(proc.stdout)
+        assert len(labels) == 2 and set(labels) <= set(names), (name, labels)
+        assert Classifier(out / name).class_names == names
+    # The same file exported again from a model without names: the old names go with it.
+    unnamed = _trained_run(tmp_path / "run_c", 3, None)
+    proc = run_cli("export", "--model", str(unnamed), "--format", "tflite", "--overwrite",
+                   "--out", str(out / "a.tflite"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Class names:" not in proc.stdout
+    assert sorted(os.listdir(out)) == ["a.tflite", "b.tflite", "b.tflite.class_names.json"]
+    assert Classifier(out / "a.tflite").class_names == ["class_0", "class_1", "class_2"]
+
+
+def test_classifier_reads_the_files_own_names_before_the_folders(tmp_path):
+    """The file's own names first; a folder's shared class_names.json only when it has one
+    name per output (else a ClassNamesWarning and the default names); own names that do
+    not fit are one line naming the file, exit 2 from `predict`."""
+    import warnings
+
+    from support.runners import assert_one_line_error, run_cli
+
+    from keras_inception.saving import ClassNamesWarning
+
+    path = export.export_tflite(_tiny_classifier(3, seed=1), tmp_path / "m.tflite")
+    shared, own = tmp_path / "class_names.json", tmp_path / "m.tflite.class_names.json"
+    shared.write_text(json.dumps(["a", "b", "c"]))  # an earlier export's, fits: used
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Classifier(path).class_names == ["a", "b", "c"]
+    own.write_text(json.dumps(["x", "y", "z"]))  # the file's own: preferred
+    assert Classifier(path).class_names == ["x", "y", "z"]
+    assert Classifier(path, class_names=["p", "q", "r"]).class_names == ["p", "q", "r"]
+    own.unlink()
+    shared.write_text(json.dumps(["daisy", "rose", "tulip", "sunflower", "dandelion"]))
+    with pytest.warns(ClassNamesWarning, match=r"class_names\.json.*5 class names.*3 outputs"):
+        names = Classifier(path).class_names
+    assert names == ["class_0", "class_1", "class_2"]
+    image = _image_file(tmp_path / "image.png")
+    with pytest.warns(ClassNamesWarning):  # on stderr for a user
+        proc = run_cli("predict", "--tflite", path, image, "--top", "1")
+    assert proc.returncode == 0 and _predicted_labels(proc.stdout)[0].startswith("class_")
+    own.write_text(json.dumps(["only", "two"]))
+    with pytest.raises(ValueError, match=r"m\.tflite\.class_names\.json' hold 2 names.*3 outputs"):
+        Classifier(path)
+    proc = run_cli("predict", "--tflite", path, image)
+    assert_one_line_error(proc, "m.tflite.class_names.json", "2 names", "3 outputs")
+    own.write_text("{not json")
+    proc = run_cli("predict", "--tflite", path, image)
+    assert_one_line_error(proc, "m.tflite.class_names.json", "not JSON")

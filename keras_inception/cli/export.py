@@ -43,16 +43,29 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
     return load_classifier(model_arg, None, None)
 
 
-def _keep_class_names(model_arg: str, exported: str) -> None:
-    """Writes the trained model's class names beside the export (where `predict --tflite`
-    looks for them), unless that folder already has class names."""
-    from keras_inception.files import write_json_atomic
-    from keras_inception.saving import CLASS_NAMES_FILE, read_class_names
+def _class_names_of(model_arg: str, model) -> list[str] | None:
+    """The class names saved with a trained `.keras` model (None for a model name)."""
+    from keras_inception.saving import read_class_names
 
-    names = read_class_names(model_arg) if model_arg.endswith(".keras") else None
-    target = os.path.join(os.path.dirname(os.path.abspath(exported)), CLASS_NAMES_FILE)
-    if names is not None and not os.path.exists(target):
-        write_json_atomic(target, names)
+    if not model_arg.endswith(".keras"):
+        return None
+    return read_class_names(model_arg, int(model.output_shape[-1]))
+
+
+def _keep_class_names(names: list[str] | None, exported: str) -> str | None:
+    """Writes `names` beside the export under its own name (`FILE.class_names.json`, what
+    `predict --tflite` reads first); without names, removes a previous export's there.
+    Returns the path written, if any."""
+    from keras_inception.files import write_json_atomic
+    from keras_inception.saving import class_names_path
+
+    target = class_names_path(exported)
+    if names is None:
+        if os.path.isfile(target):  # another model's, exported here before
+            os.remove(target)
+        return None
+    write_json_atomic(target, names)
+    return target
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -134,18 +147,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_writable_parent(args.out, "--out")
     _check_options(args)
     model = build_model(args.model, args.weights, args.image_size, args.classes)
+    names = _class_names_of(args.model, model)
     _announce(model, args)
     try:
         path = _export(model, args)
     except (FileExistsError, ImportError) as e:
         raise ValueError(str(e)) from None
-    _keep_class_names(args.model, path)
+    names_file = _keep_class_names(names, path)
     size = sum(
         os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
     ) if os.path.isdir(path) else os.path.getsize(path)
     print(f"Exported {model.name} ({args.format}"
           f"{', ' + args.quantize if args.quantize else ''}) to {path} ({size / 2**20:.1f} MiB), "
           "checked against the Keras model.")
+    if names_file:
+        print(f"Class names: {names_file}")
     return 0
 
 
