@@ -758,3 +758,113 @@ def test_classifier_reads_the_files_own_names_before_the_folders(tmp_path):
     own.write_text("{not json")
     proc = run_cli("predict", "--tflite", path, image)
     assert_one_line_error(proc, "m.tflite.class_names.json", "not JSON")
+
+
+# --- int8: agreement on the calibration images, calibration in the model's range --------------
+
+def test_int8_export_measures_its_agreement_on_the_calibration_images(tiny_model, tmp_path):
+    """`export_tflite(..., quantization="int8")` returns the path with its `agreement`: the
+    top-1 agreement with Keras on the calibration images (what the file itself gives), and
+    warns about a calibration set under 100 images."""
+    calibration = np.random.default_rng(4).uniform(-1, 1, (12, 32, 32, 3)).astype(np.float32)
+    with pytest.warns(export.QuantizationWarning, match=r"used 12 images \(fewer than 100\)"):
+        path = export.export_tflite(tiny_model, tmp_path / "q.tflite", quantization="int8",
+                                    representative_data=calibration)
+    assert isinstance(path, export.TFLiteFile) and path == str(tmp_path / "q.tflite")
+    agreement = path.agreement
+    got = Classifier(path, preprocess=False).predict(calibration).argmax(-1)
+    expected = np.asarray(tiny_model(calibration)).argmax(-1)
+    assert agreement.images == 12 and agreement.mean_cosine is None
+    assert agreement.top1 == pytest.approx(float(np.mean(got == expected)))
+    assert str(agreement) == (f"top-1 agreement with the Keras model {agreement.top1:.1%} on its "
+                              "12 calibration images")
+    # float exports are compared on probe images instead: no agreement to report
+    assert export.export_tflite(tiny_model, tmp_path / "f.tflite").agreement is None
+
+
+def test_weak_agreement_is_a_quantization_warning():
+    from keras_inception.export.tflite import Agreement, _warn_if_weak
+
+    for agreement, weak in ((Agreement(100, top1=0.89), True), (Agreement(100, top1=0.9), False),
+                            (Agreement(100, mean_cosine=0.97, min_cosine=0.5), True),
+                            (Agreement(100, mean_cosine=0.99, min_cosine=0.9), False)):
+        assert agreement.acceptable is not weak
+        if weak:
+            with pytest.warns(export.QuantizationWarning, match="follows the Keras model poorly"):
+                _warn_if_weak(agreement)
+        else:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                _warn_if_weak(agreement)
+    assert str(Agreement(10, mean_cosine=0.4567, min_cosine=0.1234)) == (
+        "cosine to the Keras embeddings on its 10 calibration images: mean 0.457, lowest 0.123")
+
+
+def test_calibration_outside_the_models_range_is_refused(tiny_model, tmp_path):
+    """[-1, 1] calibration for a model that takes 0-255 pixels (FaceNet standardises raw
+    crops itself), or 0-255 for one that takes [-1, 1]: one ValueError line, before the
+    conversion, nothing written."""
+    from keras_inception.export.checks import PIXEL_RANGE, SCALED_RANGE, input_range
+    from keras_inception.models import pooled_backbone
+
+    facenet = ki.FaceNet(weights=None, input_shape=(75, 75, 3), include_preprocessing=True)
+    assert input_range(facenet) == PIXEL_RANGE
+    assert input_range(ki.FaceNet(weights=None, input_shape=(75, 75, 3))) == SCALED_RANGE
+    assert input_range(tiny_model) == SCALED_RANGE
+    assert input_range(ki.InceptionResNetV1(weights=None, input_shape=(75, 75, 3), classes=2,
+                                            include_preprocessing=True)) == PIXEL_RANGE
+    # a transfer model on FaceNet takes [-1, 1] and maps it back to pixels itself
+    assert input_range(pooled_backbone("facenet", None, (75, 75, 3))) == SCALED_RANGE
+    rng = np.random.default_rng(0)
+    scaled = rng.uniform(-1, 1, (3, 75, 75, 3)).astype(np.float32)
+    cases = [
+        (facenet, scaled, r"values in \[-1, 1\].*facenet takes raw 0-255 pixels"),
+        (facenet, (scaled + 1) / 2, r"values in \[0, 1\].*takes raw 0-255 pixels"),
+        (tiny_model, rng.uniform(0, 255, (3, 32, 32, 3)),
+         r"values in \[[\d.]+, 25\d(\.\d+)?\].*tiny takes images scaled to \[-1, 1\]"),
+    ]
+    for model, data, message in cases:
+        with pytest.raises(ValueError, match=message) as e:
+            export.export_tflite(model, tmp_path / "q.tflite", quantization="int8",
+                                 representative_data=data)
+        assert "\n" not in str(e.value) and "representative_data" in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_cli_int8_facenet_is_calibrated_on_pixels_and_prints_its_agreement(flowers_dir, tmp_path):
+    """`export --model facenet --quantize int8 --calibration-size 10` calibrates on 0-255
+    crops (the model standardises them itself; calibrating on [-1, 1] gave cosine near 0),
+    prints the cosine to the Keras embeddings measured on those images, and warns that 10
+    images are fewer than 100."""
+    from helpers import randomize_weights
+    from support.runners import run_cli
+
+    from keras_inception.export.runtime import Embedder
+
+    model = ki.FaceNet(weights=None, input_shape=(75, 75, 3))
+    randomize_weights(model, seed=3)
+    weights = tmp_path / "facenet.weights.h5"
+    model.save_weights(weights)
+    out = tmp_path / "facenet_int8.tflite"
+    with pytest.warns(export.QuantizationWarning, match=r"used 10 images \(fewer than 100\)"):
+        proc = run_cli("export", "--model", "facenet", "--weights", str(weights), "--image-size",
+                       "75", "--format", "tflite", "--quantize", "int8", "--calibration-data",
+                       str(flowers_dir / "train"), "--calibration-size", "10", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert "checked against the Keras model" not in last
+    prefix = "cosine to the Keras embeddings on its 10 calibration images: mean "
+    assert prefix in last, last
+    mean, lowest = (float(v) for v in last.split(prefix)[1].rstrip(".").split(", lowest "))
+    # The same 10 images, measured here: 0-255 crops, embedded by the file and by Keras.
+    crops = np.stack(list(export.calibration_dataset(
+        flowers_dir / "train", 75, count=10, preprocess=False, crop_pct=1.0).as_numpy_iterator()))
+    assert crops.min() >= 0 and crops.max() > 200
+    raw = ki.FaceNet(weights=str(weights), input_shape=(75, 75, 3), include_preprocessing=True)
+    cosine = np.sum(Embedder(out).embed(crops) * np.asarray(raw(crops)), axis=-1)
+    assert mean == pytest.approx(float(cosine.mean()), abs=2e-3)
+    assert lowest == pytest.approx(float(cosine.min()), abs=2e-3)
+    assert mean >= 0.98, mean  # calibrated on the values the model takes
