@@ -139,7 +139,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.tflite:
         from keras_inception.export.runtime import Classifier
 
-        classifier = Classifier(args.tflite, class_names=_class_names(args))
+        # Without --class-names the Classifier reads the file's own names (see there).
+        names = _class_names(args) if args.class_names is not None else None
+        classifier = Classifier(args.tflite, class_names=names)
         loaded, errors = _readable_images(args.images, classifier.input_size[0], crop_pct)
         top = min(args.top, classifier.num_classes)
         decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
@@ -161,7 +163,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _class_names(args: argparse.Namespace) -> list[str] | None:
     """--class-names FILE (a JSON list, or one name a line), else the names saved beside
-    the model (`class_names.json`, written by `train` and `export`), else None."""
+    the model (`FILE.class_names.json` written by `export`, or the `class_names.json`
+    that `train` writes beside `best.keras`), else None."""
     import json
 
     from keras_inception.saving import read_class_names
@@ -251,7 +254,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="names of the outputs (JSON list or one a line); default: the "
-                        "class_names.json saved beside the model, if any")
+                        "model's own FILE.class_names.json (written by export), else a "
+                        "class_names.json beside it with one name per output, if any")
     p.set_defaults(func=cmd_predict, check=check_predict)
 
     p = sub.add_parser("weights", help="list the pretrained weight presets")
