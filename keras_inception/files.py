@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -165,15 +166,46 @@ def write_json_atomic(path: str | os.PathLike, value: Any, **kwargs: Any) -> str
 def check_writable_parent(path: str | os.PathLike, arg: str = "path") -> None:
     """Refuses, before any work, a `path` whose folder (or the nearest existing folder above
     it, which would hold the created ones) cannot be written: one line naming `arg`."""
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    check_writable_folder(os.path.dirname(os.path.abspath(os.fspath(path))), arg,
+                          os.fspath(path))
+
+
+def check_writable_folder(folder: str | os.PathLike, arg: str, value: str) -> None:
+    """Refuses a `folder` (or, while it does not exist, the nearest existing folder above
+    it) that is a file or cannot be written into: one line naming `arg` and `value`.
+
+    The check writes (and removes) a small file there: permission bits do not tell, since
+    root writes through them, and a read-only mount or an ACL may refuse anyway.
+    """
+    folder = os.path.abspath(os.fspath(folder))
     while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise NotADirectoryError(f"`{arg}` is inside {folder!r}, which is a file, not a folder; "
-                                 f"received {_received(arg, os.fspath(path))}.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"Cannot write into {folder!r} (permission denied): choose a "
-                              f"writable folder for `{arg}`; received {_received(arg, os.fspath(path))}.")
+                                 f"received {_received(arg, value)}.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".keras-inception-write-check.", dir=folder)
+    except OSError as e:
+        raise PermissionError(f"Cannot write into {folder!r} ({e.strerror or e}): choose a "
+                              f"writable folder for `{arg}`; received {_received(arg, value)}.") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(probe)
+
+
+# The weights files the loaders read, by name: a `weights` value ending so (or holding a
+# path separator) names a file, never a preset.
+WEIGHTS_FILE_SUFFIXES = (".h5", ".hdf5", ".keras", ".weights.h5", ".pt", ".pth")
+
+
+def looks_like_path(value: Any) -> bool:
+    """Whether a `weights` value names a file (a path, or a weights file's name) rather than
+    a preset such as "imagenet"."""
+    if isinstance(value, os.PathLike):
+        return True
+    return isinstance(value, str) and (
+        os.sep in value or bool(os.altsep and os.altsep in value)
+        or value.endswith(WEIGHTS_FILE_SUFFIXES))
 
 
 def make_folder(path: str | os.PathLike, what: str) -> str:
@@ -191,7 +223,9 @@ def make_folder(path: str | os.PathLike, what: str) -> str:
 
 __all__ = [
     "check_destination",
+    "check_writable_folder",
     "check_writable_parent",
+    "looks_like_path",
     "make_folder",
     "pid_alive",
     "remove_stale_staging",

@@ -24,6 +24,13 @@ import importlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+# The input sizes every network accepts (height and width): the builders' minimum (smaller
+# inputs leave nothing for the last reductions), and a maximum that the command line and
+# `TrainConfig` enforce because memory grows with its square (5000 px passes 7 GB before the
+# first output).
+MIN_IMAGE_SIZE = 75
+MAX_IMAGE_SIZE = 1024
+
 
 class BuiltinModel(NamedTuple):
     """Where a built-in network lives, known without importing it."""
@@ -253,6 +260,8 @@ def unavailable_reason(spec: ModelSpec, name: str) -> str:
 
 __all__ = [
     "BUILTIN_MODELS",
+    "MAX_IMAGE_SIZE",
+    "MIN_IMAGE_SIZE",
     "MODELS",
     "BuiltinModel",
     "FeatureTap",

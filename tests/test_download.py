@@ -44,11 +44,18 @@ def _cache_listing() -> list[str]:
     return sorted(os.listdir(weights_lib.cache_dir())) if os.path.isdir(weights_lib.cache_dir()) else []
 
 
-def test_download_verify_cache_then_offline(monkeypatch, release_file):
+def test_download_verify_cache_then_offline(monkeypatch, release_file, capsys):
+    """Also (issue 20, 20): one line announces the download before it starts, and the
+    preset's origin says downloaded, then from the local cache (the command line's
+    `weights:` line)."""
+    from keras_inception.cli.core import print_weights_origin
+    from keras_inception.presets.loader import preset_origin
+
     directory, fname, md5, x, expected = release_file
     server = LoopbackServer(str(directory))
+    url = server.url(fname)
     try:
-        _point_preset_at(monkeypatch, server.url(fname), fname, md5)
+        _point_preset_at(monkeypatch, url, fname, md5)
         first = ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
         assert server.requests == 1
     finally:
@@ -57,10 +64,19 @@ def test_download_verify_cache_then_offline(monkeypatch, release_file):
     assert _cache_listing() == [fname]  # verified file in place, no staging leftovers
     cached = os.path.join(weights_lib.cache_dir(), fname)
     assert weights_lib.file_hash(cached) == md5
+    assert capsys.readouterr().err.splitlines() == [
+        f"[weights] downloading {fname} from {url} into {weights_lib.cache_dir()} (once; later "
+        "uses read the cached file)"]
+    assert preset_origin("inception_resnet_v2", "imagenet") == f"downloaded now from {url}"
 
     # Second call: the server is gone, the cache is enough.
     second = ki.InceptionResNetV2(weights="imagenet", include_top=False, input_shape=SHAPE)
     np.testing.assert_allclose(np.asarray(second(x)), expected, atol=1e-5)
+    assert capsys.readouterr().err == ""  # nothing to announce
+    assert preset_origin("inception_resnet_v2", "imagenet") == f"from the local cache ({cached})"
+    print_weights_origin("inception_resnet_v2", "imagenet")
+    assert capsys.readouterr().err == (
+        f"weights: inception_resnet_v2 imagenet, from the local cache ({cached})\n")
 
 
 def test_wrong_hash_is_refused_and_nothing_cached(monkeypatch, release_file):
@@ -128,3 +144,14 @@ def test_a_weights_cache_that_is_a_file_is_named_not_an_errno(monkeypatch, tmp_p
     with pytest.raises(NotADirectoryError, match=r"\$KERAS_INCEPTION_CACHE"):
         weights_lib.ensure_cache_dir()
     assert blocker.read_text() == "a file"
+
+
+def test_messages_show_the_home_folder_as_a_tilde():
+    """Where weights came from is said with `~/` for the home folder: shorter, and the
+    committed notebooks' outputs name no folder of the machine that ran them."""
+    home = os.path.expanduser("~")
+    assert weights_lib.display_path(os.path.join(home, ".keras", "models", "w.h5")) == \
+        os.path.join("~", ".keras", "models", "w.h5")
+    assert weights_lib.display_path(home + "x/w.h5") == home + "x/w.h5"  # another folder
+    origin = weights_lib.Origin(weights_lib.CACHE, "", os.path.join(home, "w.h5"))
+    assert origin.describe() == f"from the local cache ({os.path.join('~', 'w.h5')})"

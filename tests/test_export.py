@@ -581,3 +581,295 @@ def test_cli_export_refuses_an_existing_out_before_building(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "`--out` already exists" in err
     assert "Pass --overwrite" in err and "overwrite=True" not in err
     assert existing.read_bytes() == b"keep me"
+
+
+# --- ONNX: the converter's memory -----------------------------------------------------------------
+
+def test_onnx_export_converts_inside_lean_tf2onnx(tiny_model, tmp_path, monkeypatch, capsys):
+    """The conversion runs with tf2onnx's copies turned off (`_compat.lean_tf2onnx`), and
+    the command line announces the memory it takes before converting."""
+    from tf2onnx.graph import Node
+
+    from keras_inception.export.onnx import onnx_memory_estimate
+
+    original = Node.__dict__["update_proto"]
+    seen = {}
+    real_export = type(tiny_model).export
+
+    def spying_export(self, filepath, *args, **kwargs):
+        seen["patched"] = Node.__dict__["update_proto"] is not original
+        seen["catch_errors"] = os.environ.get("TF2ONNX_CATCH_ERRORS")
+        return real_export(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_model), "export", spying_export)
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    export.export_onnx(tiny_model, tmp_path / "m.onnx")
+    assert seen == {"patched": True, "catch_errors": "FALSE"}
+    assert Node.__dict__["update_proto"] is original and "TF2ONNX_CATCH_ERRORS" not in os.environ
+
+    model_path = tmp_path / "tiny.keras"
+    tiny_model.save(model_path)
+    capsys.readouterr()
+    rc = main(["export", "--model", str(model_path), "--format", "onnx",
+               "--out", str(tmp_path / "cli.onnx")])
+    assert rc == 0
+    weights = 4 * tiny_model.count_params() / 2**30
+    assert abs(onnx_memory_estimate(tiny_model) / 2**30 - (0.9 + 22 * weights)) < 1e-9
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("Exporting tiny (")  # announced before converting ...
+    lines = [line for line in printed if "memory" in line]
+    assert printed.index(lines[0]) == 1  # ... and so is the memory
+    assert lines == [f"The ONNX conversion needs about {0.9 + 22 * weights:.1f} GiB of memory "
+                     f"(0.9 GiB + 22x the {weights:.2f} GiB of float32 weights)."]
+
+
+ONNX_PEAK_SCRIPT = textwrap.dedent("""
+    import json, os, resource, sys, tempfile
+    from keras_inception import export
+    from keras_inception.export.onnx import onnx_memory_estimate
+    from keras_inception.models import get_builder
+
+    model = get_builder("inception_resnet_v1")(weights=None, input_shape=(75, 75, 3))
+    with tempfile.TemporaryDirectory() as folder:
+        export.export_onnx(model, os.path.join(folder, "m.onnx"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak": peak, "estimate": onnx_memory_estimate(model)}))
+""")
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_onnx_export_peak_memory_is_what_the_cli_announces(tmp_path):
+    """IR-v1 at 75 px (1000 classes, 0.085 GiB of weights) in a fresh process: the peak RSS
+    of the export stays near the announced estimate (2.8 GiB; tf2onnx as released took
+    7.5 GiB, benchmarks/onnx_memory.py)."""
+    from support.runners import run_python
+
+    proc = run_python(ONNX_PEAK_SCRIPT, env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["peak"] <= 1.25 * result["estimate"], (result["peak"] / 2**30,
+                                                         result["estimate"] / 2**30)
+
+
+# --- class names belong to the exported file ----------------------------------------------------
+
+def _tiny_classifier(classes: int, seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x),
+                       name=f"tiny{classes}")
+
+
+def _trained_run(folder, classes: int, names: list[str] | None):
+    """A `.keras` model in its own folder, with `train`'s class_names.json beside it."""
+    folder.mkdir()
+    path = folder / "best.keras"
+    _tiny_classifier(classes, seed=classes).save(path)
+    if names is not None:
+        (folder / "class_names.json").write_text(json.dumps(names))
+    return path
+
+
+def _image_file(path) -> str:
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def _predicted_labels(stdout: str) -> list[str]:
+    return [line.split()[1] for line in stdout.splitlines() if line.startswith("  ")]
+
+
+def test_two_exports_into_one_folder_keep_their_own_class_names(tmp_path):
+    """Two models with other classes exported into one folder: each file gets its own
+    `FILE.class_names.json`, `predict --tflite` of each prints its own names; re-exporting
+    a model without names there removes the previous model's."""
+    from support.runners import run_cli
+
+    flowers = ["daisy", "rose", "tulip"]
+    colours = ["red", "green"]
+    model_a = _trained_run(tmp_path / "run_a", 3, flowers)
+    model_b = _trained_run(tmp_path / "run_b", 2, colours)
+    out = tmp_path / "deployed"
+    image = _image_file(tmp_path / "image.png")
+    for model, name in ((model_a, "a.tflite"), (model_b, "b.tflite")):
+        proc = run_cli("export", "--model", str(model), "--format", "tflite",
+                       "--out", str(out / name))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"Class names: {out / name}.class_names.json" in proc.stdout
+    assert sorted(os.listdir(out)) == ["a.tflite", "a.tflite.class_names.json", "b.tflite",
+                                       "b.tflite.class_names.json"]
+    assert json.loads((out / "a.tflite.class_names.json").read_text()) == flowers
+    assert json.loads((out / "b.tflite.class_names.json").read_text()) == colours
+    for name, names in (("b.tflite", colours), ("a.tflite", flowers)):
+        proc = run_cli("predict", "--tflite", str(out / name), image, "--top", "2")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        labels = _predicted_labels(proc.stdout)
+        assert len(labels) == 2 and set(labels) <= set(names), (name, labels)
+        assert Classifier(out / name).class_names == names
+    # The same file exported again from a model without names: the old names go with it.
+    unnamed = _trained_run(tmp_path / "run_c", 3, None)
+    proc = run_cli("export", "--model", str(unnamed), "--format", "tflite", "--overwrite",
+                   "--out", str(out / "a.tflite"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Class names:" not in proc.stdout
+    assert sorted(os.listdir(out)) == ["a.tflite", "b.tflite", "b.tflite.class_names.json"]
+    assert Classifier(out / "a.tflite").class_names == ["class_0", "class_1", "class_2"]
+
+
+def test_classifier_reads_the_files_own_names_before_the_folders(tmp_path):
+    """The file's own names first; a folder's shared class_names.json only when it has one
+    name per output (else a ClassNamesWarning and the default names); own names that do
+    not fit are one line naming the file, exit 2 from `predict`."""
+    import warnings
+
+    from support.runners import assert_one_line_error, run_cli
+
+    from keras_inception.saving import ClassNamesWarning
+
+    path = export.export_tflite(_tiny_classifier(3, seed=1), tmp_path / "m.tflite")
+    shared, own = tmp_path / "class_names.json", tmp_path / "m.tflite.class_names.json"
+    shared.write_text(json.dumps(["a", "b", "c"]))  # an earlier export's, fits: used
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Classifier(path).class_names == ["a", "b", "c"]
+    own.write_text(json.dumps(["x", "y", "z"]))  # the file's own: preferred
+    assert Classifier(path).class_names == ["x", "y", "z"]
+    assert Classifier(path, class_names=["p", "q", "r"]).class_names == ["p", "q", "r"]
+    own.unlink()
+    shared.write_text(json.dumps(["daisy", "rose", "tulip", "sunflower", "dandelion"]))
+    with pytest.warns(ClassNamesWarning, match=r"class_names\.json.*5 class names.*3 outputs"):
+        names = Classifier(path).class_names
+    assert names == ["class_0", "class_1", "class_2"]
+    image = _image_file(tmp_path / "image.png")
+    with pytest.warns(ClassNamesWarning):  # on stderr for a user
+        proc = run_cli("predict", "--tflite", path, image, "--top", "1")
+    assert proc.returncode == 0 and _predicted_labels(proc.stdout)[0].startswith("class_")
+    own.write_text(json.dumps(["only", "two"]))
+    with pytest.raises(ValueError, match=r"m\.tflite\.class_names\.json' hold 2 names.*3 outputs"):
+        Classifier(path)
+    proc = run_cli("predict", "--tflite", path, image)
+    assert_one_line_error(proc, "m.tflite.class_names.json", "2 names", "3 outputs")
+    own.write_text("{not json")
+    proc = run_cli("predict", "--tflite", path, image)
+    assert_one_line_error(proc, "m.tflite.class_names.json", "not JSON")
+
+
+# --- int8: agreement on the calibration images, calibration in the model's range --------------
+
+def test_int8_export_measures_its_agreement_on_the_calibration_images(tiny_model, tmp_path):
+    """`export_tflite(..., quantization="int8")` returns the path with its `agreement`: the
+    top-1 agreement with Keras on the calibration images (what the file itself gives), and
+    warns about a calibration set under 100 images."""
+    calibration = np.random.default_rng(4).uniform(-1, 1, (12, 32, 32, 3)).astype(np.float32)
+    with pytest.warns(export.QuantizationWarning, match=r"used 12 images \(fewer than 100\)"):
+        path = export.export_tflite(tiny_model, tmp_path / "q.tflite", quantization="int8",
+                                    representative_data=calibration)
+    assert isinstance(path, export.TFLiteFile) and path == str(tmp_path / "q.tflite")
+    agreement = path.agreement
+    got = Classifier(path, preprocess=False).predict(calibration).argmax(-1)
+    expected = np.asarray(tiny_model(calibration)).argmax(-1)
+    assert agreement.images == 12 and agreement.mean_cosine is None
+    assert agreement.top1 == pytest.approx(float(np.mean(got == expected)))
+    assert str(agreement) == (f"top-1 agreement with the Keras model {agreement.top1:.1%} on its "
+                              "12 calibration images")
+    # float exports are compared on probe images instead: no agreement to report
+    assert export.export_tflite(tiny_model, tmp_path / "f.tflite").agreement is None
+
+
+def test_weak_agreement_is_a_quantization_warning():
+    from keras_inception.export.tflite import Agreement, _warn_if_weak
+
+    for agreement, weak in ((Agreement(100, top1=0.89), True), (Agreement(100, top1=0.9), False),
+                            (Agreement(100, mean_cosine=0.97, min_cosine=0.5), True),
+                            (Agreement(100, mean_cosine=0.99, min_cosine=0.9), False)):
+        assert agreement.acceptable is not weak
+        if weak:
+            with pytest.warns(export.QuantizationWarning, match="follows the Keras model poorly"):
+                _warn_if_weak(agreement)
+        else:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                _warn_if_weak(agreement)
+    assert str(Agreement(10, mean_cosine=0.4567, min_cosine=0.1234)) == (
+        "cosine to the Keras embeddings on its 10 calibration images: mean 0.457, lowest 0.123")
+
+
+def test_calibration_outside_the_models_range_is_refused(tiny_model, tmp_path):
+    """[-1, 1] calibration for a model that takes 0-255 pixels (FaceNet standardises raw
+    crops itself), or 0-255 for one that takes [-1, 1]: one ValueError line, before the
+    conversion, nothing written."""
+    from keras_inception.export.checks import PIXEL_RANGE, SCALED_RANGE, input_range
+    from keras_inception.models import pooled_backbone
+
+    facenet = ki.FaceNet(weights=None, input_shape=(75, 75, 3), include_preprocessing=True)
+    assert input_range(facenet) == PIXEL_RANGE
+    assert input_range(ki.FaceNet(weights=None, input_shape=(75, 75, 3))) == SCALED_RANGE
+    assert input_range(tiny_model) == SCALED_RANGE
+    assert input_range(ki.InceptionResNetV1(weights=None, input_shape=(75, 75, 3), classes=2,
+                                            include_preprocessing=True)) == PIXEL_RANGE
+    # a transfer model on FaceNet takes [-1, 1] and maps it back to pixels itself
+    assert input_range(pooled_backbone("facenet", None, (75, 75, 3))) == SCALED_RANGE
+    rng = np.random.default_rng(0)
+    scaled = rng.uniform(-1, 1, (3, 75, 75, 3)).astype(np.float32)
+    cases = [
+        (facenet, scaled, r"values in \[-1, 1\].*facenet takes raw 0-255 pixels"),
+        (facenet, (scaled + 1) / 2, r"values in \[0, 1\].*takes raw 0-255 pixels"),
+        (tiny_model, rng.uniform(0, 255, (3, 32, 32, 3)),
+         r"values in \[[\d.]+, 25\d(\.\d+)?\].*tiny takes images scaled to \[-1, 1\]"),
+    ]
+    for model, data, message in cases:
+        with pytest.raises(ValueError, match=message) as e:
+            export.export_tflite(model, tmp_path / "q.tflite", quantization="int8",
+                                 representative_data=data)
+        assert "\n" not in str(e.value) and "representative_data" in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_cli_int8_facenet_is_calibrated_on_pixels_and_prints_its_agreement(flowers_dir, tmp_path):
+    """`export --model facenet --quantize int8 --calibration-size 10` calibrates on 0-255
+    crops (the model standardises them itself; calibrating on [-1, 1] gave the trained
+    network cosine 0.46-0.68), prints the cosine to the Keras embeddings measured on those
+    images, and warns that 10 images are fewer than 100."""
+    from helpers import randomize_weights
+    from support.runners import run_cli
+
+    from keras_inception.export.runtime import Embedder
+
+    model = ki.FaceNet(weights=None, input_shape=(75, 75, 3))
+    randomize_weights(model, seed=3)
+    weights = tmp_path / "facenet.weights.h5"
+    model.save_weights(weights)
+    out = tmp_path / "facenet_int8.tflite"
+    with pytest.warns(export.QuantizationWarning, match=r"used 10 images \(fewer than 100\)"):
+        proc = run_cli("export", "--model", "facenet", "--weights", str(weights), "--image-size",
+                       "75", "--format", "tflite", "--quantize", "int8", "--calibration-data",
+                       str(flowers_dir / "train"), "--calibration-size", "10", "--uint8-input",
+                       "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The input quantization was calibrated on 0-255: one step a pixel level (2/255 for
+    # [-1, 1] calibration data), zero point 0.
+    scale, zero_point = Embedder(out).interpreter.get_input_details()[0]["quantization"]
+    assert 0.9 < scale < 1.05 and zero_point == 0, (scale, zero_point)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert "checked against the Keras model" not in last
+    prefix = "cosine to the Keras embeddings on its 10 calibration images: mean "
+    assert prefix in last, last
+    mean, lowest = (float(v) for v in last.split(prefix)[1].rstrip(".").split(", lowest "))
+    # The same 10 images, measured here: 0-255 crops, embedded by the file and by Keras.
+    crops = np.stack(list(export.calibration_dataset(
+        flowers_dir / "train", 75, count=10, preprocess=False, crop_pct=1.0).as_numpy_iterator()))
+    assert crops.min() >= 0 and crops.max() > 200
+    raw = ki.FaceNet(weights=str(weights), input_shape=(75, 75, 3), include_preprocessing=True)
+    cosine = np.sum(Embedder(out).embed(crops) * np.asarray(raw(crops)), axis=-1)
+    assert mean == pytest.approx(float(cosine.mean()), abs=2e-3)
+    assert lowest == pytest.approx(float(cosine.min()), abs=2e-3)
+    assert mean >= 0.98, mean  # calibrated on the values the model takes

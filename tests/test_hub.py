@@ -147,6 +147,9 @@ SCRIPT = textwrap.dedent(
         entry = get_preset("inception_v4", "imagenet")
         result["converted"] = converted.converted_path(entry, True)
         result["cache_files"] = sorted(os.listdir(os.path.dirname(result["converted"])))
+        from keras_inception.presets.loader import preset_origin
+
+        result["origin"] = preset_origin("inception_v4", "imagenet")
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     print("RESULT " + json.dumps(result))
@@ -210,6 +213,10 @@ def test_imagenet_preset_from_a_seeded_offline_cache(tmp_path, v4_fixture):
     # The converted file and its recorded hash, no staging leftovers.
     assert result["cache_files"] == [
         "inception_v4_imagenet.weights.h5", "inception_v4_imagenet.weights.h5.sha256.json"]
+    # Where the weights came from: the Hugging Face cache, converted now (issue 20, 20).
+    state_file = snapshot / "model.safetensors"
+    assert result["origin"] == (f"converted now from the original file from the local cache "
+                                f"({state_file}), cached as {result['converted']}")
 
 
 @pytest.mark.subprocess

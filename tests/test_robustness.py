@@ -57,6 +57,45 @@ def test_numeric_options_are_validated_up_front(argv, option):
     assert f"argument {option}" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# --- image size: 75-1024 (issue 20, 13: --image-size 5000 passed 7 GB before any output) ---
+
+
+@pytest.mark.parametrize("command", [
+    ["summary", "--model", "inception_v4"],
+    ["predict", "--model", "inception_v4", "--weights", "none", "a.jpg"],
+    ["train", "--out", "o"],
+    ["export", "--model", "inception_v4", "--weights", "none", "--format", "tflite",
+     "--out", "x.tflite"],
+    ["benchmark"],
+])
+def test_image_size_above_1024_is_refused_by_the_parser(command, capsys):
+    """One line naming the option, the value and the range, exit 2; 1024 itself passes."""
+    from keras_inception.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*command, "--image-size", "5000"])
+    assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error:" in line]
+    assert errors == [f"keras-inception {command[0]}: error: argument --image-size: expected an "
+                      "integer in 75-1024; received '5000'"]
+    assert build_parser().parse_args([*command, "--image-size", "1024"]).image_size == 1024
+
+
+def test_image_size_outside_75_to_1024_is_refused_by_the_python_api(tmp_path):
+    from keras_inception import registry
+    from keras_inception.apps.benchmark import run_benchmark
+    from keras_inception.train import TrainConfig
+
+    assert (registry.MIN_IMAGE_SIZE, registry.MAX_IMAGE_SIZE) == (75, 1024)
+    for size in (5000, 1025, 74):
+        with pytest.raises(ValueError, match=rf"`image_size` must be an integer in 75-1024; "
+                                             rf"received image_size={size}\."):
+            TrainConfig(out=str(tmp_path), image_size=size, weights="none").validate()
+        with pytest.raises(ValueError, match=rf"in 75-1024; received image_size={size}\."):
+            run_benchmark(image_size=size)
+    TrainConfig(out=str(tmp_path), image_size=1024, weights="none").validate()
+
+
 def test_stage1_epochs_zero_is_accepted_by_the_parser():
     from keras_inception.cli import build_parser
 

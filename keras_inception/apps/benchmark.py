@@ -33,6 +33,7 @@ import numpy as np
 from keras_inception import files
 from keras_inception.models import get_builder
 from keras_inception.models.builder import MIN_SIZE
+from keras_inception.registry import MAX_IMAGE_SIZE
 
 REFERENCE = "keras_apps_ir_v2"
 MODES = ("inference", "training")
@@ -274,9 +275,9 @@ def run_benchmark(
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ValueError(f"`modes` must be among {MODES}; received {bad}.")
-    if image_size < MIN_SIZE:
-        raise ValueError(
-            f"`image_size` must be at least {MIN_SIZE}; received image_size={image_size}.")
+    if not MIN_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"`image_size` must be in {MIN_SIZE}-{MAX_IMAGE_SIZE}; received "
+                         f"image_size={image_size}.")
     backend = keras.backend.backend()
     rng = np.random.default_rng(0)
     results = []

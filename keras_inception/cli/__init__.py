@@ -10,7 +10,9 @@ import sys
 import tempfile
 
 # Each module defines `register(subparsers)`, adding subcommands whose `func(args)`
-# returns an exit code.
+# returns an exit code; a subcommand's `check(args)`, when it has one, runs first, before
+# TensorFlow or Keras is imported: missing inputs, a missing weights file, an existing or
+# unwritable output and options that do not apply are refused at once, before any work.
 COMMAND_MODULES = [
     "keras_inception.cli.core",
     "keras_inception.cli.convert",
@@ -70,9 +72,19 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    check = getattr(args, "check", None)
+    if check is not None:
+        code = _run(args, check)
+        if code:
+            return code
     _import_tensorflow_quietly()
+    return _run(args, args.func)
+
+
+def _run(args: argparse.Namespace, step) -> int:
+    """`step(args)`'s exit code; an expected failure is one line on stderr and exit code 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(step(args) or 0)
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         # Expected failures (bad arguments or files, missing packages, offline) get one
         # clear line and exit code 2; FileNotFoundError, FileExistsError and

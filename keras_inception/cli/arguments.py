@@ -8,15 +8,13 @@ imports Keras, so `--help` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
-from keras_inception.registry import model_names
+from keras_inception.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, model_names
 
-# From the registry, which knows the names without importing Keras.
+# From the registry, which knows the names and sizes without importing Keras.
 MODEL_CHOICES = tuple(model_names())
-# keras_inception.models.builder.MIN_SIZE (not imported: `--help` must not import Keras;
-# tests/test_layout.py checks that the two agree).
-MIN_IMAGE_SIZE = 75
 
 
 def _number(kind: type, check: Callable[[float], bool], allowed: str) -> Callable[[str], float]:
@@ -35,7 +33,8 @@ def _number(kind: type, check: Callable[[float], bool], allowed: str) -> Callabl
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-image_size = _number(int, lambda v: v >= MIN_IMAGE_SIZE, f"an integer >= {MIN_IMAGE_SIZE}")
+image_size = _number(int, lambda v: MIN_IMAGE_SIZE <= v <= MAX_IMAGE_SIZE,
+                     f"an integer in {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE}")
 positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
 crop_fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
@@ -55,3 +54,66 @@ def add_model_option(
 def add_image_size_option(parser: argparse.ArgumentParser, default: int | None = None,
                           help_text: str = "input height and width (default 299)") -> None:
     parser.add_argument("--image-size", type=image_size, default=default, help=help_text)
+
+
+# --- checks that run before TensorFlow or Keras is imported (each subcommand's `check`) ---
+# A refusal takes a fraction of a second and nothing has been built, computed or written.
+
+
+def check_input_files(paths: list[str], what: str = "IMAGE",
+                      expected: str = "an image file") -> None:
+    """Every input is an existing file: one line naming the first that is not."""
+    for path in paths:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{what} {path!r} is a folder; expected {expected}.")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what} {path!r} not found: no such file; expected "
+                                    f"{expected}.")
+
+
+def check_weights_file(weights: str | None, option: str = "--weights") -> None:
+    """`--weights` that names a file (a path, or a name ending .h5, .keras, .pt...) must
+    exist; preset names, 'none' and 'auto' are checked where the model is built."""
+    from keras_inception.files import looks_like_path
+
+    if weights is not None and looks_like_path(weights) and not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"{option} {weights!r} not found: no such file; expected a preset name "
+            "(`keras-inception weights` lists them), 'none' or an existing weights file.")
+
+
+def check_output(path: str, *, overwrite: bool, suffix: str | None = None,
+                 option: str = "--out") -> str:
+    """An output file or folder that can be written: not there (or `--overwrite`), not
+    inside a file, in a folder this process can write into. Returns the absolute path."""
+    from keras_inception.files import check_destination, check_writable_parent
+
+    path = check_destination(path, overwrite=overwrite, suffix=suffix, arg=option)
+    check_writable_parent(path, option)
+    return path
+
+
+def check_model_file(args: argparse.Namespace, option: str = "--model") -> None:
+    """`--model` (or `--tflite`) given as a saved model: the file exists, and the options
+    that describe a model name (`--weights`, `--image-size`) are refused, since the file
+    holds its weights and input size. A model name passes (`predict` and `export`)."""
+    path = getattr(args, option.lstrip("-"))
+    if path is None or (option == "--model" and path in MODEL_CHOICES):
+        return
+    if option == "--model" and not path.endswith(".keras"):
+        raise ValueError(f"`--model` must be one of {', '.join(MODEL_CHOICES)} or a .keras "
+                         f"file; received --model {path!r}.")
+    given = [(name, value) for name, value in (("--weights", getattr(args, "weights", None)),
+                                               ("--image-size", getattr(args, "image_size", None)))
+             if value is not None]
+    if given:
+        names = " and ".join(f"`{name}`" for name, _ in given)
+        received = " ".join(f"{name} {value}" for name, value in given)
+        raise ValueError(
+            f"{names} {'apply' if len(given) > 1 else 'applies'} to model names "
+            f"({', '.join(MODEL_CHOICES)}), not to a saved model, which holds its weights and "
+            f"input size; received {option} {path!r} {received}.")
+    if not os.path.isfile(path):
+        kind = ".keras" if option == "--model" else ".tflite"
+        raise FileNotFoundError(f"{option} {path!r} not found: no such file; expected an "
+                                f"existing {kind} file.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from keras_inception.cli.arguments import add_model_option, positive_int
+from keras_inception.cli.arguments import add_model_option, check_output, positive_int
 
 SOURCES = ("timm", "slim", "keras", "facenet-keras", "facenet-pytorch")
 # FaceNet's original files: the embedding size each source's weights have, and the input
@@ -112,20 +112,23 @@ def _convert_classifier(args: argparse.Namespace):
     return model, what, f"{classes} classes" if include_top else "no top"
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from keras_inception import convert
-    from keras_inception.files import check_destination, check_writable_parent
-    from keras_inception.presets import file_hash
-
-    # Refused before any work: a wrong, existing or unwritable --out, a wrong pairing, a
-    # missing SRC.
+def check_convert(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is built): a wrong, existing or unwritable
+    --out, a wrong pairing, a missing SRC."""
     if not args.out.endswith(".weights.h5"):
         raise ValueError(f"`--out` must end with .weights.h5; received --out={args.out!r}.")
-    check_destination(args.out, overwrite=args.overwrite, suffix=".weights.h5", arg="--out")
-    check_writable_parent(args.out, "--out")
+    check_output(args.out, overwrite=args.overwrite, suffix=".weights.h5")
     _check_pairing(args)
     if not os.path.exists(args.src) and not os.path.exists(args.src + ".index"):
-        raise FileNotFoundError(f"SRC not found: {args.src!r}.")
+        raise FileNotFoundError(f"SRC not found: {args.src!r}; expected "
+                                f"{SOURCE_KINDS[args.source]}.")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from keras_inception import convert
+    from keras_inception.presets import file_hash
+
+    # The arguments were checked before TensorFlow was imported (check_convert).
     standardization = None
     if args.model == FACENET:
         model, what, standardization = _read_source(args, lambda: _convert_facenet(args))
@@ -175,4 +178,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="DST.weights.h5", help="output file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=cmd_convert)
+    p.set_defaults(func=cmd_convert, check=check_convert)

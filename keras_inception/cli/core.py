@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 
 from keras_inception.cli.arguments import (
     MODEL_CHOICES,
     add_image_size_option,
     add_model_option,
+    check_input_files,
+    check_model_file,
+    check_weights_file,
     crop_fraction,
     positive_int,
 )
@@ -55,7 +59,10 @@ def load_classifier(model_arg: str, weights: str | None, image_size: int | None)
                 f"`--weights` is required to predict with {model_arg}: a preset such as "
                 "'imagenet' or a weights file (random weights give meaningless classes)."
             )
-        return get_builder(model_arg)(include_top=True, weights=weights, input_shape=(size, size, 3))
+        model = get_builder(model_arg)(include_top=True, weights=weights,
+                                       input_shape=(size, size, 3))
+        print_weights_origin(model_arg, weights)
+        return model
     if model_arg.endswith(".keras"):
         return load_model(model_arg)
     raise ValueError(
@@ -64,17 +71,61 @@ def load_classifier(model_arg: str, weights: str | None, image_size: int | None)
     )
 
 
+def print_weights_origin(model_name: str, weights: str | None) -> None:
+    """One `weights:` line on stderr saying where a preset's weights came from (the local
+    cache, a download, the package index); nothing for a weights file or no weights."""
+    from keras_inception.presets.loader import preset_origin
+
+    origin = preset_origin(model_name, weights) if weights else None
+    if origin is not None:
+        print(f"weights: {model_name} {weights}, {origin}", file=sys.stderr)
+
+
 def _readable_images(paths: list[str], size: int, crop_pct: float) -> tuple[list, list[str]]:
     """(loaded images with their paths, errors): a bad file is reported, not fatal."""
-    from keras_inception.preprocessing import load_image
+    from keras_inception.cli.images import load_input_image
 
     loaded, errors = [], []
     for path in paths:
         try:
-            loaded.append((path, load_image(path, size, crop_pct=crop_pct)))
+            loaded.append((path, load_input_image(path, size, crop_pct, "predict")))
         except (ValueError, OSError) as e:
             errors.append(" ".join(str(e).split()))
     return loaded, errors
+
+
+def check_predict(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported: the model file or weights file, the class names and
+    every image exist; `--weights` / `--image-size` are refused with a saved model."""
+    check_model_file(args, "--model")
+    check_model_file(args, "--tflite")
+    if args.model in MODEL_CHOICES:
+        check_weights_file(args.weights)
+    if args.class_names is not None:
+        check_input_files([args.class_names], "--class-names",
+                          "a file of class names (a JSON list, or one name a line)")
+    check_input_files(args.images)
+
+
+def predict_crop_pct(args: argparse.Namespace) -> float:
+    """`--crop-pct`, else the one the training run of a `.keras` recorded, else the preset's
+    (a model name with a preset), else 0.875."""
+    from keras_inception.preprocessing import DEFAULT_CROP_PCT
+
+    if args.crop_pct is not None:
+        return args.crop_pct
+    if args.model is not None and args.model.endswith(".keras"):
+        from keras_inception.train.run_folder import recorded_crop_pct
+
+        recorded = recorded_crop_pct(args.model)
+        return DEFAULT_CROP_PCT if recorded is None else recorded
+    if args.model in MODEL_CHOICES and args.weights not in (None, "none") and not (
+            os.path.isfile(args.weights)):
+        from keras_inception.registry import get_spec
+
+        if args.weights in get_spec(args.model).preset_names:
+            return get_spec(args.model).preset(args.weights).crop_pct
+    return DEFAULT_CROP_PCT
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -84,17 +135,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from keras_inception.preprocessing import preprocess_input
 
+    crop_pct = predict_crop_pct(args)
     if args.tflite:
         from keras_inception.export.runtime import Classifier
 
-        classifier = Classifier(args.tflite, class_names=_class_names(args))
-        loaded, errors = _readable_images(args.images, classifier.input_size[0], args.crop_pct)
+        # Without --class-names the Classifier reads the file's own names (see there).
+        names = _class_names(args) if args.class_names is not None else None
+        classifier = Classifier(args.tflite, class_names=names)
+        loaded, errors = _readable_images(args.images, classifier.input_size[0], crop_pct)
         top = min(args.top, classifier.num_classes)
         decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
                    for _, image in loaded]
     else:
         model = load_classifier(args.model, args.weights, args.image_size)
-        loaded, errors = _readable_images(args.images, int(model.input_shape[1]), args.crop_pct)
+        loaded, errors = _readable_images(args.images, int(model.input_shape[1]), crop_pct)
         decoded = []
         if loaded:
             preds = model.predict(preprocess_input(np.stack([im for _, im in loaded])), verbose=0)
@@ -109,7 +163,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _class_names(args: argparse.Namespace) -> list[str] | None:
     """--class-names FILE (a JSON list, or one name a line), else the names saved beside
-    the model (`class_names.json`, written by `train` and `export`), else None."""
+    the model (`FILE.class_names.json` written by `export`, or the `class_names.json`
+    that `train` writes beside `best.keras`), else None."""
     import json
 
     from keras_inception.saving import read_class_names
@@ -193,12 +248,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="'imagenet' (or another preset) or a weights file, for a model name")
     add_image_size_option(p)
-    p.add_argument("--crop-pct", type=crop_fraction, default=0.875, help="center-crop fraction")
+    p.add_argument("--crop-pct", type=crop_fraction, default=None,
+                   help="center-crop fraction (default: for a .keras, the one its training run "
+                        "recorded; for a preset, the preset's; else 0.875)")
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="names of the outputs (JSON list or one a line); default: the "
-                        "class_names.json saved beside the model, if any")
-    p.set_defaults(func=cmd_predict)
+                        "model's own FILE.class_names.json (written by export), else a "
+                        "class_names.json beside it with one name per output, if any")
+    p.set_defaults(func=cmd_predict, check=check_predict)
 
     p = sub.add_parser("weights", help="list the pretrained weight presets")
     p.set_defaults(func=cmd_weights)

@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from keras_inception.cli.arguments import add_model_option, positive_int
+from keras_inception.cli.arguments import (
+    add_model_option,
+    check_input_files,
+    check_output,
+    check_weights_file,
+    positive_int,
+)
 
 MODEL = "facenet"
 DEFAULT_WEIGHTS = "ms_celeb_1m"
@@ -90,6 +96,7 @@ class FaceEmbedder:
     """The Keras FaceNet of `--weights`, taking raw 0-255 face crops."""
 
     def __init__(self, weights: str, embedding_dim: int | None, standardization: str | None):
+        from keras_inception.cli.core import print_weights_origin
         from keras_inception.models.facenet import DEFAULT_SIZE, FaceNet
 
         self.embedding_dim, self.standardization, inside = resolve_weights(
@@ -101,6 +108,7 @@ class FaceEmbedder:
         self.outside = None if inside else self.standardization
         self.model = FaceNet(weights=weights, embedding_dim=self.embedding_dim,
                              include_preprocessing=inside)
+        print_weights_origin(MODEL, weights)
 
     def embed(self, crops):
         import numpy as np
@@ -113,22 +121,43 @@ class FaceEmbedder:
         return np.asarray(self.model.predict(x, batch_size=16, verbose=0), dtype=np.float32)
 
 
-def load_crops(paths: list[str], size: int) -> list:
-    """Every face crop resized to `size`; the first unreadable file is an error naming it."""
-    from keras_inception.preprocessing import load_image
+def load_crops(paths: list[str], size: int, command: str = "embed") -> list:
+    """Every face crop resized to `size`; the first unreadable file is an error naming it,
+    a crop far smaller than `size` gets a warning line."""
+    from keras_inception.cli.images import load_input_image
 
-    return [load_image(path, size, crop_pct=1.0) for path in paths]
+    return [load_input_image(path, size, 1.0, command) for path in paths]
+
+
+def check_embed(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is computed): the model, the weights file,
+    the crops, and an `--out` that can be written."""
+    _check_model(args.model)
+    check_weights_file(args.weights)
+    check_input_files(args.images, "CROP", "a face crop image file")
+    check_output(args.out, overwrite=args.overwrite, suffix=".npy")
+
+
+def check_verify(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported: the model, the weights file and the two crops."""
+    _check_model(args.model)
+    check_weights_file(args.weights)
+    check_input_files(args.images, "CROP", "a face crop image file")
+
+
+# What a FaceNet distance means: faces, aligned (one face filling each crop).
+VERIFY_SCOPE = ("(the answer holds for aligned face crops only, one face filling each image as "
+                "a face detector crops it; for other images the distance means nothing)")
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from keras_inception.files import check_destination, check_writable_parent, write_atomic
+    from keras_inception.files import write_atomic
     from keras_inception.models.facenet import DEFAULT_SIZE
 
-    _check_model(args.model)
-    out = check_destination(args.out, overwrite=args.overwrite, suffix=".npy", arg="--out")
-    check_writable_parent(out, "--out")
+    # The arguments were checked before TensorFlow was imported (check_embed).
+    out = os.path.abspath(args.out)
     crops = load_crops(args.images, DEFAULT_SIZE)
     embedder = FaceEmbedder(args.weights, args.embedding_dim, args.standardization)
     embeddings = embedder.embed(crops)
@@ -151,8 +180,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from keras_inception.models.facenet import DEFAULT_SIZE
     from keras_inception.registry import get_spec
 
-    _check_model(args.model)
-    crops = load_crops(args.images, DEFAULT_SIZE)
+    crops = load_crops(args.images, DEFAULT_SIZE, "verify")
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
     else:
@@ -166,6 +194,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"{args.images[0]}")
     print(f"{args.images[1]}")
     print(f"distance {d:.6f}, threshold {threshold:g} ({source}): {verdict}")
+    print(VERIFY_SCOPE)
     return 0
 
 
@@ -203,7 +232,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="CROP", help="face crop image files")
     p.add_argument("--out", required=True, metavar="EMB.npy", help="output .npy file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=cmd_embed)
+    p.set_defaults(func=cmd_embed, check=check_embed)
 
     p = sub.add_parser(
         "verify",
@@ -221,4 +250,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="distance below which the faces are the same person, in (0, 2] (default: the "
              "preset's recommended threshold, 1.1 for the FaceNet presets)",
     )
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=cmd_verify, check=check_verify)

@@ -9,6 +9,9 @@ from keras_inception.cli.arguments import (
     MODEL_CHOICES,
     add_image_size_option,
     add_model_option,
+    check_model_file,
+    check_output,
+    check_weights_file,
     positive_int,
 )
 
@@ -16,53 +19,43 @@ FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
 
 
+def _need_weights(model_arg: str) -> ValueError:
+    return ValueError(
+        f"`--weights` is required to export {model_arg}: a preset such as 'imagenet', a "
+        "weights file, or 'none' to export random weights on purpose."
+    )
+
+
 def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
-    """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model."""
-    from keras_inception.cli.core import load_classifier
+    """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model (the
+    options a `.keras` file does not take are refused by `check_export`)."""
+    from keras_inception.cli.core import load_classifier, print_weights_origin
     from keras_inception.registry import get_spec
 
-    if model_arg in MODEL_CHOICES:
-        if weights is None:
-            raise ValueError(
-                f"`--weights` is required to export {model_arg}: a preset such as 'imagenet', a "
-                "weights file, or 'none' to export random weights on purpose."
-            )
-        spec = get_spec(model_arg)
-        size = image_size or spec.default_size
-        weights = None if weights == "none" else weights
-        if not spec.classifier:
-            # An embedding network: raw 0-255 face crops in, standardised inside.
-            return spec.builder(weights=weights, input_shape=(size, size, 3),
-                                include_preprocessing=True)
-        return spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
-    if weights is not None or image_size is not None:
-        raise ValueError(
-            f"`--weights` and `--image-size` apply to model names ({', '.join(MODEL_CHOICES)}), "
-            f"not to a saved model; received --model {model_arg!r}."
-        )
-    return load_classifier(model_arg, None, None)
+    if model_arg not in MODEL_CHOICES:
+        return load_classifier(model_arg, None, None)
+    if weights is None:
+        raise _need_weights(model_arg)
+    spec = get_spec(model_arg)
+    size = image_size or spec.default_size
+    weights = None if weights == "none" else weights
+    if not spec.classifier:
+        # An embedding network: raw 0-255 face crops in, standardised inside.
+        model = spec.builder(weights=weights, input_shape=(size, size, 3),
+                             include_preprocessing=True)
+    else:
+        model = spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
+    print_weights_origin(model_arg, weights)
+    return model
 
 
-def _keep_class_names(model_arg: str, exported: str) -> None:
-    """Writes the trained model's class names beside the export (where `predict --tflite`
-    looks for them), unless that folder already has class names."""
-    from keras_inception.files import write_json_atomic
-    from keras_inception.saving import CLASS_NAMES_FILE, read_class_names
-
-    names = read_class_names(model_arg) if model_arg.endswith(".keras") else None
-    target = os.path.join(os.path.dirname(os.path.abspath(exported)), CLASS_NAMES_FILE)
-    if names is not None and not os.path.exists(target):
-        write_json_atomic(target, names)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from keras_inception import export
-    from keras_inception.files import check_destination, check_writable_parent
-
-    # An existing or unwritable --out is refused before the model is built.
-    check_destination(args.out, overwrite=args.overwrite, arg="--out")
-    check_writable_parent(args.out, "--out")
-
+def check_export(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is built): the model file, the weights file
+    and the calibration folder exist, the options agree, and `--out` can be written."""
+    check_model_file(args)
+    if args.model in MODEL_CHOICES and args.weights is None:
+        raise _need_weights(args.model)
+    check_weights_file(args.weights)
     if args.format != "tflite" and (args.quantize or args.calibration_data):
         raise ValueError(
             f"`--quantize` and `--calibration-data` apply to --format tflite; "
@@ -75,6 +68,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.quantize == "int8" and not args.calibration_data:
         raise ValueError("`--quantize int8` needs `--calibration-data DIR` (training images).")
+    if args.calibration_data and not os.path.isdir(args.calibration_data):
+        raise FileNotFoundError(f"--calibration-data {args.calibration_data!r} is not a folder; "
+                                "expected a folder of images (at any depth).")
     if args.model == "facenet" and args.uint8_input and args.format == "saved_model":
         raise ValueError(
             "--uint8-input adds the classifiers' [-1, 1] scaling; a FaceNet export already takes "
@@ -82,45 +78,115 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.uint8_input and args.format == "onnx":
         raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
-    model = build_model(args.model, args.weights, args.image_size, args.classes)
+    check_output(args.out, overwrite=args.overwrite)
+
+
+def _class_names_of(model_arg: str, model) -> list[str] | None:
+    """The class names saved with a trained `.keras` model (None for a model name)."""
+    from keras_inception.saving import read_class_names
+
+    if not model_arg.endswith(".keras"):
+        return None
+    return read_class_names(model_arg, int(model.output_shape[-1]))
+
+
+def _keep_class_names(names: list[str] | None, exported: str) -> str | None:
+    """Writes `names` beside the export under its own name (`FILE.class_names.json`, what
+    `predict --tflite` reads first); without names, removes a previous export's there.
+    Returns the path written, if any."""
+    from keras_inception.files import write_json_atomic
+    from keras_inception.saving import class_names_path
+
+    target = class_names_path(exported)
+    if names is None:
+        if os.path.isfile(target):  # another model's, exported here before
+            os.remove(target)
+        return None
+    write_json_atomic(target, names)
+    return target
+
+
+def _announce(model, args: argparse.Namespace) -> None:
+    """What is about to happen, before the (long) conversion; for ONNX, the memory it takes."""
+    from keras_inception.export.onnx import (
+        ONNX_MEMORY_BASE,
+        ONNX_MEMORY_PER_WEIGHT_BYTE,
+        onnx_memory_estimate,
+    )
+
     what = args.format + (f" ({args.quantize})" if args.quantize else "")
     print(f"Exporting {model.name} ({model.count_params():,} parameters, input "
           f"{tuple(model.input_shape[1:])}) to {what}: converting, then checking the result "
           "against the Keras model (a few minutes for large inputs on a CPU)...", flush=True)
+    if args.format == "onnx":
+        weights = 4 * model.count_params() / 2**30
+        print(f"The ONNX conversion needs about {onnx_memory_estimate(model) / 2**30:.1f} GiB "
+              f"of memory ({ONNX_MEMORY_BASE / 2**30:.1f} GiB + {ONNX_MEMORY_PER_WEIGHT_BYTE}x "
+              f"the {weights:.2f} GiB of float32 weights).", flush=True)
+
+
+def _calibration(model, args: argparse.Namespace):
+    """The calibration images of --calibration-data, in the values `model` takes: 0-255
+    face crops for a model that scales pixels itself (FaceNet), else [-1, 1]."""
+    from keras_inception import export
+    from keras_inception.export.checks import PIXEL_RANGE, input_range, is_embedding_model
+
+    pixels = input_range(model) == PIXEL_RANGE
+    crop = {"crop_pct": 1.0} if is_embedding_model(model) else {}  # face crops: whole
+    return export.calibration_dataset(args.calibration_data, tuple(model.input_shape[1:3]),
+                                      count=args.calibration_size, preprocess=not pixels, **crop)
+
+
+def _export(model, args: argparse.Namespace) -> str:
+    from keras_inception import export
+
+    if args.format == "saved_model":
+        return export.export_saved_model(
+            model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite,
+            create_parents=True,
+        )
+    if args.format == "onnx":
+        return export.export_onnx(model, args.out, overwrite=args.overwrite, create_parents=True)
+    return export.export_tflite(
+        model,
+        args.out,
+        quantization=args.quantize,
+        representative_data=_calibration(model, args) if args.calibration_data else None,
+        input_type="uint8" if args.uint8_input else "float32",
+        overwrite=args.overwrite,
+        create_parents=True,
+    )
+
+
+def _checked(args: argparse.Namespace, path: str) -> str:
+    """What was checked, for the last line: int8 exports give their measured agreement."""
+    agreement = getattr(path, "agreement", None)
+    if agreement is not None:
+        return str(agreement)
+    if args.quantize == "dynamic_int8":
+        return ("checked to run on probe images (int8 weights change the outputs: measure its "
+                "accuracy on validation images)")
+    return "checked against the Keras model"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    # The arguments were checked before TensorFlow was imported (check_export).
+    model = build_model(args.model, args.weights, args.image_size, args.classes)
+    names = _class_names_of(args.model, model)
+    _announce(model, args)
     try:
-        if args.format == "saved_model":
-            path = export.export_saved_model(
-                model, args.out, include_preprocessing=args.uint8_input, overwrite=args.overwrite,
-                create_parents=True,
-            )
-        elif args.format == "onnx":
-            path = export.export_onnx(model, args.out, overwrite=args.overwrite,
-                                      create_parents=True)
-        else:
-            calibration = None
-            if args.calibration_data:
-                calibration = export.calibration_dataset(
-                    args.calibration_data, tuple(model.input_shape[1:3]),
-                    count=args.calibration_size,
-                )
-            path = export.export_tflite(
-                model,
-                args.out,
-                quantization=args.quantize,
-                representative_data=calibration,
-                input_type="uint8" if args.uint8_input else "float32",
-                overwrite=args.overwrite,
-                create_parents=True,
-            )
+        path = _export(model, args)
     except (FileExistsError, ImportError) as e:
         raise ValueError(str(e)) from None
-    _keep_class_names(args.model, path)
+    names_file = _keep_class_names(names, path)
     size = sum(
         os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
     ) if os.path.isdir(path) else os.path.getsize(path)
     print(f"Exported {model.name} ({args.format}"
           f"{', ' + args.quantize if args.quantize else ''}) to {path} ({size / 2**20:.1f} MiB), "
-          "checked against the Keras model.")
+          f"{_checked(args, path)}.")
+    if names_file:
+        print(f"Class names: {names_file}")
     return 0
 
 
@@ -144,11 +210,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="images (any depth under DIR) to calibrate --quantize int8")
     p.add_argument("--calibration-size", type=positive_int, default=100,
-                   help="how many calibration images to use (default 100)")
+                   help="how many calibration images to use (default 100; fewer give a "
+                        "QuantizationWarning); the int8 model's agreement with the Keras "
+                        "model is measured on them")
     p.add_argument("--uint8-input", action="store_true",
                    help="take raw uint8 images: preprocessing inside the SavedModel, or "
                         "quantized uint8 input/output for --quantize int8")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="destination (.tflite / .onnx file, or SavedModel directory)")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, check=check_export)

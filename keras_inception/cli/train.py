@@ -4,16 +4,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from keras_inception.cli.arguments import (
     add_image_size_option,
     add_model_option,
+    check_weights_file,
     crop_fraction,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from keras_inception.train.config import PRECISIONS, RECIPES, STRATEGIES
+from keras_inception.train.config import (
+    PRECISIONS,
+    RECIPES,
+    SAMPLE_NAME,
+    STRATEGIES,
+    TFDS_PREFIX,
+)
+
+
+def _check_data(data: str) -> None:
+    """`--data` that names a folder: it exists (the sample and tfds:NAME are checked later)."""
+    if data == SAMPLE_NAME or data.startswith(TFDS_PREFIX):
+        return
+    if not os.path.isdir(os.path.expanduser(data)):
+        raise FileNotFoundError(
+            f"--data {data!r} is not a folder; expected {SAMPLE_NAME!r}, 'tfds:NAME' or an "
+            "existing folder of images.")
+
+
+def check_train(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is loaded or recorded): the weights file and
+    the data folder exist, and `--out` is a folder (or can be created) this process can
+    write into."""
+    from keras_inception.files import check_writable_folder
+
+    check_weights_file(args.weights)
+    _check_data(args.data)
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(
+            f"--out {args.out!r} is a file; --out must be a folder (created if missing).")
+    check_writable_folder(out, "--out", args.out)
+
+
+def check_evaluate(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported: the model file and the data folder exist."""
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(
+            f"--model {args.model!r} not found: no such file; expected a .keras file written "
+            "by `keras-inception train`.")
+    _check_data(args.data)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -100,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "run is left as it is)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out (finished, or another one) instead of refusing")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, check=check_train)
 
     p = sub.add_parser("evaluate", help="accuracy of a trained .keras model on a dataset")
     p.add_argument("--model", required=True, metavar="MODEL.keras",
@@ -112,4 +154,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-per-class", type=positive_int, default=None,
                    help="use at most this many images per class (quick checks)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, check=check_evaluate)

@@ -46,6 +46,7 @@ def calibration_dataset(
     count: int = 100,
     seed: int = 0,
     crop_pct: float = DEFAULT_CROP_PCT,
+    preprocess: bool = True,
 ) -> Any:
     """Up to `count` images found under `directory` (any depth, e.g. an ImageFolder
     train split; .jpg, .jpeg, .png, .bmp, .gif), a seeded random choice, as a
@@ -53,7 +54,10 @@ def calibration_dataset(
 
     Each image goes through the evaluation transform (short side resized to
     `image_size / crop_pct`, bicubic, center crop; `preprocessing.center_crop_tf`)
-    and is scaled to [-1, 1] (`preprocessing.tf_preprocess`). The chosen files
+    and is scaled to [-1, 1] (`preprocessing.tf_preprocess`), what the classifiers
+    take; `preprocess=False` keeps 0-255 pixels (float32), what a model that scales
+    pixels itself takes (FaceNet with its standardisation inside; with `crop_pct=1.0`
+    for face crops, as `Embedder.embed_files` loads them). The chosen files
     are decoded once first: an unreadable one is a ValueError naming it.
     """
     import tensorflow as tf
@@ -83,7 +87,8 @@ def calibration_dataset(
 
     def load(path):
         image = center_crop_tf(decode_image_tf(tf.io.read_file(path)), size, crop_pct)
-        return tf_preprocess(tf.ensure_shape(image, [size, size, 3]))
+        image = tf.ensure_shape(image, [size, size, 3])
+        return tf_preprocess(image) if preprocess else tf.cast(image, tf.float32)
 
     return tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -37,6 +37,52 @@ def require_fixed_shape(model: Any, fmt: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+# The two input conventions of the package: images scaled by `preprocess_input`, or raw
+# pixels that the model's first layer scales itself.
+SCALED_RANGE = (-1.0, 1.0)
+PIXEL_RANGE = (0.0, 255.0)
+
+
+def _first_layer(model: Any) -> Any:
+    """The first layer after the input, looking into a nested model that comes first."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers:
+        return None
+    first = layers[0]
+    return _first_layer(first) if isinstance(first, keras.Model) else first
+
+
+def input_range(model: Any) -> tuple[float, float]:
+    """The values `model` takes: `PIXEL_RANGE` (0-255) when its first layer scales raw
+    pixels itself (FaceNet's `FaceStandardization`, a `Rescaling` such as the classifiers'
+    `include_preprocessing=True` one), else `SCALED_RANGE` ([-1, 1], what
+    `preprocess_input` gives: the package's classifiers and trained models)."""
+    import keras
+
+    from keras_inception.layers import FaceStandardization
+
+    first = _first_layer(model)
+    if isinstance(first, FaceStandardization):
+        return PIXEL_RANGE
+    if isinstance(first, keras.layers.Rescaling):
+        try:
+            scale = abs(float(np.max(np.abs(np.asarray(first.scale, dtype=np.float64)))))
+        except (TypeError, ValueError):
+            return SCALED_RANGE
+        if scale * 255.0 <= 2.0 + 1e-6:  # maps 0-255 into a range of width 2 or less
+            return PIXEL_RANGE
+    return SCALED_RANGE
+
+
+def is_embedding_model(model: Any) -> bool:
+    """Whether `model` returns L2-normalised embeddings (FaceNet) rather than class scores."""
+    from keras_inception.layers import L2Normalize
+
+    return bool(model.layers) and isinstance(model.layers[-1], L2Normalize)
+
+
 def probe_batch(shape: tuple, batch: int, *, raw: bool, seed: int = 0) -> np.ndarray:
     """Deterministic probe images: 0-255 uint8 when `raw`, else float32 in [-1, 1]."""
     rng = np.random.default_rng(seed)
@@ -45,8 +91,11 @@ def probe_batch(shape: tuple, batch: int, *, raw: bool, seed: int = 0) -> np.nda
     return rng.uniform(-1.0, 1.0, (batch, *shape)).astype(np.float32)
 
 
-def keras_outputs(model: Any, images: np.ndarray) -> np.ndarray:
-    return np.asarray(model(images, training=False), dtype=np.float32)
+def keras_outputs(model: Any, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """The Keras model's outputs for `images`, `batch_size` images a call."""
+    return np.concatenate([np.asarray(model(images[i:i + batch_size], training=False),
+                                      dtype=np.float32)
+                           for i in range(0, max(len(images), 1), batch_size)])
 
 
 def check_close(name: str, got: np.ndarray, expected: np.ndarray, *, atol: float) -> None:

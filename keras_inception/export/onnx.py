@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from keras_inception import _compat
 from keras_inception.export.checks import (
     INPUT_NAME,
     check_close,
@@ -16,6 +17,19 @@ from keras_inception.export.staging import staged_export
 
 # Largest difference accepted when onnxruntime's outputs are compared with Keras'.
 ONNX_ATOL = 1e-4
+
+# Peak memory (RSS) of an ONNX export: a fixed part (TensorFlow, tf2onnx, onnxruntime)
+# plus a multiple of the float32 weights (the traced graph, the converter's graph, the
+# ONNX proto, the onnxruntime session). Measured by benchmarks/onnx_memory.py, see
+# benchmarks/RESULTS.md ("ONNX export: peak memory").
+ONNX_MEMORY_BASE = 0.9 * 2**30
+ONNX_MEMORY_PER_WEIGHT_BYTE = 22
+
+
+def onnx_memory_estimate(model: Any) -> float:
+    """Bytes of memory (peak RSS of the process) that exporting `model` to ONNX takes,
+    about: `ONNX_MEMORY_BASE` + `ONNX_MEMORY_PER_WEIGHT_BYTE` x its float32 weights."""
+    return ONNX_MEMORY_BASE + ONNX_MEMORY_PER_WEIGHT_BYTE * 4 * model.count_params()
 
 
 def _import_onnx_packages() -> Any:
@@ -52,8 +66,9 @@ def export_onnx(
     with staged_export(path, overwrite=overwrite, kind="file", what="an ONNX model",
                        suffix=".onnx", create_parents=create_parents) as staged:
         onnxruntime = _import_onnx_packages()  # inside: onnxruntime writes into TMPDIR on import
-        model.export(staged, format="onnx", input_signature=[spec], opset_version=opset,
-                     verbose=False)
+        with _compat.lean_tf2onnx():  # one copy of the weights, not dozens: see there
+            model.export(staged, format="onnx", input_signature=[spec], opset_version=opset,
+                         verbose=False)
         session = onnxruntime.InferenceSession(staged, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
         for batch in (1, 2):
@@ -63,4 +78,4 @@ def export_onnx(
     return os.path.abspath(os.fspath(path))
 
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "onnx_memory_estimate"]

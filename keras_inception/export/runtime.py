@@ -173,8 +173,12 @@ class Classifier(_TFLiteImageModel):
 
     Args:
         path: the `.tflite` file.
-        class_names: names of the classes, one per output; defaults to the
-            ImageNet names for 1000 outputs and `class_<i>` otherwise.
+        class_names: names of the classes, one per output. By default the file's
+            own names, `FILE.class_names.json` beside it (written by `keras-inception
+            export`; a count that does not fit the outputs is a ValueError naming it);
+            else a `class_names.json` in its folder if it has one name per output (one
+            that does not fit, another model's, gives a `ClassNamesWarning` and is not
+            used); else the ImageNet names for 1000 outputs and `class_<i>` otherwise.
         num_threads: CPU threads of the interpreter (default: LiteRT's choice).
         preprocess: whether to scale 0-255 images to [-1, 1] before the model.
         delegates: `False` runs LiteRT's built-in kernels without the default
@@ -195,20 +199,28 @@ class Classifier(_TFLiteImageModel):
         super().__init__(path, num_threads=num_threads, delegates=delegates)
         self.num_classes = int(self._output["shape"][-1])
         self.preprocess = bool(preprocess)
-        if class_names is not None:
-            class_names = [str(c) for c in class_names]
-            if len(class_names) != self.num_classes:
+        self.class_names: list[str] = self._class_names(class_names)
+
+    def _class_names(self, given: Sequence[str] | None) -> list[str]:
+        """`given` (checked), else the file's own or its folder's names, else the defaults."""
+        if given is not None:
+            names = [str(c) for c in given]
+            if len(names) != self.num_classes:
                 raise ValueError(
                     f"`class_names` must have one name per output ({self.num_classes}); "
-                    f"received {len(class_names)} names."
+                    f"received {len(names)} names."
                 )
-        elif self.num_classes == 1000:
+            return names
+        from keras_inception.saving import read_class_names
+
+        names = read_class_names(self.path, self.num_classes)
+        if names is not None:
+            return names
+        if self.num_classes == 1000:
             from keras_inception.preprocessing import imagenet_classes
 
-            class_names = [imagenet_classes()[i][1] for i in range(1000)]
-        else:
-            class_names = [f"class_{i}" for i in range(self.num_classes)]
-        self.class_names: list[str] = class_names
+            return [imagenet_classes()[i][1] for i in range(1000)]
+        return [f"class_{i}" for i in range(self.num_classes)]
 
     def predict(self, images: Any) -> np.ndarray:
         """Float scores of shape `(N, num_classes)` for 0-255 RGB images."""

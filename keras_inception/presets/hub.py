@@ -17,7 +17,15 @@ import keras
 
 from keras_inception.convert import load_timm_weights
 from keras_inception.presets.converted import converted_path, load_or_convert
-from keras_inception.presets.fetch import DOWNLOAD_TIMEOUT, WeightsDownloadError
+from keras_inception.presets.fetch import (
+    CACHE,
+    DOWNLOAD_TIMEOUT,
+    DOWNLOADED,
+    WeightsDownloadError,
+    announce,
+    origin_of,
+    record_origin,
+)
 from keras_inception.registry import WeightsPreset
 
 INSTALL_HINT = 'pip install "keras_inception[hub]"'
@@ -62,16 +70,23 @@ def download_state_file(entry: WeightsPreset) -> str:
     from huggingface_hub import constants
 
     request = {"repo_id": entry.hf_repo, "filename": entry.hf_filename, "revision": entry.revision}
+    source = f"{constants.ENDPOINT}/{entry.hf_repo} ({entry.hf_filename})"
     try:
         try:
-            return hub.hf_hub_download(**request, local_files_only=True)  # cached: no network
+            path = hub.hf_hub_download(**request, local_files_only=True)  # cached: no network
+            record_origin(path, CACHE, source)
+            return path
         except Exception:
             pass  # not in the cache: download it below
         if not constants.HF_HUB_OFFLINE:
             reason = _unreachable(constants.ENDPOINT)
             if reason is not None:
                 raise ConnectionError(f"{constants.ENDPOINT} is unreachable ({reason})")
-        return hub.hf_hub_download(**request, etag_timeout=DOWNLOAD_TIMEOUT)
+            announce(f"downloading {entry.hf_filename} of {entry.hf_repo} from the Hugging Face "
+                     "hub (once; later uses read the converted file)")
+        path = hub.hf_hub_download(**request, etag_timeout=DOWNLOAD_TIMEOUT)
+        record_origin(path, DOWNLOADED, source)
+        return path
     except Exception as e:
         cache = constants.HF_HUB_CACHE
         folder = "models--" + entry.hf_repo.replace("/", "--")
@@ -88,14 +103,19 @@ def download_state_file(entry: WeightsPreset) -> str:
         ) from None
 
 
-def load_converted(model: keras.Model, entry: WeightsPreset, include_top: bool) -> str:
-    """Fills `model` with the timm preset `entry` (converted once, then cached); returns the file."""
+def load_converted(model: keras.Model, entry: WeightsPreset, include_top: bool,
+                   sources: list[str] | None = None) -> str:
+    """Fills `model` with the timm preset `entry` (converted once, then cached); returns the
+    file. When it is converted now, `sources` gets where the timm file came from."""
 
     def convert(model: keras.Model) -> str:
         state_file = download_state_file(entry)  # checks the optional dependencies first
         from safetensors.numpy import load_file
 
         load_timm_weights(model, load_file(state_file))
+        if sources is not None:
+            origin = origin_of(state_file)
+            sources.append(origin.describe() if origin else state_file)
         return f"{entry.hf_repo}/{entry.hf_filename}"
 
     return load_or_convert(model, entry, include_top, convert)

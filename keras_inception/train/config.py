@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from typing import Any
 
+from keras_inception.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from keras_inception.saving import CLASS_NAMES_FILE
 
 RECIPES = ("transfer", "paper")
+# `data` that is not a folder: the embedded sample, and tensorflow-datasets names.
+SAMPLE_NAME = "flowers_sample"
+TFDS_PREFIX = "tfds:"
 PRECISIONS = ("none", "float16", "bfloat16")
 # How a run is spread over devices (see keras_inception.train.distribute).
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker", "tpu")
@@ -28,20 +31,14 @@ LOGS_DIR = "logs"
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 
-def _min_image_size() -> int:
-    """The builders' minimum input size (imported when validating: it loads Keras)."""
-    from keras_inception.models.builder import MIN_SIZE
 
-    return MIN_SIZE
-
-
-def _field(default: Any, *, identity: bool = False,
-           minimum: int | Callable[[], int] | None = None, note: str = "") -> Any:
+def _field(default: Any, *, identity: bool = False, minimum: int | None = None,
+           maximum: int | None = None, note: str = "") -> Any:
     """A `TrainConfig` field; its metadata says whether it defines the run (`RUN_IDENTITY`)
-    and, for integers, the smallest value `validate` accepts (or a function returning it;
-    `note`: what that bound means)."""
+    and, for integers, the smallest and largest values `validate` accepts (`note`: what
+    the smallest means)."""
     return dataclasses.field(default=default, metadata={
-        "identity": identity, "minimum": minimum, "note": note})
+        "identity": identity, "minimum": minimum, "maximum": maximum, "note": note})
 
 
 @dataclasses.dataclass
@@ -57,7 +54,8 @@ class TrainConfig:
     model: str = _field("inception_resnet_v2", identity=True)
     data: str = _field("flowers_sample", identity=True)
     # None: the network's (299; FaceNet's 160).
-    image_size: int | None = _field(None, identity=True, minimum=_min_image_size)
+    image_size: int | None = _field(None, identity=True, minimum=MIN_IMAGE_SIZE,
+                                    maximum=MAX_IMAGE_SIZE)
     batch_size: int = _field(32, identity=True, minimum=1)
     epochs: int = _field(10, identity=True, minimum=1)
     weights: str | None = _field(None, identity=True)
@@ -99,7 +97,7 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be one of {allowed}; received "
                                  f"{name}={getattr(self, name)!r}.")
         for field in dataclasses.fields(self):
-            _check_minimum(field, getattr(self, field.name))
+            _check_bounds(field, getattr(self, field.name))
         if self.learning_rate is not None and not (
             isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < float("inf")
         ):
@@ -151,14 +149,32 @@ class TrainConfig:
 
 
 
-def _check_minimum(field: dataclasses.Field, value: Any) -> None:
-    """The integer bound of a field's metadata (None passes: the default applies)."""
-    minimum = field.metadata.get("minimum")
+def evaluation_crop_pct(model: str, weights: str | None, crop_pct: float | None) -> float:
+    """The center crop a run evaluates (and a trained model predicts) with: `crop_pct`, else
+    the pretrained preset's (`weights` names a preset of `model`), else 0.875 (random
+    weights or a weights file)."""
+    from keras_inception.preprocessing import DEFAULT_CROP_PCT
+
+    if crop_pct is not None:
+        return float(crop_pct)
+    if weights and not os.path.isfile(weights):
+        from keras_inception.presets import get_preset
+
+        return get_preset(model, weights).crop_pct
+    return DEFAULT_CROP_PCT
+
+
+def _check_bounds(field: dataclasses.Field, value: Any) -> None:
+    """The integer bounds of a field's metadata (None passes: the default applies)."""
+    minimum, maximum = field.metadata.get("minimum"), field.metadata.get("maximum")
     if minimum is None or value is None:
         return
-    minimum = minimum() if callable(minimum) else minimum
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        if maximum is not None:
+            kind = f"an integer in {minimum}-{maximum}"
+        else:
+            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         note = field.metadata["note"]
         raise ValueError(f"`{field.name}` must be {kind}{f' ({note})' if note else ''}; "
                          f"received {field.name}={value!r}.")
@@ -177,6 +193,9 @@ __all__ = [
     "RECIPES",
     "REPORT_FILE",
     "RUN_IDENTITY",
+    "SAMPLE_NAME",
     "STRATEGIES",
+    "TFDS_PREFIX",
     "TrainConfig",
+    "evaluation_crop_pct",
 ]

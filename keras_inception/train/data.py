@@ -35,9 +35,8 @@ from keras_inception.preprocessing import (
     decode_image_tf,
     tf_preprocess,
 )
+from keras_inception.train.config import SAMPLE_NAME, TFDS_PREFIX
 
-SAMPLE_NAME = "flowers_sample"
-TFDS_PREFIX = "tfds:"
 # The image files a folder source lists (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TRAIN_SPLITS = ("train",)

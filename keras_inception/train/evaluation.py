@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 
 from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.saving import load_model, read_class_names
-from keras_inception.train.config import REPORT_FILE
+from keras_inception.train.run_folder import recorded_crop_pct
 
 
 def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[str, Any]:
@@ -49,21 +48,13 @@ def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[
     return report
 
 
-def _training_crop_pct(model_path: str) -> float:
-    """The crop_pct in the `report.json` of the run that wrote `model_path`, else the default."""
-    report_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), REPORT_FILE)
-    if not os.path.isfile(report_path):
-        return DEFAULT_CROP_PCT
-    with open(report_path) as f:
-        return float(json.load(f).get("crop_pct", DEFAULT_CROP_PCT))
-
-
 def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_size: int = 32,
              crop_pct: float | None = None, split: str = "val",
              max_per_class: int | None = None) -> dict[str, Any]:
     """Evaluates a saved `.keras` classifier on the `split` ("val" or "train") of `data`.
 
-    `crop_pct` defaults to the one in the `report.json` of the training run, else 0.875.
+    `crop_pct` defaults to the one the training run recorded in its folder
+    (`run_folder.recorded_crop_pct`), else 0.875.
     """
     from keras_inception.train import data as data_lib
 
@@ -71,7 +62,8 @@ def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_s
         raise ValueError(f"`split` must be 'train' or 'val'; received split={split!r}.")
     model = load_model(model_path)
     if crop_pct is None:
-        crop_pct = _training_crop_pct(model_path)
+        recorded = recorded_crop_pct(model_path)
+        crop_pct = DEFAULT_CROP_PCT if recorded is None else recorded
     images = data_lib.load_data(data, data_dir=data_dir, max_per_class=max_per_class)
     names = read_class_names(model_path)
     if names is not None and names != images.class_names:

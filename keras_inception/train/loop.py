@@ -24,7 +24,6 @@ from typing import Any
 import keras
 
 from keras_inception import files
-from keras_inception.preprocessing import DEFAULT_CROP_PCT
 from keras_inception.presets.fetch import file_hash
 from keras_inception.saving import load_model, load_weights
 from keras_inception.train import feature_cache, ladder, run_folder
@@ -36,6 +35,7 @@ from keras_inception.train.config import (
     HISTORY_FILE,
     RUN_FILE,
     TrainConfig,
+    evaluation_crop_pct,
 )
 from keras_inception.train.evaluation import evaluate_model
 from keras_inception.train.recipes import BASE_LEARNING_RATE, Phase, RecipePlan, plan_stages
@@ -64,14 +64,7 @@ def _best_epoch(rows: list[dict]) -> int | None:
 
 def _crop_pct(config: TrainConfig) -> float:
     """The evaluation crop: the config's, else the pretrained preset's, else the default."""
-    if config.crop_pct is not None:
-        return config.crop_pct
-    weights = config.resolved_weights()
-    if weights and not os.path.isfile(weights):
-        from keras_inception.presets import get_preset
-
-        return get_preset(config.model, weights).crop_pct
-    return DEFAULT_CROP_PCT
+    return evaluation_crop_pct(config.model, config.resolved_weights(), config.crop_pct)
 
 
 def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
@@ -92,7 +85,7 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     """
     from keras_inception.train import distribute
 
-    config = ladder.resolve(config)
+    config, ladder_record = ladder.resolve_with_record(config)
     config.validate()
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     dist = distribute.resolve(config.strategy if strategy is None else strategy)
@@ -107,7 +100,7 @@ def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
                   f"{finished['accuracy']:.1%}); its results are there (report.json, "
                   f"{BEST_MODEL}). Nothing was changed; pass --overwrite to train again.")
             return finished if chief else {}
-        report = _run(config, dist, out)
+        report = _run(config, dist, out, ladder_record)
         if chief:
             run_folder.record_finish(out)
         return report
@@ -173,7 +166,10 @@ def _record_start(out: str, config: TrainConfig, class_names: list[str]) -> None
     files.write_json_atomic(os.path.join(out, CLASS_NAMES_FILE), class_names)
 
 
-def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
+def _run(config: TrainConfig, dist: Any, out: str,
+         ladder_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's stages, then its evaluation and outputs; `ladder_record`: what the weights
+    ladder chose (`weights="auto"`), kept in the report as `weights_ladder`."""
     from keras_inception.train import distribute
 
     learning_rate = distribute.scaled_learning_rate(
@@ -201,6 +197,8 @@ def _run(config: TrainConfig, dist: Any, out: str) -> dict[str, Any]:
         return {}
     report = _evaluate(ctx, plan, cached)
     report.update(_run_facts(ctx, weights_note, learning_rate, time.perf_counter() - started))
+    if ladder_record is not None:
+        report["weights_ladder"] = ladder_record
     for stage in stages:
         if stage.record is not None:
             report[REPORT_ENTRIES[stage.kind.phase]] = stage.record

@@ -31,7 +31,10 @@ from keras_inception.train.config import (
     REPORT_FILE,
     RUN_FILE,
     RUN_IDENTITY,
+    SAMPLE_NAME,
+    TFDS_PREFIX,
     TrainConfig,
+    evaluation_crop_pct,
 )
 
 # Everything a run writes into its folder (removed by overwrite=True).
@@ -83,8 +86,6 @@ def resolved_data(data: str) -> str:
     """`--data` as a run compares it: a folder by its resolved path (the same folder given
     as an absolute and a relative path is the same data; a relative path from another
     working directory is not), the embedded sample and `tfds:NAME` by name."""
-    from keras_inception.train.data import SAMPLE_NAME, TFDS_PREFIX
-
     data = os.fspath(data)
     if data == SAMPLE_NAME or data.startswith(TFDS_PREFIX):
         return data
@@ -147,6 +148,27 @@ def check(out: str, config: TrainConfig, *, overwrite: bool, chief: bool) -> dic
     return None
 
 
+def recorded_crop_pct(model_path: str) -> float | None:
+    """The evaluation crop of the run that wrote the `.keras` file `model_path`, read from
+    the run's folder: `report.json` once finished, else `run.json` (the settings recorded
+    when it started). None for a file that is not a run's model."""
+    folder, name = os.path.split(os.path.abspath(model_path))
+    try:
+        report = _read_json(os.path.join(folder, REPORT_FILE))
+        if report.get("model_file", BEST_MODEL) == name and report.get("crop_pct") is not None:
+            return float(report["crop_pct"])
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # no report yet (or a damaged one): the run's recorded settings say it
+    if name != BEST_MODEL:
+        return None
+    try:
+        recorded = _read_json(os.path.join(folder, RUN_FILE))["config"]
+        return evaluation_crop_pct(recorded["model"], recorded.get("weights"),
+                                   recorded.get("crop_pct"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def record_start(out: str, config: TrainConfig) -> None:
     files.write_json_atomic(os.path.join(out, RUN_FILE),
                             {"config": identity(config), "finished": False,
@@ -161,4 +183,4 @@ def record_finish(out: str) -> None:
 
 
 __all__ = ["RUN_OUTPUTS", "RunFolderError", "check", "identity", "locked", "record_finish",
-           "record_start", "resolved_data"]
+           "record_start", "recorded_crop_pct", "resolved_data"]

@@ -1,0 +1,31 @@
+"""Input images of the command line (`predict`, `embed`, `verify`): read once, a warning for
+an image far smaller than the model's input, then the evaluation crop."""
+
+from __future__ import annotations
+
+import sys
+
+
+def small_image_warning(path: str, height: int, width: int, size: int) -> str | None:
+    """The warning for an image whose short side is under half the model's input size (it
+    would be enlarged more than twice, and the model's answer on it means little)."""
+    short = min(height, width)
+    if short * 2 >= size:
+        return None
+    return (f"{path} is {width}x{height} pixels, less than half the model's {size}x{size} "
+            f"input: it is enlarged {size / max(short, 1):.0f}x, so the result on it is "
+            "unreliable")
+
+
+def load_input_image(path: str, size: int, crop_pct: float, command: str):
+    """`path` through the evaluation transform at `size` (float32 0-255), as `load_image`
+    gives it; a far too small image gets one warning line on stderr, naming it."""
+    from PIL import Image
+
+    from keras_inception.preprocessing import center_crop_pil, read_image
+
+    pixels = read_image(path)
+    warning = small_image_warning(path, pixels.shape[0], pixels.shape[1], size)
+    if warning is not None:
+        print(f"keras-inception {command}: warning: {warning}", file=sys.stderr)
+    return center_crop_pil(Image.fromarray(pixels), size, crop_pct)
