@@ -394,7 +394,7 @@ def state_128(torch_net):
 
 def test_state_dict_fits_128_d(model_128, state_128):
     # The control for the bad state dicts below: this one plans without a complaint.
-    plan = engine.plan(model_128, state_128, facenet_convert.FacenetPytorchDialect())
+    plan = engine.plan_assignments(model_128, state_128, facenet_convert.FacenetPytorchDialect())
     assert len(plan) == len(model_128.weights)
 
 

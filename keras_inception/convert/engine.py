@@ -222,7 +222,80 @@ def structure(model: keras.Model, dialect: Dialect) -> Structure:
     return s
 
 
-def plan(
+@dataclasses.dataclass
+class _Problems:
+    """What a conversion found wrong, collected over all units before anything is assigned."""
+
+    missing: list[str] = dataclasses.field(default_factory=list)
+    bad_shapes: list[str] = dataclasses.field(default_factory=list)
+    used: set[str] = dataclasses.field(default_factory=set)
+    class_message: str = ""
+
+    def raise_if_any(self, dialect: Dialect, family: str, model: keras.Model,
+                     unexpected: list[str], uncovered: list[str]) -> None:
+        label = dialect.label
+        problems = [text for found, text in (
+            (self.missing, f"missing {label} keys: {_listing(self.missing)}"),
+            (unexpected, f"unexpected {label} keys (not used): {_listing(unexpected)}"),
+            (self.bad_shapes, f"wrong shapes: {_listing(self.bad_shapes)}"),
+            (uncovered, f"Keras weights without a source: {_listing(uncovered)}"),
+        ) if found]
+        if problems:
+            raise ValueError(
+                f"Cannot load {label} weights into {model.name!r} ({family}); nothing "
+                f"was changed. " + "; ".join(problems) + "." + self.class_message
+            )
+
+
+def _unit_values(unit, target: dict, prefix: str, source: Mapping[str, Any], dialect: Dialect,
+                 model: keras.Model, problems: _Problems) -> dict[str, np.ndarray]:
+    """The source values of one unit, converted to Keras layout (float64); what is missing
+    or has the wrong shape goes to `problems`."""
+    values: dict[str, np.ndarray] = {}
+    for slot, key, required in dialect.keys(unit.kind, prefix):
+        if key not in source:
+            if required and (slot in target or slot == "gamma"):
+                problems.missing.append(f"{key} (for {unit.layers[0]})")
+            continue
+        if slot not in target and slot != "gamma":
+            continue  # e.g. a bias our layer does not have: reported as unexpected
+        problems.used.add(key)
+        value = np.asarray(source[key])
+        ref = target["kernel" if slot == "gamma" else slot]
+        expected = tuple(
+            tuple(ref.shape)[-1:] if slot == "gamma"
+            else dialect.source_shape(unit.kind, slot, tuple(ref.shape))
+        )
+        if tuple(value.shape) != expected:
+            if unit.kind in ("dense", "dense_bn") and value.ndim == len(expected):
+                problems.class_message = (
+                    f" The {dialect.label} head {key!r} has shape {value.shape} but "
+                    f"model {model.name!r} expects {expected}: build it with the "
+                    "weights' number of outputs (classes, or embedding_dim), or without "
+                    "the head (include_top=False)."
+                )
+            problems.bad_shapes.append(
+                f"{key} {tuple(value.shape)} vs expected {expected} (Keras {ref.path})"
+            )
+            continue
+        values[slot] = dialect.to_keras(unit.kind, slot, value).astype(np.float64)
+    return values
+
+
+def _fold_gamma(values: dict[str, np.ndarray], unit, problems: _Problems) -> None:
+    """A source scale (`gamma`) without a Keras slot is folded into the kernel (it scales
+    the output channels) and the BatchNorm mean."""
+    gamma = values.pop("gamma", None)
+    if gamma is None or np.all(gamma == 1.0):
+        return
+    values["kernel"] = values["kernel"] * gamma
+    if "mean" in values:
+        values["mean"] = values["mean"] * gamma
+    else:
+        problems.missing.append(f"BatchNormalization {unit.layers[0]}_bn to fold gamma into")
+
+
+def plan_assignments(
     model: keras.Model, source: Mapping[str, Any], dialect: Dialect
 ) -> list[tuple[Any, np.ndarray]]:
     """Checks everything and returns (variable, value) pairs; assigns nothing."""
@@ -237,78 +310,24 @@ def plan(
             "network to load them."
         )
     has_top = any(isinstance(layer, keras.layers.Dense) for layer in model.layers)
-
-    plan: list[tuple[Any, np.ndarray]] = []
-    used: set[str] = set()
-    missing: list[str] = []
-    bad_shapes: list[str] = []
-    class_message = ""
+    assignments: list[tuple[Any, np.ndarray]] = []
+    problems = _Problems()
     covered: set[int] = set()
     for unit in s.units():
-        prefix = dialect.name(s, unit.where)
         target = s.targets(unit)
-        variables = list(target.values())
-        values: dict[str, np.ndarray] = {}
-        for slot, key, required in dialect.keys(unit.kind, prefix):
-            if key not in source:
-                if required and (slot in target or slot == "gamma"):
-                    missing.append(f"{key} (for {unit.layers[0]})")
-                continue
-            if slot not in target and slot != "gamma":
-                continue  # e.g. a bias our layer does not have: reported as unexpected
-            used.add(key)
-            value = np.asarray(source[key])
-            ref = target["kernel" if slot == "gamma" else slot]
-            keras_shape = tuple(ref.shape)
-            expected = (
-                keras_shape[-1:] if slot == "gamma"
-                else dialect.source_shape(unit.kind, slot, keras_shape)
-            )
-            if tuple(value.shape) != tuple(expected):
-                if unit.kind in ("dense", "dense_bn") and value.ndim == len(expected):
-                    class_message = (
-                        f" The {dialect.label} head {key!r} has shape {value.shape} but "
-                        f"model {model.name!r} expects {tuple(expected)}: build it with the "
-                        "weights' number of outputs (classes, or embedding_dim), or without "
-                        "the head (include_top=False)."
-                    )
-                bad_shapes.append(
-                    f"{key} {tuple(value.shape)} vs expected {tuple(expected)} "
-                    f"(Keras {ref.path})"
-                )
-                continue
-            values[slot] = dialect.to_keras(unit.kind, slot, value).astype(np.float64)
-        covered.update(id(v) for v in variables)
+        values = _unit_values(unit, target, dialect.name(s, unit.where), source, dialect,
+                              model, problems)
+        covered.update(id(v) for v in target.values())
         if not all(slot in values for slot in target):
             continue  # reported as missing or wrong shape
-        gamma = values.pop("gamma", None)
-        if gamma is not None and not np.all(gamma == 1.0):
-            values["kernel"] = values["kernel"] * gamma  # scales the output channels
-            if "mean" in values:
-                values["mean"] = values["mean"] * gamma
-            else:
-                missing.append(f"BatchNormalization {unit.layers[0]}_bn to fold gamma into")
-        plan += [(target[slot], values[slot].astype(target[slot].dtype)) for slot in target]
-
+        _fold_gamma(values, unit, problems)
+        assignments += [(target[slot], values[slot].astype(target[slot].dtype))
+                        for slot in target]
+    unexpected = [k for k in keys
+                  if k not in problems.used and not dialect.ignored(k, s.spec, has_top)]
     uncovered = [v.path for v in model.weights if id(v) not in covered]
-    unexpected = [
-        k for k in keys if k not in used and not dialect.ignored(k, s.spec, has_top)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {dialect.label} keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {dialect.label} keys (not used): {_listing(unexpected)}")
-    if bad_shapes:
-        problems.append(f"wrong shapes: {_listing(bad_shapes)}")
-    if uncovered:
-        problems.append(f"Keras weights without a source: {_listing(uncovered)}")
-    if problems:
-        raise ValueError(
-            f"Cannot load {dialect.label} weights into {model.name!r} ({s.family}); nothing "
-            f"was changed. " + "; ".join(problems) + "." + class_message
-        )
-    return plan
+    problems.raise_if_any(dialect, s.family, model, unexpected, uncovered)
+    return assignments
 
 
 def assign(plan: list[tuple[Any, np.ndarray]]) -> None:

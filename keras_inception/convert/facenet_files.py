@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_inception.convert.engine import Structure, assign, key_map, plan
+from keras_inception.convert.engine import Structure, assign, key_map, plan_assignments
 from keras_inception.convert.slim import SlimDialect
 from keras_inception.convert.timm import TimmDialect
 
@@ -210,13 +210,13 @@ def facenet_pytorch_key_map(model: keras.Model) -> dict[str, str]:
 def load_facenet_keras_weights(model: keras.Model, source: str | os.PathLike | Mapping) -> None:
     """Loads `facenet_keras.h5` (a path, or the dict `read_facenet_keras_h5` returns)."""
     state = source if isinstance(source, Mapping) else read_facenet_keras_h5(source)
-    assign(plan(model, state, FacenetKerasDialect()))
+    assign(plan_assignments(model, state, FacenetKerasDialect()))
 
 
 def load_facenet_pytorch_weights(model: keras.Model, source: str | os.PathLike | Mapping) -> None:
     """Loads a facenet-pytorch state dict (a `.pt` path, or key -> array)."""
     state: Any = source if isinstance(source, Mapping) else read_facenet_pytorch(source)
-    assign(plan(model, state, FacenetPytorchDialect()))
+    assign(plan_assignments(model, state, FacenetPytorchDialect()))
 
 
 __all__ = [

@@ -13,7 +13,7 @@ import os
 
 import keras
 
-from keras_inception.convert.engine import Dialect, Structure, assign, key_map, plan
+from keras_inception.convert.engine import Dialect, Structure, assign, key_map, plan_assignments
 from keras_inception.registry import get_spec, model_names
 
 
@@ -136,4 +136,4 @@ def load_slim_checkpoint(
     reader = tf.train.load_checkpoint(path)
     names = reader.get_variable_to_shape_map()
     state = {name: reader.get_tensor(name) for name in names}
-    assign(plan(model, state, SlimDialect(background_class)))
+    assign(plan_assignments(model, state, SlimDialect(background_class)))

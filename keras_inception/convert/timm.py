@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_inception.convert.engine import Dialect, Structure, assign, key_map, plan
+from keras_inception.convert.engine import Dialect, Structure, assign, key_map, plan_assignments
 from keras_inception.registry import get_spec, model_names
 
 
@@ -121,7 +121,7 @@ def load_timm_weights(model: keras.Model, state_dict: Mapping[str, Any]) -> None
         ValueError: wrong family, missing / unexpected keys, wrong shapes, or a
             classifier with another number of classes; the model is then unchanged.
     """
-    assign(plan(model, state_dict, TimmDialect()))
+    assign(plan_assignments(model, state_dict, TimmDialect()))
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
