@@ -131,9 +131,9 @@ def FaceNet(
     the Inception-ResNet-v1 of Szegedy et al. 2016 as davidsandberg/facenet trains it.
 
     The output is the L2-normalised, float32 embedding of a face crop: compare two
-    with `keras_inception.facenet.distance` / `verify`. Inputs are face crops (from a
+    with `keras_inception.embeddings.distance` / `verify`. Inputs are face crops (from a
     face detector such as MTCNN), standardised as the weights expect
-    (`keras_inception.facenet.preprocess_input`) unless `include_preprocessing=True`.
+    (`keras_inception.embeddings.preprocess_input`) unless `include_preprocessing=True`.
 
     Args:
         weights: `None` (random initialization), a preset (`"ms_celeb_1m"`,
@@ -164,23 +164,7 @@ def FaceNet(
     """
     spec = get_spec(MODEL_NAME)
     preset = validate_weights(spec, weights)
-    if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or embedding_dim < 1:
-        raise ValueError(
-            f"`embedding_dim` must be a positive integer; received embedding_dim={embedding_dim!r}."
-        )
-    if preset is not None and spec.preset(preset).embedding_dim != embedding_dim:
-        expected = spec.preset(preset).embedding_dim
-        raise ValueError(
-            f"weights={preset!r} give {expected}-d embeddings; received embedding_dim="
-            f"{embedding_dim}. Pass embedding_dim={expected}."
-        )
-    if standardization is not None and standardization not in STANDARDIZATIONS:
-        raise ValueError(
-            f"`standardization` must be one of {STANDARDIZATIONS} or None; received "
-            f"standardization={standardization!r}."
-        )
-    check_rate("dropout_rate", dropout_rate)
-    check_rate("drop_path_rate", drop_path_rate)
+    _check_arguments(spec, preset, embedding_dim, standardization, dropout_rate, drop_path_rate)
     shape = resolve_input_shape(input_shape=input_shape, input_tensor=None, include_top=False,
                                 preset=preset)
     kind = None if weights is None else _weights_kind(weights)
@@ -201,7 +185,35 @@ def FaceNet(
     x = layers.BatchNormalization(scale=False, epsilon=1e-3, name="bottleneck_bn")(x)
     outputs = L2Normalize(name="embedding")(x)
     model = keras.Model(inputs, outputs, name=name)
+    _load_weights(model, spec, preset, kind, weights)
+    return model
 
+
+def _check_arguments(spec: ModelSpec, preset: str | None, embedding_dim: Any,
+                     standardization: str | None, dropout_rate: Any, drop_path_rate: Any) -> None:
+    """FaceNet's own arguments, checked before anything is built."""
+    if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or embedding_dim < 1:
+        raise ValueError(
+            f"`embedding_dim` must be a positive integer; received embedding_dim={embedding_dim!r}."
+        )
+    if preset is not None and spec.preset(preset).embedding_dim != embedding_dim:
+        expected = spec.preset(preset).embedding_dim
+        raise ValueError(
+            f"weights={preset!r} give {expected}-d embeddings; received embedding_dim="
+            f"{embedding_dim}. Pass embedding_dim={expected}."
+        )
+    if standardization is not None and standardization not in STANDARDIZATIONS:
+        raise ValueError(
+            f"`standardization` must be one of {STANDARDIZATIONS} or None; received "
+            f"standardization={standardization!r}."
+        )
+    check_rate("dropout_rate", dropout_rate)
+    check_rate("drop_path_rate", drop_path_rate)
+
+
+def _load_weights(model: keras.Model, spec: ModelSpec, preset: str | None, kind: str | None,
+                  weights: Any) -> None:
+    """Loads what `weights` names, by its kind (`_weights_kind`); None leaves them random."""
     if kind == "preset":
         load_preset(model, spec, preset, include_top=True)
     elif kind == "facenet-keras":
@@ -210,7 +222,6 @@ def FaceNet(
         facenet_convert.load_facenet_pytorch_weights(model, weights)
     elif kind == "keras":
         load_weights_file(model, weights)
-    return model
 
 
 SPEC = register_model(ModelSpec(

