@@ -168,8 +168,14 @@ def decode_image_tf(data: Any) -> Any:
 def load_image(path: str | os.PathLike, size: int, crop_pct: float = DEFAULT_CROP_PCT) -> np.ndarray:
     """Loads an RGB image file as float32 0-255 through the evaluation transform
     (`center_crop_pil`): short side resized to `size / crop_pct`, center `size x size`."""
+    return crop_pixels(read_image(path), size, crop_pct)
+
+
+def crop_pixels(pixels: np.ndarray, size: int, crop_pct: float = DEFAULT_CROP_PCT) -> np.ndarray:
+    """Decoded uint8 RGB `pixels` (as `read_image` gives them) through the evaluation
+    transform of `load_image`."""
     _check_crop_pct(crop_pct)
-    return center_crop_pil(Image.fromarray(read_image(path)), size, crop_pct)
+    return center_crop_pil(Image.fromarray(pixels), size, crop_pct)
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 
 import numpy as np
@@ -59,3 +60,16 @@ class LoopbackServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def refuse_writes_into(monkeypatch, folder, function: str = "open") -> None:
+    """`os.<function>` (`open`, `mkdir`) fails with EACCES for paths directly in `folder`, as
+    on a read-only mount: root writes through permission bits, so tests simulate it."""
+    real = getattr(os, function)
+
+    def refusing(path, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, function, refusing)

