@@ -289,9 +289,10 @@ def test_failure_midway_leaves_nothing(small_models, tmp_path, monkeypatch, fmt)
     model = small_models["inception_resnet_v2"]
 
     def half_written_export(filepath, *args, **kwargs):
-        # what a crash after part of the artifact was written looks like
-        if fmt == "saved_model":
-            os.makedirs(os.path.join(filepath, "variables"))
+        # what a crash after part of the artifact was written looks like (TFLite: of the
+        # SavedModel it converts, in a folder that exists)
+        if fmt == "saved_model" or os.path.isdir(filepath):
+            os.makedirs(os.path.join(filepath, "variables"), exist_ok=True)
             filepath = os.path.join(filepath, "saved_model.pb")
         with open(filepath, "wb") as f:
             f.write(b"partial")
@@ -434,15 +435,19 @@ def test_converter_temporary_files_stay_in_the_staging_folder(tiny_model, tmp_pa
     destination; a failed export removes what the converter left there."""
     import tempfile
 
+    import tensorflow as tf
+
     seen = {}
 
-    def export_leaving_temporary_files(filepath, *args, **kwargs):
+    def converter_leaving_temporary_files(saved_model_dir, *args, **kwargs):
         seen["tempdir"] = tempfile.gettempdir()
         seen["tmpdir_env"] = os.environ.get("TMPDIR")
         seen["leftover"] = tempfile.mkdtemp()  # what Keras / the converter may leave
+        seen["saved_model"] = saved_model_dir
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(tiny_model, "export", export_leaving_temporary_files)
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model",
+                        converter_leaving_temporary_files)
     previous = tempfile.gettempdir()
     with pytest.raises(RuntimeError, match="converter crashed"):
         export.export_tflite(tiny_model, tmp_path / "m.tflite")
@@ -450,6 +455,7 @@ def test_converter_temporary_files_stay_in_the_staging_folder(tiny_model, tmp_pa
     assert staging[0].startswith(f".m.tflite.{os.getpid()}-") and staging[0].endswith(".partial")
     assert seen["tmpdir_env"] == seen["tempdir"]
     assert os.path.dirname(seen["leftover"]) == seen["tempdir"]
+    assert os.path.dirname(seen["saved_model"]) == seen["tempdir"]  # the one it converts
     assert os.listdir(tmp_path) == []
     assert tempfile.gettempdir() == previous
 

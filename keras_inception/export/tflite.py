@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -182,26 +183,42 @@ def check_calibration_range(model: Any, images: list[np.ndarray]) -> None:
         )
 
 
-def _converter_options(quantization: str | None, input_type: str,
-                       calibration: list[np.ndarray] | None) -> dict[str, Any]:
-    """`model.export(format="litert")` options: builtin ops only, the quantization."""
+def _configure(converter: Any, quantization: str | None, input_type: str,
+               calibration: list[np.ndarray] | None) -> None:
+    """Builtin ops only (the file runs on any LiteRT runtime), and the quantization."""
     import tensorflow as tf
 
-    options: dict[str, Any] = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization is not None:
-        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
-        options["target_spec"]["supported_types"] = [tf.float16]
+        converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
         def representative_dataset():
             for image in calibration:
                 yield [image]
 
-        options["representative_dataset"] = representative_dataset
-        options["target_spec"]["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        options["inference_input_type"] = options["inference_output_type"] = getattr(
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = getattr(
             tf, input_type)
-    return options
+
+
+def _convert(model: Any, spec: Any, quantization: str | None, input_type: str,
+             calibration: list[np.ndarray] | None) -> bytes:
+    """The TFLite flatbuffer of `model` for `spec`, through a SavedModel in a temporary
+    folder (inside the staging folder while `staged_export` runs) and
+    `TFLiteConverter.from_saved_model`, the conversion Keras' `format="litert"` export
+    makes; `write_serving_archive` writes that SavedModel in half the time Keras takes."""
+    import tensorflow as tf
+
+    from keras_inception.export.saved_model import write_serving_archive
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_serving_archive(folder, lambda images: model(images, training=False), spec)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        _configure(converter, quantization, input_type, calibration)
+        return converter.convert()
 
 
 def _check_converted(staged: str, model: Any, quantization: str | None, shape: tuple) -> None:
@@ -280,9 +297,9 @@ def export_tflite(
 ) -> TFLiteFile:
     """Exports `model` as a TFLite (LiteRT) flatbuffer; returns its path (a `TFLiteFile`).
 
-    Built on Keras' `model.export(format="litert")` (Keras SavedModel ->
-    `TFLiteConverter.from_saved_model`), with builtin ops only so that the file
-    runs on any LiteRT runtime. Every temporary file of the conversion lives in
+    Converted as Keras' `model.export(format="litert")` converts (a SavedModel written
+    by Keras' `ExportArchive`, then `TFLiteConverter.from_saved_model`), with builtin
+    ops only so that the file runs on any LiteRT runtime. Every temporary file of the conversion lives in
     the staging folder beside `path` (see `keras_inception.export.staging`).
 
     Checks before the file is moved to `path`: float32 and float16 exports are compared
@@ -322,12 +339,12 @@ def export_tflite(
     if quantization == "int8":
         calibration = _as_image_list(representative_data, shape)
         check_calibration_range(model, calibration)
-    options = _converter_options(quantization, input_type, calibration)
     spec = tf.TensorSpec([batch_size, *shape], tf.float32, name=INPUT_NAME)
     agreement = None
     with staged_export(path, overwrite=overwrite, kind="file", what="a TFLite model",
                        suffix=".tflite", create_parents=create_parents) as staged:
-        model.export(staged, format="litert", input_signature=[spec], verbose=False, **options)
+        with open(staged, "wb") as file:
+            file.write(_convert(model, spec, quantization, input_type, calibration))
         _check_converted(staged, model, quantization, shape)
         if calibration is not None:
             agreement = measure_agreement(staged, model, calibration)
