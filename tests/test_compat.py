@@ -156,3 +156,28 @@ def test_lean_tf2onnx_conversion_is_right(tmp_path):
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, net(x).numpy(), atol=1e-5)
+
+
+def _training_variables(model: keras.Model) -> int:
+    return len(model.optimizer.variables) + sum(len(m.variables) for m in model.metrics)
+
+
+def test_build_for_fit_creates_every_variable_fit_needs():
+    """After `build_for_fit`, `fit` creates no variable (so the train step is traced once);
+    without it, the optimizer's and the compiled metrics' are created during `fit`."""
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.ones((6, 4), "float32"), np.zeros((6, 3), "float32"))).batch(4)
+    counts = {}
+    for build in (True, False):
+        model = _tiny_model()
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+        if build:
+            _compat.build_for_fit(model, data.element_spec)
+            assert model.optimizer.built
+        before = _training_variables(model)
+        model.fit(data, epochs=1, verbose=0)
+        counts[build] = (before, _training_variables(model))
+    assert counts[True][0] == counts[True][1] > 0
+    assert counts[False][0] < counts[False][1] == counts[True][1]

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import keras
 
-from keras_inception import files
+from keras_inception import _compat, files
 from keras_inception.train import callbacks as callbacks_lib
 from keras_inception.train import compile_notice, feature_cache, resume
 from keras_inception.train.config import BACKUP_DIR, TrainConfig
@@ -314,6 +314,7 @@ def run_stage(stage: TrainingStage, ctx: RunContext, model: keras.Model) -> None
     with ctx.dist.scope():
         fit_model.compile(jit_compile=compile_notice.jit_compile(ctx.config.jit),
                           **stage.recipe.compile_args(-(-ctx.data.train_count // ctx.batch_size)))
+        _compat.build_for_fit(fit_model, train.element_spec)  # one trace of the step, not two
     callbacks = _stage_callbacks(stage, ctx, fit_model, model, progress, extra)
     with ctx.dist.fit_scope():
         fit_model.fit(train, validation_data=val, epochs=stage.recipe.end,
