@@ -15,6 +15,7 @@ a module in `SPREAD` has long tests on a cheap shared fixture and spreads test b
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,27 @@ def group(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(unit(item.nodeid)))
 
 
+def check_grouped(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, a UsageError unless xdist gave every grouped test its
+    group (the `@group` suffix of its node ID): without it the modules' tests spread over
+    the workers and every module fixture is built on each of them, silently (pytest 9.2
+    with pytest-xdist 3.8 did that to the whole suite)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group")
+            and not item.nodeid.endswith("@" + item.get_closest_marker("xdist_group").args[0])]
+    if lost:
+        message = (f"pytest-xdist did not group {len(lost)} tests by module (e.g. {lost[0]}) "
+                   f"under pytest {pytest.__version__}: install the versions "
+                   "requirements-test.txt pins (make venv).")
+        print(message, file=sys.stderr, flush=True)  # a worker's exception loses its text
+        raise pytest.UsageError(message)
+
+
 @pytest.hookimpl(trylast=True)  # after `-m` / `-k` have deselected: the units as they run
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Sorts the work units longest first, keeping the order of the tests inside a unit."""
+    check_grouped(config, items)
     measured = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
     units: dict[str, list[pytest.Item]] = {}
     for item in items:
