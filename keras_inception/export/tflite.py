@@ -20,6 +20,7 @@ from keras_inception.export.checks import (
     probe_batch,
     require_fixed_shape,
 )
+from keras_inception.export.saved_model import write_serving_archive
 from keras_inception.export.staging import staged_export
 
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
@@ -212,8 +213,6 @@ def _convert(model: Any, spec: Any, quantization: str | None, input_type: str,
     makes; `write_serving_archive` writes that SavedModel in half the time Keras takes."""
     import tensorflow as tf
 
-    from keras_inception.export.saved_model import write_serving_archive
-
     with tempfile.TemporaryDirectory() as folder:
         write_serving_archive(folder, lambda images: model(images, training=False), spec)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
@@ -299,8 +298,9 @@ def export_tflite(
 
     Converted as Keras' `model.export(format="litert")` converts (a SavedModel written
     by Keras' `ExportArchive`, then `TFLiteConverter.from_saved_model`), with builtin
-    ops only so that the file runs on any LiteRT runtime. Every temporary file of the conversion lives in
-    the staging folder beside `path` (see `keras_inception.export.staging`).
+    ops only so that the file runs on any LiteRT runtime. Every temporary file of the
+    conversion lives in the staging folder beside `path` (see
+    `keras_inception.export.staging`).
 
     Checks before the file is moved to `path`: float32 and float16 exports are compared
     with Keras on probe images (a RuntimeError if they differ); int8 exports must be

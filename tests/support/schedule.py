@@ -51,8 +51,9 @@ def check_grouped(config: pytest.Config, items: list[pytest.Item]) -> None:
     with pytest-xdist 3.8 did that to the whole suite)."""
     if not getattr(config.option, "loadgroup", False):
         return
-    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group")
-            and not item.nodeid.endswith("@" + item.get_closest_marker("xdist_group").args[0])]
+    marks = ((item, item.get_closest_marker("xdist_group")) for item in items)
+    lost = [item.nodeid for item, mark in marks
+            if mark is not None and not item.nodeid.endswith("@" + mark.args[0])]
     if lost:
         message = (f"pytest-xdist did not group {len(lost)} tests by module (e.g. {lost[0]}) "
                    f"under pytest {pytest.__version__}: install the versions "
