@@ -34,8 +34,8 @@ _EXPORTS = {
     "load_model": "keras_inception.saving",
 }
 _SUBMODULES = (
-    "apps", "cli", "convert", "embeddings", "export", "features", "files", "layers", "models",
-    "preprocessing", "presets", "registry", "saving", "train",
+    "apps", "cli", "convert", "embeddings", "explain", "export", "features", "files", "layers",
+    "models", "preprocessing", "presets", "registry", "saving", "train",
 )
 # old submodule name -> new one (README, "Changes")
 _MOVED = {"facenet": "embeddings"}

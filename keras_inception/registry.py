@@ -202,7 +202,8 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def _match(model: Any) -> ModelSpec | None:
+def match_spec(model: Any) -> ModelSpec | None:
+    """The spec of the network whose layers `model` holds directly (not nested), or None."""
     names = {layer.name for layer in model.layers}
     # Most specific signature first: a network that extends another carries its layers too.
     for spec in sorted(_registry().values(), key=lambda s: -len(s.signature)):
@@ -224,10 +225,10 @@ def network_of(model: Any) -> tuple[ModelSpec, Any]:
         raise ValueError(
             f"Expected a keras.Model built by keras_inception; received {type(model).__name__}."
         )
-    spec = _match(model)
+    spec = match_spec(model)
     if spec is not None:
         return spec, model
-    nested = [(_match(layer), layer) for layer in model.layers if isinstance(layer, keras.Model)]
+    nested = [(match_spec(layer), layer) for layer in model.layers if isinstance(layer, keras.Model)]
     nested = [(spec, layer) for spec, layer in nested if spec is not None]
     if len(nested) == 1:
         return nested[0]
@@ -272,6 +273,7 @@ __all__ = [
     "builder_exports",
     "classifier_names",
     "get_spec",
+    "match_spec",
     "model_names",
     "network_of",
     "register_model",

@@ -1,0 +1,212 @@
+"""Which layer an explanation reads, and the model rebuilt to read it.
+
+A fine-tuned model holds its network as a nested layer (`train`'s `best.keras`, a
+builder given `input_tensor`, an ensemble), where a sub-model from the outer input to
+an inner layer is "Graph disconnected". Instead, the model is rebuilt with
+`keras.models.clone_model` on the same layer objects (same weights), down the path of
+nested models that leads to the layer, with two changes:
+
+* the layer's output passes through a `_Probe`, which adds a perturbation `delta`
+  (zero) and keeps its output: d score / d delta is d score / d activation, on every
+  backend, JAX included, where only inputs of a function can be differentiated;
+* a final softmax is left out, so that the explained score is the class's logit (a
+  confident softmax has no gradient left: Grad-CAM's paper explains the score before it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+
+from keras_inception.registry import ModelSpec, match_spec
+
+LayerPath = tuple[str, ...]  # names from the outer model down to the layer
+
+
+def _walk(model: keras.Model, prefix: LayerPath = ()) -> Iterator[tuple[LayerPath, Any]]:
+    """(path, layer) for every layer of `model`, nested models' layers included."""
+    for layer in model.layers:
+        path = (*prefix, layer.name)
+        yield path, layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer, path)
+
+
+def networks_in(model: keras.Model) -> list[tuple[LayerPath, ModelSpec, keras.Model]]:
+    """(path, spec, network) of every network of the registry in `model`, at any depth
+    (path `()` for `model` itself)."""
+    candidates = [((), model), *((p, m) for p, m in _walk(model) if isinstance(m, keras.Model))]
+    return [(path, spec, m) for path, m in candidates if (spec := match_spec(m)) is not None]
+
+
+def _name(path: LayerPath) -> str:
+    return "/".join(path)
+
+
+def feature_tap_names(model: keras.Model) -> list[str]:
+    """The layers `layer=` accepts by the networks' specs: each network's feature taps."""
+    return [_name((*path, tap.layer)) for path, spec, _ in networks_in(model)
+            for tap in spec.feature_taps]
+
+
+def _last_tap(path: LayerPath, spec: ModelSpec) -> LayerPath:
+    return (*path, spec.feature_taps[-1].layer)
+
+
+def resolve_layer(model: keras.Model, layer: str | None) -> tuple[LayerPath, Any]:
+    """(path, layer object) of the layer `layer` names (see `grad_cam`); ValueError with
+    the feature taps for a name that is unknown, ambiguous or not a spatial map."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
+    networks = networks_in(model)
+    if layer is None:
+        if len(networks) != 1:
+            found = ", ".join(_name(p) or model.name for p, _, _ in networks) or "none"
+            raise ValueError(
+                f"layer=None needs a model holding one of keras_inception's networks; model "
+                f"{model.name!r} holds {len(networks)} ({found}): pass `layer`, the name of a "
+                "network or of a layer with a spatial output.")
+        wanted = _last_tap(*networks[0][:2])
+    else:
+        by_network = [_last_tap(p, s) for p, s, _ in networks if p and layer in (p[-1], _name(p))]
+        wanted = by_network[0] if len(by_network) == 1 else None
+    layers = dict(_walk(model))
+    if wanted is not None:
+        return _checked(model, wanted, layers[wanted])
+    found = [(p, obj) for p, obj in layers.items() if layer in (p[-1], _name(p))
+             or _name(p).endswith("/" + str(layer))]
+    if len(found) == 1:
+        return _checked(model, *found[0])
+    taps = ", ".join(feature_tap_names(model)) or "none (not a keras_inception network)"
+    if not found:
+        raise ValueError(f"Unknown layer={layer!r}: model {model.name!r} has no layer of that "
+                         f"name. Its networks' feature taps: {taps}.")
+    raise ValueError(f"layer={layer!r} names {len(found)} layers of model {model.name!r} "
+                     f"({', '.join(_name(p) for p, _ in found)}): pass one of these paths.")
+
+
+def _checked(model: keras.Model, path: LayerPath, layer: Any) -> tuple[LayerPath, Any]:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):  # never called, or called more than once
+        shape = None
+    if shape is None or len(shape) != 4:
+        raise ValueError(
+            f"layer={_name(path)!r} has no spatial output (output shape {shape}): explanations "
+            f"read a 4-D feature map. The feature taps of model {model.name!r}: "
+            f"{', '.join(feature_tap_names(model)) or 'none'}.")
+    return path, layer
+
+
+class _ProbeState:
+    """What a `_Probe` reads and keeps during one call (plain Python: not tracked by Keras)."""
+
+    delta: Any = None
+    value: Any = None
+
+
+class _Probe(keras.layers.Layer):
+    """Identity, plus `state.delta` when set; keeps its output in `state.value`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = _ProbeState()
+
+    def call(self, inputs: Any) -> Any:
+        if self.state.delta is not None:
+            inputs = inputs + self.state.delta
+        self.state.value = inputs
+        return inputs
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        self.state.shape = tuple(input_shape)  # the concrete shape when run symbolically
+        return input_shape
+
+
+class _Logits(keras.layers.Layer):
+    """A softmax `Dense` without its softmax, on the same kernel and bias."""
+
+    def __init__(self, dense: keras.layers.Dense, **kwargs: Any) -> None:
+        super().__init__(dtype=dense.dtype_policy, name=f"{dense.name}_logits", **kwargs)
+        self.dense = dense
+
+    def call(self, inputs: Any) -> Any:
+        logits = keras.ops.matmul(inputs, self.dense.kernel)
+        return logits + self.dense.bias if self.dense.use_bias else logits
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], self.dense.units)
+
+
+def _softmax_output_layer(model: keras.Model) -> Any:
+    """The layer that makes `model`'s output when that output is a softmax, else None."""
+    for layer in reversed(model.layers):
+        try:
+            is_output = layer.output is model.outputs[0]
+        except (AttributeError, ValueError):
+            continue
+        if is_output:
+            activation = layer.get_config().get("activation")
+            softmax = activation == "softmax" and isinstance(
+                layer, (keras.layers.Dense, keras.layers.Activation))
+            return layer if softmax else None
+    return None
+
+
+@dataclasses.dataclass
+class ExplainedGraph:
+    """`model` rebuilt on its own layers: `graph(images)` gives its logits (its output when
+    that is not a softmax), and `probe` sees the explained layer."""
+
+    graph: keras.Model
+    probe: _Probe | None
+    layer_name: str | None
+    logits: bool  # whether a final softmax was left out
+
+
+def rebuild(model: keras.Model, layer: str | None, *, probe: bool = True) -> ExplainedGraph:
+    """The model rebuilt without a final softmax, and with a probe at `layer` (see
+    `resolve_layer`) unless `probe` is False."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
+    if len(model.outputs) != 1:
+        raise ValueError(f"Explanations need a model with one output; model {model.name!r} has "
+                         f"{len(model.outputs)}.")
+    path, target = resolve_layer(model, layer) if probe else ((), None)
+    probe = _Probe(dtype=target.dtype_policy, name="explain_probe") if probe else None
+    softmax_layer = _softmax_output_layer(model)
+    layers = dict(_walk(model))
+    on_path = {id(layers[path[:i]]) for i in range(1, len(path))}  # the nested models
+    calls = []
+
+    def call(op: Any, *args: Any, **kwargs: Any) -> Any:
+        if target is not None and op is target:
+            calls.append(op)
+            return probe(op(*args, **kwargs))
+        if op is softmax_layer:
+            return _Logits(op)(args[0]) if isinstance(op, keras.layers.Dense) else args[0]
+        return op(*args, **kwargs)
+
+    def copy(sub: Any) -> Any:
+        return _clone(sub, copy, call) if id(sub) in on_path else sub
+
+    graph = _clone(model, copy, call)
+    if probe is not None and len(calls) != 1:
+        raise ValueError(f"layer={_name(path)!r} is called {len(calls)} times in model "
+                         f"{model.name!r}; explanations need a layer called once.")
+    return ExplainedGraph(graph, probe, _name(path) or None, softmax_layer is not None)
+
+
+def _clone(model: keras.Model, copy: Any, call: Any) -> keras.Model:
+    """`model` on the same layers (`copy` rebuilds the nested models on the path), each
+    layer called through `call`."""
+    if isinstance(model, keras.Sequential):  # clone_model takes no call_function for these
+        inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
+        x = inputs
+        for layer in model.layers:
+            x = call(copy(layer), x)
+        return keras.Model(inputs, x, name=model.name)
+    return keras.models.clone_model(model, clone_function=copy, call_function=call)

@@ -1,0 +1,266 @@
+"""Grad-CAM, Grad-CAM++ and integrated gradients for the package's models, on every backend.
+
+Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization" (ICCV 2017); Chattopadhay et al., "Grad-CAM++: Generalized Gradient-Based
+Visual Explanations for Deep Convolutional Networks" (WACV 2018); Sundararajan et al.,
+"Axiomatic Attribution for Deep Networks" (ICML 2017).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_inception.explain._autodiff import value_and_grad
+from keras_inception.explain.graph import ExplainedGraph, rebuild
+
+METHODS = ("gradcam", "gradcam++")
+_BATCH_SIZE = 16
+
+
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    if keras.config.image_data_format() == "channels_first":
+        return np.moveaxis(x, 1, -1)
+    return x
+
+
+def _as_images(images: Any) -> np.ndarray:
+    x = np.asarray(keras.ops.convert_to_numpy(images), dtype="float32")
+    if x.ndim != 4:
+        raise ValueError(f"`images` must be a batch (N, H, W, C) preprocessed for the model; "
+                         f"received an array of shape {x.shape}.")
+    return x
+
+
+class _Target:
+    """What is explained: class logits (`classes`, None for each image's top class) or the
+    cosine similarity to reference embeddings (`references`)."""
+
+    def __init__(self, target: Any, n: int, outputs: int) -> None:
+        self.classes, self.references = None, None
+        if target is None:
+            return
+        values = np.asarray(target)
+        if values.dtype.kind in "iu" and values.ndim <= 1:
+            self.classes = np.broadcast_to(values, (n,)).astype("int32") if values.size in (
+                1, n) else None
+            if self.classes is None or not ((0 <= values).all() and (values < outputs).all()):
+                raise ValueError(
+                    f"`target` must be a class index in 0..{outputs - 1}, or {n} of them (one "
+                    f"per image); received target={target!r}.")
+        elif values.dtype.kind == "f" and values.ndim in (1, 2) and values.shape[-1] == outputs \
+                and values.size in (outputs, n * outputs):
+            self.references = np.broadcast_to(values.reshape(-1, outputs), (n, outputs))
+            self.references = self.references.astype("float32")
+        else:
+            raise ValueError(
+                f"`target` must be None (each image's top class), class indices (an int or {n} "
+                f"ints), or reference embeddings of shape ({outputs},) or ({n}, {outputs}); "
+                f"received target of shape {values.shape} and dtype {values.dtype}.")
+
+    def scores(self, outputs: Any, rows: slice) -> Any:
+        """The explained score of each image, as a tensor of the backend."""
+        outputs = keras.ops.cast(outputs, "float32")
+        if self.references is not None:
+            refs = keras.ops.convert_to_tensor(self.references[rows])
+            return keras.ops.sum(keras.ops.normalize(outputs, axis=-1)
+                                 * keras.ops.normalize(refs, axis=-1), axis=-1)
+        if self.classes is None:
+            return keras.ops.max(outputs, axis=-1)
+        picked = keras.ops.convert_to_tensor(self.classes[rows][:, None])
+        return keras.ops.take_along_axis(outputs, picked, axis=-1)[:, 0]
+
+
+def _prepare(model: keras.Model, images: Any, target: Any, layer: str | None,
+             probe: bool = True) -> tuple[ExplainedGraph, np.ndarray, _Target]:
+    x = _as_images(images)
+    explained = rebuild(model, layer, probe=probe)
+    outputs = int(explained.graph.outputs[0].shape[-1])
+    chosen = _Target(target, len(x), outputs)
+    if target is None and not explained.logits and _is_embedding_model(model):
+        raise ValueError(
+            f"Model {model.name!r} computes embeddings, not classes: pass `target`, reference "
+            f"embeddings of shape ({outputs},) or ({len(x)}, {outputs}); the explained score is "
+            "the cosine similarity to them.")
+    return explained, x, chosen
+
+
+def _is_embedding_model(model: keras.Model) -> bool:
+    from keras_inception.explain.graph import networks_in
+
+    return any(not spec.classifier for _, spec, _ in networks_in(model))
+
+
+def _tap_shape(explained: ExplainedGraph, x: np.ndarray) -> tuple[int, ...]:
+    probe = explained.probe
+    shape = tuple(probe.output.shape)
+    if any(d is None for d in shape[1:]):  # an input of any size: trace this one
+        explained.graph.compute_output_spec(keras.KerasTensor(x.shape, dtype=x.dtype))
+        shape = probe.state.shape
+    return (len(x), *shape[1:])
+
+
+def _activations_and_gradients(explained: ExplainedGraph, x: np.ndarray, chosen: _Target,
+                               rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    probe, graph = explained.probe, explained.graph
+    images = keras.ops.convert_to_tensor(x[rows])
+
+    def score(delta: Any) -> tuple[Any, Any]:
+        probe.state.delta = delta
+        try:
+            outputs = graph(images, training=False)
+            activations = probe.state.value
+        finally:
+            probe.state.delta = probe.state.value = None
+        return keras.ops.sum(chosen.scores(outputs, rows)), activations
+
+    zeros = np.zeros(_tap_shape(explained, x[rows]), dtype=probe.compute_dtype)
+    activations, gradients = value_and_grad(score, zeros)
+    return (_channels_last(activations.astype("float32")),
+            _channels_last(gradients.astype("float32")))
+
+
+def _class_activation_map(activations: np.ndarray, gradients: np.ndarray,
+                          method: str) -> np.ndarray:
+    """(N, h, w) maps from the layer's activations and the score's gradients (N, h, w, C)."""
+    if method == "gradcam":
+        weights = gradients.mean(axis=(1, 2))
+    else:  # Grad-CAM++: the closed form of its paper's alpha (eq. 19) for an exp score
+        squared, cubed = gradients**2, gradients**3
+        total = activations.sum(axis=(1, 2), keepdims=True)
+        denominator = 2 * squared + total * cubed
+        alpha = squared / np.where(denominator != 0, denominator, 1)
+        weights = (alpha * np.maximum(gradients, 0)).sum(axis=(1, 2))
+    return np.maximum(np.einsum("nhwc,nc->nhw", activations, weights), 0)
+
+
+def _upsampled(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling to the input size, then each map divided by its maximum."""
+    resized = keras.ops.image.resize(maps[..., None], size, interpolation="bilinear",
+                                     data_format="channels_last")
+    resized = np.maximum(keras.ops.convert_to_numpy(resized)[..., 0], 0)
+    peak = resized.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, resized / np.where(peak > 0, peak, 1), 0).astype("float32")
+
+
+def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | None = None,
+             method: str = "gradcam", *, batch_size: int = _BATCH_SIZE) -> np.ndarray:
+    """Class activation maps: where in each image the explained score comes from.
+
+    Grad-CAM (Selvaraju et al. 2017) weights the channels of a layer's feature map by
+    the mean gradient of the score over the map; Grad-CAM++ (Chattopadhay et al.
+    2018) by its closed-form weighting of the positive gradients. The score is the
+    target's logit: a model whose output is a softmax is explained before it.
+
+    Args:
+        model: a model built by this package, one loaded from a `.keras` it wrote
+            (`train`'s `best.keras` holds its network nested), a model built with
+            `input_tensor`, an ensemble of networks on one input (`layer` then names
+            the network), or FaceNet. Any functional model works with `layer` given.
+        images: a batch preprocessed for the model, as `model.predict` takes it.
+        target: None (each image's top class), a class index or one per image, or, for
+            an embedding model such as FaceNet, reference embeddings `(D,)` or `(N, D)`:
+            the score is then the cosine similarity to them.
+        layer: None (the network's last feature tap, `ModelSpec.feature_taps`, found
+            inside nested models), a layer name anywhere in the model
+            (`"block17_20_ac"`), a path `"network/layer"`, or the name of a nested
+            network (its last feature tap).
+        method: "gradcam" or "gradcam++".
+        batch_size: images per forward and backward pass.
+
+    Returns:
+        float32 array `(N, H, W)` in [0, 1] at the input's height and width (bilinear
+        upsampling of the layer's map), each map divided by its maximum (all zeros
+        where no position raises the score).
+
+    Raises:
+        ValueError: an unknown or ambiguous `layer`, a layer without a spatial output
+            (the message lists the feature taps), a bad `target` or `method`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {', '.join(map(repr, METHODS))}; received "
+                         f"method={method!r}.")
+    explained, x, chosen = _prepare(model, images, target, layer)
+    size = _channels_last(x).shape[1:3]
+    maps = []
+    for start in range(0, len(x), batch_size):
+        rows = slice(start, start + batch_size)
+        activations, gradients = _activations_and_gradients(explained, x, chosen, rows)
+        maps.append(_upsampled(_class_activation_map(activations, gradients, method), size))
+    return np.concatenate(maps)
+
+
+def _input_gradients(explained: ExplainedGraph, x: np.ndarray, chosen: _Target,
+                     rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n,), d score / d input) at the images `x` (rows `rows` of the batch)."""
+    def score(images: Any) -> tuple[Any, Any]:
+        scores = chosen.scores(explained.graph(images, training=False), rows)
+        return keras.ops.sum(scores), scores
+
+    return value_and_grad(score, x)
+
+
+def _trapezoid_weights(steps: int) -> np.ndarray:
+    weights = np.full(steps + 1, 1.0 / steps)
+    weights[[0, -1]] /= 2
+    return weights
+
+
+def integrated_gradients(model: keras.Model, images: Any, target: Any = None,
+                         baseline: Any = None, steps: int = 32, *,
+                         batch_size: int = _BATCH_SIZE) -> np.ndarray:
+    """Integrated gradients (Sundararajan et al. 2017): each input value's share of
+    `score(images) - score(baseline)`.
+
+    The path integral from `baseline` to each image is the trapezoidal rule over
+    `steps` intervals (`steps + 1` gradients), so the attributions of an image sum to
+    that difference up to the rule's error. The score and `target` are those of
+    `grad_cam`.
+
+    Args:
+        model, images, target: as for `grad_cam`.
+        baseline: None (zeros in the model's input space: mid-gray for the [-1, 1]
+            scaling), or an array broadcastable to `images`.
+        steps: intervals of the path integral (at least 1).
+        batch_size: images per forward and backward pass.
+
+    Returns:
+        float32 attributions with the shape of `images` (N, H, W, C).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be an integer >= 1; received steps={steps!r}.")
+    explained, x, chosen = _prepare(model, images, target, layer=None, probe=False)
+    start_point = _baseline(baseline, x)
+    total = np.zeros_like(x)
+    for alpha, weight in zip(np.linspace(0.0, 1.0, steps + 1), _trapezoid_weights(steps),
+                             strict=True):
+        point = start_point + alpha * (x - start_point)
+        for start in range(0, len(x), batch_size):
+            rows = slice(start, start + batch_size)
+            _, gradients = _input_gradients(explained, point[rows], chosen, rows)
+            total[rows] += weight * gradients
+    return ((x - start_point) * total).astype("float32")
+
+
+def _baseline(baseline: Any, x: np.ndarray) -> np.ndarray:
+    if baseline is None:
+        return np.zeros_like(x)
+    values = np.asarray(keras.ops.convert_to_numpy(baseline), dtype="float32")
+    try:
+        return np.broadcast_to(values, x.shape)
+    except ValueError:
+        raise ValueError(f"`baseline` must broadcast to the images' shape {x.shape}; received "
+                         f"an array of shape {values.shape}.") from None
+
+
+def scores(model: keras.Model, images: Any, target: Any = None, *,
+           batch_size: int = _BATCH_SIZE) -> np.ndarray:
+    """The score `grad_cam` and `integrated_gradients` explain, per image (float32 (N,)):
+    the target's logit, or the cosine similarity to the reference embeddings."""
+    explained, x, chosen = _prepare(model, images, target, layer=None, probe=False)
+    return np.concatenate([
+        keras.ops.convert_to_numpy(chosen.scores(explained.graph(x[rows], training=False), rows))
+        for rows in (slice(i, i + batch_size) for i in range(0, len(x), batch_size))
+    ]).astype("float32")
