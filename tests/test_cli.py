@@ -18,7 +18,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("summary", "predict", "demo", "weights"):
+    for command in ("summary", "predict", "explain", "demo", "weights"):
         assert command in out
 
 
@@ -166,6 +166,12 @@ def _refusal_cases(tmp_path, readonly=None) -> list[tuple[list[str], tuple[str, 
         (["evaluate", "--model", str(tmp_path / "best.keras")], ("--model", "best.keras")),
         (["convert", "--from", "timm", str(tmp_path / "m.safetensors"), "--model",
           "inception_v4", "--out", str(tmp_path / "v4.weights.h5")], ("SRC", "m.safetensors")),
+        (["explain", "--model", str(tmp_path / "m.tflite"), crop, "--out", str(tmp_path / "x")],
+         ("'" + str(tmp_path / "m.tflite") + "'", "need gradients", "the .keras file")),
+        (["explain", "--model", "inception_v4", "--weights", "imagenet", crop, missing, "--out",
+          str(tmp_path / "x")], ("IMAGE", missing)),
+        (["explain", "--model", "facenet", crop, "--out", str(tmp_path / "x")],
+         ("--model facenet", "explain.grad_cam(model, crops, target=reference_embeddings)")),
     ]
     if readonly is not None:
         cases += [
@@ -360,3 +366,179 @@ def test_embed_warns_on_tiny_crops_and_verify_says_what_it_holds_for(tmp_path):
     assert lines[3] == ("(the answer holds for aligned face crops only, one face filling each "
                         "image as a face detector crops it; for other images the distance means "
                         "nothing)")
+
+
+# --- explain: heatmaps of where a classifier looks ------------------------------------------
+
+
+def _flowers(*names: str) -> list[str]:
+    from keras_inception.train.data import sample_dir
+
+    return [str(sorted((Path(sample_dir()) / "val" / name).iterdir())[0]) for name in names]
+
+
+def _explanations(folder: Path) -> list[dict]:
+    import json
+
+    return json.loads((folder / "explanations.json").read_text())["images"]
+
+
+def _png_pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "RGB" and image.size == (75, 75)
+        return np.asarray(image)
+
+
+def _reuse(monkeypatch, model) -> None:
+    """The CLI gets the fixture's model instead of loading best.keras again (its copy)."""
+    from keras_inception.cli import core
+
+    monkeypatch.setattr(core, "load_classifier", lambda *args: model)
+
+
+def _peak(heatmap: np.ndarray) -> dict:
+    row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    return {"row": int(row), "col": int(col), "relative_row": round((row + 0.5) / 75, 4),
+            "relative_col": round((col + 0.5) / 75, 4)}
+
+
+@pytest.mark.slow
+def test_explain_writes_overlays_and_what_it_explained(trained_folder, tmp_path, monkeypatch):
+    """best.keras (its run's crop 1.0, its class names): one overlay PNG per readable image
+    at the model's input size and explanations.json, whose predicted class is
+    model.predict's, peak grad_cam's; an unreadable image among them is one error line
+    and exit 2. --target by name and by index explain the same class; an existing --out
+    is kept without --overwrite."""
+    from support.runners import assert_one_line_error, run_cli
+
+    from keras_inception import explain
+
+    folder, model = trained_folder
+    daisy, dandelion = _flowers("daisy", "dandelion")
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    out = tmp_path / "maps"
+    keras_file = str(folder / "best.keras")
+    proc = run_cli("explain", "--model", keras_file, daisy, str(broken), dandelion,
+                   "--layer", "block35_5_ac", "--out", str(out))
+    assert_one_line_error(proc, repr(str(broken)), "as an image")
+    stem = [Path(p).stem for p in (daisy, dandelion)]
+    pngs = [f"0_{stem[0]}.png", f"2_{stem[1]}.png"]  # numbered as given: 1 is broken.jpg
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "explanations.json"])
+    crops = np.stack([load_image(p, 75, crop_pct=1.0) for p in (daisy, dandelion)])
+    x = ki.preprocess_input(crops.copy())
+    probabilities = model.predict(x, verbose=0)
+    predicted = probabilities.argmax(axis=-1)
+    maps = explain.grad_cam(model, x, target=predicted, layer="block35_5_ac")
+    assert all(m.max() - m.min() > 0.5 for m in maps)  # maps that vary: a peak that means something
+    records = _explanations(out)
+    assert [r["image"] for r in records] == [daisy, dandelion]
+    for i, record in enumerate(records):
+        p = int(predicted[i])
+        assert record["png"] == pngs[i]
+        assert record["predicted"]["index"] == p and record["predicted"]["name"] == "abc"[p]
+        assert record["predicted"]["score"] == pytest.approx(float(probabilities[i, p]), abs=1e-5)
+        assert record["target"] == record["predicted"]  # by default, the predicted class
+        assert record["method"] == "gradcam" and record["layer"] == "block35_5_ac"
+        assert record["peak"] == _peak(maps[i])
+        expected = explain.overlay(crops[i], maps[i])
+        assert np.abs(_png_pixels(out / pngs[i]).astype(int) - expected).max() <= 1
+
+    # --target by name, then by index: the same class explained, the same maps. The
+    # default layer at 75 px is the deepest feature map larger than 1x1.
+    _reuse(monkeypatch, model)
+    previous = (out / "explanations.json").read_bytes()
+    argv = ["explain", "--model", keras_file, daisy, "--method", "gradcam++", "--out", str(out)]
+    assert_one_line_error(run_cli(*argv, "--target", "b"), "`--out` already exists", str(out))
+    assert (out / "explanations.json").read_bytes() == previous
+    assert run_cli(*argv, "--target", "b", "--overwrite").returncode == 0
+    by_index = tmp_path / "by_index"
+    assert run_cli(*argv[:-1], str(by_index), "--target", "1").returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == [pngs[0], "explanations.json"]
+    (record,) = _explanations(out)
+    assert _explanations(by_index) == [record]
+    assert record["target"]["index"] == 1 and record["target"]["name"] == "b"
+    assert record["target"]["score"] == pytest.approx(float(probabilities[0, 1]), abs=1e-5)
+    assert record["method"] == "gradcam++" and record["layer"] == "block17_10_ac"
+    heatmap = explain.grad_cam(model, x[:1], target=1, layer="block17_10_ac", method="gradcam++")
+    assert record["peak"] == _peak(heatmap[0])
+    assert np.array_equal(_png_pixels(out / pngs[0]), _png_pixels(by_index / pngs[0]))
+
+
+@pytest.mark.slow  # ~3 s itself, and trained_folder takes ~8 s to build
+def test_explain_integrated_gradients_sums_attributions_over_channels(trained_folder, tmp_path,
+                                                                      monkeypatch):
+    """The map of integrated gradients is |attribution| summed over the channels, divided
+    by its maximum; the layer recorded is the model's input. (The attributions are
+    computed with 4 steps instead of 32, and on the fixture's model, for the test's time.)"""
+    from support.runners import run_cli
+
+    from keras_inception import explain
+
+    folder, model = trained_folder
+    seen = []
+
+    def integrated_gradients(*args, **kwargs):
+        seen.append((args, kwargs, integrated(*args, **kwargs, steps=4)))
+        return seen[-1][2]
+
+    integrated = explain.integrated_gradients
+    monkeypatch.setattr(explain, "integrated_gradients", integrated_gradients)
+    _reuse(monkeypatch, model)
+    (rose,) = _flowers("roses")
+    out = tmp_path / "ig"
+    proc = run_cli("explain", "--model", str(folder / "best.keras"), rose, "--method",
+                   "integrated_gradients", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (args, kwargs, attributions), = seen
+    x = ki.preprocess_input(load_image(rose, 75, crop_pct=1.0)[None])
+    predicted = int(model.predict(x, verbose=0).argmax())
+    np.testing.assert_allclose(args[1], x, atol=1e-6)
+    assert list(kwargs["target"]) == [predicted]
+    heatmap = np.abs(attributions[0]).sum(axis=-1)
+    heatmap /= heatmap.max()
+    (record,) = _explanations(out)
+    assert record["method"] == "integrated_gradients" and record["layer"] == "input_layer"
+    assert record["target"]["index"] == record["predicted"]["index"] == predicted
+    assert record["peak"] == _peak(heatmap)
+    expected = explain.overlay(load_image(rose, 75, crop_pct=1.0), heatmap)
+    assert np.abs(_png_pixels(out / record["png"]).astype(int) - expected).max() <= 1
+
+
+@pytest.mark.slow  # fast itself, but trained_folder takes ~8 s to build
+def test_explain_refuses_unknown_classes_and_layers(trained_folder, tmp_path, monkeypatch):
+    """One line naming the value and what is accepted, exit 2, nothing written. (The model
+    is the fixture's own, instead of best.keras loaded again for each case.)"""
+    from support.runners import assert_one_line_error, run_cli
+
+    folder, model = trained_folder
+    _reuse(monkeypatch, model)
+    argv = ["explain", "--model", str(folder / "best.keras"), *_flowers("tulips"), "--out",
+            str(tmp_path / "out")]
+    assert_one_line_error(run_cli(*argv, "--target", "zebra"), "Unknown --target 'zebra'",
+                          "(a, b, c)", "0..2")
+    assert_one_line_error(run_cli(*argv, "--target", "3"), "--target '3' is out of range",
+                          "(a, b, c)", "0..2")
+    line = assert_one_line_error(run_cli(*argv, "--layer", "block99"), "layer='block99'")
+    assert "block35_5_ac" in line and "block8_5_ac" in line  # the feature taps
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_target_names_of_imagenet():
+    """ImageNet's names for a 1000-class model: a name, an index, a name two classes share,
+    and an unknown name listed short."""
+    from keras_inception.cli.explain import target_index
+    from keras_inception.preprocessing import imagenet_classes
+
+    names = [imagenet_classes()[i][1] for i in range(1000)]
+    assert target_index("goldfish", names) == 1 and target_index("999", names) == 999
+    with pytest.raises(ValueError, match=r"'crane' names 2 classes \(indices 134, 517\)"):
+        target_index("crane", names)
+    with pytest.raises(ValueError) as info:
+        target_index("zebr", names)
+    message = str(info.value)
+    assert "Unknown --target 'zebr'" in message and "(1000 names)" in message
+    assert "0..999" in message and len(message) < 300

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "keras_inception.cli.train",
     "keras_inception.cli.export",
     "keras_inception.cli.benchmark",
+    "keras_inception.cli.explain",
 ]
 
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keras-inception",
         description=(
             "Inception-v4, Inception-ResNet-v1 and Inception-ResNet-v2 for Keras 3: "
-            "inspect, predict, convert weights, train and export."
+            "inspect, predict, explain, convert weights, train and export."
         ),
         epilog="Run `keras-inception COMMAND --help` for the options of a command.",
     )

@@ -1,0 +1,286 @@
+"""`explain` subcommand: where a classifier looks, as heatmaps over the images it saw.
+
+For each image, the map of `keras_inception.explain` (Grad-CAM, Grad-CAM++ or
+integrated gradients) is drawn over the model's input crop (0-255 pixels) as a PNG,
+and `explanations.json` records what was explained: the predicted class and its
+probability, the explained class, the method, the layer and where the map peaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from keras_inception.cli.arguments import (
+    MODEL_CHOICES,
+    add_image_size_option,
+    add_model_option,
+    check_input_files,
+    check_model_file,
+    check_output,
+    check_weights_file,
+    crop_fraction,
+)
+from keras_inception.cli.embeddings import MODEL as EMBEDDING_MODEL
+
+# keras_inception.explain.METHODS plus integrated gradients (not imported: `--help` must
+# not import Keras).
+METHODS = ("gradcam", "gradcam++", "integrated_gradients")
+INTEGRATED_GRADIENTS = "integrated_gradients"
+EXPLANATIONS_FILE = "explanations.json"
+_LISTED_NAMES = 10  # class names an error lists before "..."
+
+
+def _embedding_refusal(model_arg: str) -> ValueError:
+    return ValueError(
+        f"--model {model_arg} computes embeddings, not classes: `explain` explains a class. "
+        "Explain a face with the Python API, keras_inception.explain.grad_cam(model, crops, "
+        "target=reference_embeddings) (the score is then the cosine similarity to them).")
+
+
+def check_explain(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported (nothing is loaded): the model (not a .tflite, which
+    has no gradients), the weights file, every image, the options that apply, and an
+    `--out` that can be written."""
+    if args.model.endswith(".tflite"):
+        raise ValueError(
+            f"--model {args.model!r} is a TFLite file: explanations need gradients, which a "
+            ".tflite does not give; pass the .keras file the .tflite was exported from.")
+    if args.model == EMBEDDING_MODEL:
+        raise _embedding_refusal(args.model)
+    check_model_file(args, "--model")
+    if args.model in MODEL_CHOICES:
+        if args.weights in (None, "none"):
+            raise ValueError(
+                f"`--weights` is required to explain {args.model}: a preset such as 'imagenet' "
+                "or a weights file (random weights give meaningless explanations).")
+        check_weights_file(args.weights)
+    if args.method == INTEGRATED_GRADIENTS and args.layer is not None:
+        raise ValueError(
+            f"`--layer` applies to gradcam and gradcam++; integrated_gradients attributes the "
+            f"model's input; received --method {args.method} --layer {args.layer}.")
+    check_input_files(args.images)
+    check_output(args.out, overwrite=args.overwrite)
+
+
+def class_names(model_arg: str, model) -> list[str]:
+    """The names of the model's outputs: those saved beside a `.keras` (as `predict` reads
+    them), else ImageNet's for 1000 outputs, else `class_0`, `class_1`, ..."""
+    from keras_inception.cli.export import _class_names_of
+
+    names = _class_names_of(model_arg, model)
+    outputs = int(model.output_shape[-1])
+    if names is not None:
+        return names
+    if outputs == 1000:
+        from keras_inception.preprocessing import imagenet_classes
+
+        return [imagenet_classes()[i][1] for i in range(1000)]
+    return [f"class_{i}" for i in range(outputs)]
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_LISTED_NAMES])
+    return shown if len(names) <= _LISTED_NAMES else f"{shown}, ... ({len(names)} names)"
+
+
+def target_index(target: str, names: list[str]) -> int:
+    """`--target`: a class name of the model, or an index into its outputs."""
+    matches = [i for i, name in enumerate(names) if name == target]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"--target {target!r} names {len(matches)} classes (indices "
+                         f"{', '.join(map(str, matches))}): pass one of these indices.")
+    accepted = f"a class name of the model ({_listed(names)}) or an index in 0..{len(names) - 1}"
+    try:
+        index = int(target)
+    except ValueError:
+        raise ValueError(f"Unknown --target {target!r}: expected {accepted}.") from None
+    if not 0 <= index < len(names):
+        raise ValueError(f"--target {target!r} is out of range: the model has {len(names)} "
+                         f"classes; expected {accepted}.")
+    return index
+
+
+def _spatial_size(layer) -> tuple[int, ...] | None:
+    import keras
+
+    shape = tuple(layer.output.shape)
+    size = shape[1:3] if keras.config.image_data_format() == "channels_last" else shape[2:4]
+    return None if any(d is None for d in size) else size
+
+
+def explained_layer(model, layer: str | None) -> tuple[str, ...]:
+    """The path of the layer `--layer` names (see `keras_inception.explain.resolve_layer`).
+    By default the network's last feature tap, unless its map is 1x1 at this input size
+    (a uniform heatmap): then the deepest tap whose map is larger."""
+    from keras_inception.explain.graph import networks_in, resolve_layer
+
+    path, found = resolve_layer(model, layer)
+    if layer is not None or max(_spatial_size(found) or (2,)) > 1:
+        return path
+    ((prefix, spec, _),) = networks_in(model)  # resolve_layer(None) found exactly one
+    for tap in reversed(spec.feature_taps[:-1]):
+        tap_path, tap_layer = resolve_layer(model, "/".join((*prefix, tap.layer)))
+        if max(_spatial_size(tap_layer) or (1,)) > 1:
+            return tap_path
+    return path
+
+
+def _input_name(model) -> str:
+    import keras
+
+    return next((layer.name for layer in model.layers
+                 if isinstance(layer, keras.layers.InputLayer)), "input")
+
+
+def _load_images(paths: list[str], size: int, crop_pct: float) -> tuple[list, list[str]]:
+    """([(position among IMAGE, path, crop 0-255)], errors): a bad file is reported, not
+    fatal."""
+    from keras_inception.cli.images import load_input_image
+
+    loaded, errors = [], []
+    for position, path in enumerate(paths):
+        try:
+            loaded.append((position, path, load_input_image(path, size, crop_pct, "explain")))
+        except (ValueError, OSError) as e:
+            errors.append(" ".join(str(e).split()))
+    return loaded, errors
+
+
+def _maps(model, x, target, method: str, layer: str | None):
+    """(N, H, W) maps in [0, 1]: Grad-CAM's, or |integrated gradients| summed over the
+    channels and divided by each image's maximum."""
+    import numpy as np
+
+    from keras_inception import explain
+
+    if method != INTEGRATED_GRADIENTS:
+        return explain.grad_cam(model, x, target=target, layer=layer, method=method)
+    total = np.abs(explain.integrated_gradients(model, x, target=target)).sum(axis=-1)
+    peak = total.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, total / np.where(peak > 0, peak, 1), 0).astype("float32")
+
+
+def peak_of(heatmap) -> dict | None:
+    """Where `heatmap` is highest: row and column in the model's input, and the centre of
+    that pixel as a fraction of the height and width; None for an all-zero map."""
+    import numpy as np
+
+    if not heatmap.max() > 0:
+        return None
+    row, col = (int(i) for i in np.unravel_index(np.argmax(heatmap), heatmap.shape))
+    height, width = heatmap.shape
+    return {"row": row, "col": col, "relative_row": round((row + 0.5) / height, 4),
+            "relative_col": round((col + 0.5) / width, 4)}
+
+
+def png_name(position: int, path: str, count: int) -> str:
+    """`3_daisy.png`: the image's position among IMAGE (unique), then its name."""
+    stem = os.path.splitext(os.path.basename(path))[0] or "image"
+    return f"{position:0{len(str(count - 1))}d}_{stem}.png"
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Explains every readable image; unreadable ones are reported on stderr (one line
+    each) and make the exit code 2, the others are still explained and written."""
+    import numpy as np
+    from PIL import Image
+
+    from keras_inception.cli.core import load_classifier, predict_crop_pct
+    from keras_inception.explain import overlay  # the package's name: the function
+    from keras_inception.explain.graph import networks_in
+    from keras_inception.files import staged_path, write_json_atomic
+    from keras_inception.preprocessing import preprocess_input
+
+    # The arguments were checked before TensorFlow was imported (check_explain).
+    crop_pct = predict_crop_pct(args)
+    model = load_classifier(args.model, args.weights, args.image_size)
+    if any(not spec.classifier for _, spec, _ in networks_in(model)):
+        raise _embedding_refusal(args.model)
+    names = class_names(args.model, model)
+    chosen = None if args.target is None else target_index(args.target, names)
+    if args.method == INTEGRATED_GRADIENTS:
+        layer = _input_name(model)
+    else:
+        layer = "/".join(explained_layer(model, args.layer))
+    loaded, errors = _load_images(args.images, int(model.input_shape[1]), crop_pct)
+    if loaded:
+        crops = np.stack([crop for _, _, crop in loaded])
+        x = preprocess_input(crops)
+        probabilities = np.asarray(model.predict(x, verbose=0), dtype="float64")
+        predicted = probabilities.argmax(axis=-1)
+        targets = predicted if chosen is None else np.full(len(loaded), chosen)
+        maps = _maps(model, x, targets, args.method,
+                     None if args.method == INTEGRATED_GRADIENTS else layer)
+        records = []
+        out = os.path.abspath(args.out)
+        with staged_path(out, overwrite=args.overwrite, create_parents=True,
+                         arg="--out") as staged:
+            os.mkdir(staged)
+            for row, (position, path, crop) in enumerate(loaded):
+                png = png_name(position, path, len(args.images))
+                Image.fromarray(overlay(crop, maps[row])).save(os.path.join(staged, png))
+                p, t = int(predicted[row]), int(targets[row])
+                records.append({
+                    "image": path,
+                    "png": png,
+                    "predicted": {"index": p, "name": names[p],
+                                  "score": float(probabilities[row, p])},
+                    "target": {"index": t, "name": names[t],
+                               "score": float(probabilities[row, t])},
+                    "method": args.method,
+                    "layer": layer,
+                    "peak": peak_of(maps[row]),
+                })
+            write_json_atomic(os.path.join(staged, EXPLANATIONS_FILE),
+                              {"model": args.model, "crop_pct": crop_pct, "images": records})
+        for record in records:
+            peak = record["peak"]
+            where = "an all-zero map" if peak is None else (
+                f"peak at row {peak['row']}, col {peak['col']}")
+            print(f"{record['image']} -> {record['png']}: predicted {record['predicted']['name']} "
+                  f"({record['predicted']['score']:.4f}), explained {record['target']['name']}, "
+                  f"{where}")
+        print(f"{len(records)} explanations ({args.method}, layer {layer}) -> {out}")
+    for message in errors:
+        print(f"keras-inception explain: error: {message}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="heatmaps of where a classifier looks (Grad-CAM, Grad-CAM++, integrated "
+             "gradients)",
+        description=(
+            "Explain a classifier's answer for each image: the heatmap of --method over the "
+            "model's input crop, one PNG per image in --out, and explanations.json with the "
+            "predicted class and its probability, the explained class, the layer and the "
+            "map's peak (row and column in the model's input)."
+        ),
+    )
+    add_model_option(p, files=True, help_suffix=" (e.g. train's best.keras, whose class "
+                                                "names and crop are read from its run)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png, ...)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (one PNG per image and explanations.json)")
+    p.add_argument("--target", metavar="CLASS", default=None,
+                   help="the class to explain, a class name of the model or an index "
+                        "(default: each image's predicted class)")
+    p.add_argument("--method", choices=METHODS, default="gradcam",
+                   help="gradcam (default), gradcam++ or integrated_gradients")
+    p.add_argument("--layer", metavar="NAME", default=None,
+                   help="the layer Grad-CAM reads: a layer name or path, e.g. block17_10_ac "
+                        "(default: the network's last feature map, or the deepest one larger "
+                        "than 1x1 where the last is 1x1 at a small input size)")
+    p.add_argument("--weights", default=None,
+                   help="'imagenet' (or another preset) or a weights file, for a model name")
+    add_image_size_option(p)
+    p.add_argument("--crop-pct", type=crop_fraction, default=None,
+                   help="center-crop fraction (default: for a .keras, the one its training run "
+                        "recorded; for a preset, the preset's; else 0.875)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_explain, check=check_explain)
