@@ -190,7 +190,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from keras_inception.cli.core import load_classifier, predict_crop_pct
-    from keras_inception.explain import overlay  # the package's name: the function
+    from keras_inception.explain import overlay
     from keras_inception.explain.graph import networks_in
     from keras_inception.files import staged_path, write_json_atomic
     from keras_inception.preprocessing import preprocess_input

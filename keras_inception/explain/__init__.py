@@ -17,8 +17,8 @@ _EXPORTS = {
     "integrated_gradients": "methods",
     "scores": "methods",
     "METHODS": "methods",
-    "overlay": "overlay",
-    "jet": "overlay",
+    "overlay": "drawing",
+    "jet": "drawing",
     "resolve_layer": "graph",
     "feature_tap_names": "graph",
 }

@@ -141,19 +141,35 @@ class _Logits(keras.layers.Layer):
         return (*input_shape[:-1], self.dense.units)
 
 
-def _softmax_output_layer(model: keras.Model) -> Any:
-    """The layer that makes `model`'s output when that output is a softmax, else None."""
-    for layer in reversed(model.layers):
-        try:
-            is_output = layer.output is model.outputs[0]
-        except (AttributeError, ValueError):
+def _output_layer(model: keras.Model) -> Any:
+    """The layer that makes `model`'s output, or None when it cannot be told."""
+    for position, layer in enumerate(reversed(model.layers)):
+        if isinstance(layer, keras.Model):
+            # A nested model's `.output` is its own graph's; the functional layer order
+            # puts the one that makes the output last.
+            if position == 0:
+                return layer
             continue
-        if is_output:
-            activation = layer.get_config().get("activation")
-            softmax = activation == "softmax" and isinstance(
-                layer, (keras.layers.Dense, keras.layers.Activation))
-            return layer if softmax else None
+        try:
+            if layer.output is model.outputs[0]:
+                return layer
+        except (AttributeError, ValueError):  # a layer called more than once
+            continue
     return None
+
+
+def _softmax_output(model: keras.Model) -> tuple[list[keras.Model], Any]:
+    """(the nested models leading to it, the layer) that makes `model`'s output when that
+    output is a softmax (a network given `input_tensor` has its head one model down);
+    ([], None) otherwise."""
+    nested, current = [], model
+    while isinstance(layer := _output_layer(current), keras.Model):
+        nested.append(layer)
+        current = layer
+    softmax = layer is not None and isinstance(
+        layer, (keras.layers.Dense, keras.layers.Activation)) and layer.get_config().get(
+        "activation") == "softmax"
+    return (nested, layer) if softmax else ([], None)
 
 
 @dataclasses.dataclass
@@ -177,9 +193,10 @@ def rebuild(model: keras.Model, layer: str | None, *, probe: bool = True) -> Exp
                          f"{len(model.outputs)}.")
     path, target = resolve_layer(model, layer) if probe else ((), None)
     probe = _Probe(dtype=target.dtype_policy, name="explain_probe") if probe else None
-    softmax_layer = _softmax_output_layer(model)
+    softmax_models, softmax_layer = _softmax_output(model)
     layers = dict(_walk(model))
-    on_path = {id(layers[path[:i]]) for i in range(1, len(path))}  # the nested models
+    # The nested models to rebuild: those leading to the layer and to the softmax.
+    on_path = {id(layers[path[:i]]) for i in range(1, len(path))} | set(map(id, softmax_models))
     calls = []
 
     def call(op: Any, *args: Any, **kwargs: Any) -> Any:

@@ -34,6 +34,12 @@ def _as_images(images: Any) -> np.ndarray:
     return x
 
 
+def _batches(n: int, batch_size: int) -> list[slice]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be an integer >= 1; received batch_size={batch_size!r}.")
+    return [slice(start, start + batch_size) for start in range(0, n, batch_size)]
+
+
 class _Target:
     """What is explained: class logits (`classes`, None for each image's top class) or the
     cosine similarity to reference embeddings (`references`)."""
@@ -136,11 +142,30 @@ def _class_activation_map(activations: np.ndarray, gradients: np.ndarray,
     return np.maximum(np.einsum("nhwc,nc->nhw", activations, weights), 0)
 
 
+def _cell_centres(size: int, cells: int) -> tuple[float, float]:
+    """(first cell's centre, stride) in input pixels of a map of `cells` along an input of
+    `size`: the stride is the power of two that fits (a map loses less than half its input
+    to VALID borders), and the cells are centred on the input, as their receptive fields are."""
+    stride = 2.0 ** np.floor(np.log2(size / cells)) if cells > 1 else float(size)
+    return (size - 1) / 2 - stride * (cells - 1) / 2, stride
+
+
 def _upsampled(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling to the input size, then each map divided by its maximum."""
-    resized = keras.ops.image.resize(maps[..., None], size, interpolation="bilinear",
-                                     data_format="channels_last")
-    resized = np.maximum(keras.ops.convert_to_numpy(resized)[..., 0], 0)
+    """Each map resampled to the input's pixels (bilinear between the cells' centres, the
+    edge cells' values beyond them), then divided by its maximum.
+
+    A plain resize would stretch the map over the whole image; with VALID padding its
+    cells sit a stride apart in the middle of the input, up to a cell off at the edges.
+    """
+    n, cells = maps.shape[0], maps.shape[1:3]
+    axes = []
+    for pixels, count in zip(size, cells, strict=True):
+        first, stride = _cell_centres(pixels, count)
+        axes.append(np.clip((np.arange(pixels) - first) / stride, 0, count - 1))
+    grid = np.meshgrid(np.arange(n), *axes, indexing="ij")
+    resized = keras.ops.image.map_coordinates(maps, [g.astype("float32") for g in grid],
+                                              order=1, fill_mode="nearest")
+    resized = np.maximum(keras.ops.convert_to_numpy(resized), 0)
     peak = resized.max(axis=(1, 2), keepdims=True)
     return np.where(peak > 0, resized / np.where(peak > 0, peak, 1), 0).astype("float32")
 
@@ -185,8 +210,7 @@ def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | N
     explained, x, chosen = _prepare(model, images, target, layer)
     size = _channels_last(x).shape[1:3]
     maps = []
-    for start in range(0, len(x), batch_size):
-        rows = slice(start, start + batch_size)
+    for rows in _batches(len(x), batch_size):
         activations, gradients = _activations_and_gradients(explained, x, chosen, rows)
         maps.append(_upsampled(_class_activation_map(activations, gradients, method), size))
     return np.concatenate(maps)
@@ -232,13 +256,17 @@ def integrated_gradients(model: keras.Model, images: Any, target: Any = None,
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be an integer >= 1; received steps={steps!r}.")
     explained, x, chosen = _prepare(model, images, target, layer=None, probe=False)
+    if chosen.classes is None and chosen.references is None:
+        # Each image's top class, fixed along the path (the top class of the baseline differs).
+        chosen.classes = np.concatenate([
+            np.argmax(keras.ops.convert_to_numpy(explained.graph(x[rows], training=False)), -1)
+            for rows in _batches(len(x), batch_size)]).astype("int32")
     start_point = _baseline(baseline, x)
     total = np.zeros_like(x)
     for alpha, weight in zip(np.linspace(0.0, 1.0, steps + 1), _trapezoid_weights(steps),
                              strict=True):
         point = start_point + alpha * (x - start_point)
-        for start in range(0, len(x), batch_size):
-            rows = slice(start, start + batch_size)
+        for rows in _batches(len(x), batch_size):
             _, gradients = _input_gradients(explained, point[rows], chosen, rows)
             total[rows] += weight * gradients
     return ((x - start_point) * total).astype("float32")
@@ -262,5 +290,5 @@ def scores(model: keras.Model, images: Any, target: Any = None, *,
     explained, x, chosen = _prepare(model, images, target, layer=None, probe=False)
     return np.concatenate([
         keras.ops.convert_to_numpy(chosen.scores(explained.graph(x[rows], training=False), rows))
-        for rows in (slice(i, i + batch_size) for i in range(0, len(x), batch_size))
+        for rows in _batches(len(x), batch_size)
     ]).astype("float32")
