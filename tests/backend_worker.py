@@ -44,7 +44,8 @@ def check_model(name: str, workdir: Path, config: dict, backend: str) -> dict:
     result = {"build_and_load_s": time.perf_counter() - start, "params": model.count_params()}
     x = np.load(workdir / "inputs.npy")
     features, probs = feature_model(model).predict(x, batch_size=len(x), verbose=0)
-    np.savez(workdir / f"{backend}_{name}.npz", features=features, probs=probs)
+    np.savez(workdir / f"{backend}_{name}.npz", features=features, probs=probs,
+             **(explanations(model, x) if name in config["explain_models"] else {}))
     result["output_shape"] = list(probs.shape)
     result["output_dtype"] = str(probs.dtype)
 
@@ -64,6 +65,18 @@ def check_model(name: str, workdir: Path, config: dict, backend: str) -> dict:
         result["train_weights"] = len(before)
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def explanations(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Grad-CAM and Grad-CAM++ at the stride-8 feature tap (the last one is 1x1 at the
+    tests' 75 px), and integrated gradients, for the parent to compare across backends."""
+    from keras_inception import explain
+    from keras_inception.registry import spec_of
+
+    layer = spec_of(model).feature_taps[2].layer
+    maps = {f"map_{m.replace('+', 'p')}": explain.grad_cam(model, x, layer=layer, method=m)
+            for m in explain.METHODS}
+    return {**maps, "integrated_gradients": explain.integrated_gradients(model, x, steps=4)}
 
 
 def check_drop_path(backend: str) -> dict:

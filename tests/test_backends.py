@@ -29,6 +29,9 @@ BACKENDS = ("jax", "torch")
 # One training step per backend: the smallest network that has every layer type
 # of the Inception-ResNets (compiling a train step takes minutes on a 2-core CPU).
 TRAIN_MODELS = ("inception_resnet_v1",)
+# keras_inception.explain on each backend: gradients through each backend's own machinery.
+EXPLAIN_MODELS = ("inception_resnet_v2",)
+EXPLAIN_TOL = 1e-3
 WORKER = Path(__file__).with_name("backend_worker.py")
 PARITY_TOL = 1e-4
 WORKER_TIMEOUT_S = 1200
@@ -44,7 +47,8 @@ def backend_runs(small_models, tmp_path_factory):
     x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
     np.save(workdir / "inputs.npy", x)
     config = {"models": list(MODELS), "image_size": size, "classes": 5,
-              "train_models": list(TRAIN_MODELS), "jit_compile": "auto"}
+              "train_models": list(TRAIN_MODELS), "jit_compile": "auto",
+              "explain_models": list(EXPLAIN_MODELS)}
     (workdir / "config.json").write_text(json.dumps(config))
 
     procs = {}
@@ -104,6 +108,25 @@ def test_outputs_match_tensorflow(backend_runs, backend, name):
     assert np.abs(ref_features).max() > 1e-3  # the comparison is not between zeros
     assert rel_l2(outputs["features"], ref_features) <= PARITY_TOL
     assert rel_l2(outputs["probs"], ref_probs) <= PARITY_TOL
+
+
+@pytest.mark.parametrize("name", EXPLAIN_MODELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_explanations_match_tensorflow(backend_runs, small_models, backend, name):
+    """Identical weights and images: the same Grad-CAM, Grad-CAM++ and integrated
+    gradients as TensorFlow (max abs difference <= 1e-3; maps are in [0, 1])."""
+    from backend_worker import explanations
+
+    result_dir, _, _ = backend_runs
+    _model_report(backend_runs, backend, name)
+    outputs = np.load(result_dir / f"{backend}_{name}.npz")
+    expected = explanations(small_models[name], np.load(result_dir / "inputs.npy"))
+    for key, reference in expected.items():
+        assert outputs[key].shape == reference.shape, key
+        assert np.abs(reference).max() > 1e-3  # the comparison is not between zeros
+        if key.startswith("map_"):  # maps that vary over the image, not one constant
+            assert reference.std(axis=(1, 2)).min() > 0.01, key
+        assert np.abs(outputs[key] - reference).max() <= EXPLAIN_TOL, key
 
 
 @pytest.mark.parametrize("name", TRAIN_MODELS)

@@ -43,7 +43,7 @@ def _tensorflow(fn: ScoreFn, x: np.ndarray) -> tuple[Any, Any]:
     import tensorflow as tf
 
     x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:  # only d/dx is needed
         tape.watch(x)
         value, aux = fn(x)
     return aux, tape.gradient(value, x)
