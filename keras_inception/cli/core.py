@@ -80,19 +80,6 @@ def print_weights_origin(model_name: str, weights: str | None) -> None:
         print(f"weights: {model_name} {weights}, {origin}", file=sys.stderr)
 
 
-def _readable_images(paths: list[str], size: int, crop_pct: float) -> tuple[list, list[str]]:
-    """(loaded images with their paths, errors): a bad file is reported, not fatal."""
-    from keras_inception.cli.images import load_input_image
-
-    loaded, errors = [], []
-    for path in paths:
-        try:
-            loaded.append((path, load_input_image(path, size, crop_pct, "predict")))
-        except (ValueError, OSError) as e:
-            errors.append(" ".join(str(e).split()))
-    return loaded, errors
-
-
 def check_predict(args: argparse.Namespace) -> None:
     """Before TensorFlow is imported: the model file or weights file, the class names and
     every image exist; `--weights` / `--image-size` are refused with a saved model."""
@@ -132,6 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     the exit code 1 (the others are still classified)."""
     import numpy as np
 
+    from keras_inception.cli.images import load_input_images
     from keras_inception.preprocessing import preprocess_input
 
     crop_pct = predict_crop_pct(args)
@@ -141,18 +129,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # Without --class-names the Classifier reads the file's own names (see there).
         names = _class_names(args) if args.class_names is not None else None
         classifier = Classifier(args.tflite, class_names=names)
-        loaded, errors = _readable_images(args.images, classifier.input_size[0], crop_pct)
+        loaded, errors = load_input_images(args.images, classifier.input_size[0], crop_pct,
+                                           "predict")
         top = min(args.top, classifier.num_classes)
         decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
-                   for _, image in loaded]
+                   for _, _, image in loaded]
     else:
         model = load_classifier(args.model, args.weights, args.image_size)
-        loaded, errors = _readable_images(args.images, int(model.input_shape[1]), crop_pct)
+        loaded, errors = load_input_images(args.images, int(model.input_shape[1]), crop_pct,
+                                           "predict")
         decoded = []
         if loaded:
-            preds = model.predict(preprocess_input(np.stack([im for _, im in loaded])), verbose=0)
+            preds = model.predict(preprocess_input(np.stack([im for _, _, im in loaded])), verbose=0)
             decoded = _decode(preds, args)
-    _print_predictions([path for path, _ in loaded], decoded)
+    _print_predictions([path for _, path, _ in loaded], decoded)
     for message in errors:
         print(f"keras-inception predict: error: {message}", file=sys.stderr)
     if errors and not loaded:

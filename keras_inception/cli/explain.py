@@ -136,20 +136,6 @@ def _input_name(model) -> str:
                  if isinstance(layer, keras.layers.InputLayer)), "input")
 
 
-def _load_images(paths: list[str], size: int, crop_pct: float) -> tuple[list, list[str]]:
-    """([(position among IMAGE, path, crop 0-255)], errors): a bad file is reported, not
-    fatal."""
-    from keras_inception.cli.images import load_input_image
-
-    loaded, errors = [], []
-    for position, path in enumerate(paths):
-        try:
-            loaded.append((position, path, load_input_image(path, size, crop_pct, "explain")))
-        except (ValueError, OSError) as e:
-            errors.append(" ".join(str(e).split()))
-    return loaded, errors
-
-
 def _maps(model, x, target, method: str, layer: str | None):
     """(N, H, W) maps in [0, 1]: Grad-CAM's, or |integrated gradients| summed over the
     channels and divided by each image's maximum."""
@@ -190,6 +176,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from keras_inception.cli.core import load_classifier, predict_crop_pct
+    from keras_inception.cli.images import load_input_images
     from keras_inception.explain import overlay
     from keras_inception.explain.graph import networks_in
     from keras_inception.files import staged_path, write_json_atomic
@@ -206,7 +193,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         layer = _input_name(model)
     else:
         layer = "/".join(explained_layer(model, args.layer))
-    loaded, errors = _load_images(args.images, int(model.input_shape[1]), crop_pct)
+    loaded, errors = load_input_images(args.images, int(model.input_shape[1]), crop_pct,
+                                       "explain")
     if loaded:
         crops = np.stack([crop for _, _, crop in loaded])
         x = preprocess_input(crops)

@@ -27,3 +27,16 @@ def load_input_image(path: str, size: int, crop_pct: float, command: str):
     if warning is not None:
         print(f"keras-inception {command}: warning: {warning}", file=sys.stderr)
     return crop_pixels(pixels, size, crop_pct)
+
+
+def load_input_images(paths: list[str], size: int, crop_pct: float,
+                      command: str) -> tuple[list[tuple[int, str, object]], list[str]]:
+    """([(position among `paths`, path, crop 0-255)], errors): a file that cannot be read
+    is reported in `errors`, one line each, and the others are still loaded."""
+    loaded, errors = [], []
+    for position, path in enumerate(paths):
+        try:
+            loaded.append((position, path, load_input_image(path, size, crop_pct, command)))
+        except (ValueError, OSError) as e:
+            errors.append(" ".join(str(e).split()))
+    return loaded, errors
