@@ -198,6 +198,7 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
         capsys.readouterr().err)
     assert main(["evaluate", "--model", str(out / "best.keras"), "--max-per-class", "4",
                  "--json"]) == 0
+
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == \
         pytest.approx(report["accuracy"], abs=1e-6)
     # `predict` on the trained model prints the dataset's class names.
@@ -219,6 +220,30 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
     moved = np.max(np.abs(training.base_of(trained).get_layer(top).kernel.numpy()
                           - training.base_of(start).get_layer(top).kernel.numpy()))
     assert (moved > 0) == (report["best_epoch"] == 2)
+    _check_explanations_of_the_nested_network(out / "best.keras")
+
+
+def _check_explanations_of_the_nested_network(path: Path) -> None:
+    """train's best.keras holds its network as a nested layer: its Grad-CAM maps equal
+    those of the same network and head built flat, with the same weights."""
+    import keras_inception as ki
+    from keras_inception import explain
+
+    tuned = keras.saving.load_model(path)
+    flat = ki.InceptionResNetV1(input_shape=(SIZE, SIZE, 3), classes=5)
+    flat.set_weights([*training.base_of(tuned).get_weights(),
+                      *tuned.get_layer("predictions").get_weights()])
+    x = np.random.default_rng(0).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(flat.predict(x, verbose=0), tuned.predict(x, verbose=0),
+                               atol=1e-6)
+    layer = "block35_5_ac"  # stride 8: 7x7 at 75 px (the last tap is 1x1)
+    assert explain.resolve_layer(tuned, layer)[0] == (training.base_of(tuned).name, layer)
+    for method in explain.METHODS:
+        nested_maps = explain.grad_cam(tuned, x, target=[0, 3], layer=layer, method=method)
+        assert nested_maps.std(axis=(1, 2)).max() > 0.01  # not only constant maps
+        np.testing.assert_allclose(
+            nested_maps, explain.grad_cam(flat, x, target=[0, 3], layer=layer, method=method),
+            atol=1e-5)
 
 
 def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
