@@ -232,6 +232,31 @@ def test_verify_with_default_threshold(faces, embeddings):
     assert face_embeddings.verify(a, a) and face_embeddings.distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_similarity_maps_of_a_face(facenet_ms_celeb, faces, embeddings):
+    """Grad-CAM of FaceNet explains the cosine similarity to reference embeddings: a crop
+    against the embedding of another crop of the same person (its own embedding is the
+    similarity's maximum, where the gradient vanishes) and against another person's give
+    maps in [0, 1] that differ. Only numbers are asserted (no crop is written or shown)."""
+    from keras_inception import explain
+
+    first, same = np.flatnonzero(faces.people == faces.people[0])[[0, -1]]
+    other = int(np.flatnonzero(faces.people != faces.people[0])[0])
+    crop = face_embeddings.preprocess_input(faces.images[[first]], "prewhiten")
+    with pytest.raises(ValueError, match="computes embeddings, not classes: pass `target`"):
+        explain.grad_cam(facenet_ms_celeb, crop)
+    assert explain.scores(facenet_ms_celeb, crop, embeddings[first])[0] == pytest.approx(
+        1.0, abs=1e-4)  # its own embedding
+    similar = explain.scores(facenet_ms_celeb, crop, embeddings[same])[0]
+    assert similar > explain.scores(facenet_ms_celeb, crop, embeddings[[other]])[0]
+    layer = "block17_10_ac"  # stride 16: 8x8 at 160 px (the last tap's map is 3x3)
+    own = explain.grad_cam(facenet_ms_celeb, crop, target=embeddings[same], layer=layer)
+    another = explain.grad_cam(facenet_ms_celeb, crop, target=embeddings[other], layer=layer)
+    for maps in (own, another):
+        assert maps.shape == (1, 160, 160) and maps.dtype == np.float32
+        assert maps.min() >= 0 and maps.max() == pytest.approx(1.0)
+    assert np.abs(own - another).mean() > 0.05
+
+
 # --- 3. facenet-pytorch parity -------------------------------------------------------------
 
 
