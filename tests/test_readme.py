@@ -41,6 +41,9 @@ PYTHON_SUBSTITUTIONS = [
      ' max_per_class=4)'),
     (6, 'ki.InceptionResNetV2(weights="imagenet")',
      'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
+    (6, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
+    (7, 'ki.InceptionResNetV2(weights="imagenet")',
+     'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
 ]
 # Shell blocks that cannot run on one machine, with the reason.
 SHELL_NOT_RUN = {
@@ -144,6 +147,7 @@ PYTHON_CHECKS = {
     3: (["FeatureInfo(index=1"], []),
     4: ([], ["irv2_savedmodel", "irv2.tflite", "irv2_int8.tflite", "irv2.onnx"]),
     5: ([], ["runs/photos/report.json"]),
+    6: ([], ["daisy_gradcam.png"]),
 }
 # The shell blocks that run, in groups that share a folder, in order (training, block 3,
 # before the export block, 2, which exports the model it trains), with their command counts.
@@ -155,7 +159,7 @@ def test_readme_blocks_are_all_covered():
     """Every README block runs below (or is listed with its reason), and every substitution
     still finds its text: a README edit cannot silently escape the block tests."""
     code = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)
-    assert len(code) == 7, "a README Python block was added or removed: update this test"
+    assert len(code) == 8, "a README Python block was added or removed: update this test"
     shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
     assert len(shell) == 6, "a README shell block was added or removed: update this test"
     grouped = [index for group in SHELL_GROUPS.values() for index in group]
@@ -170,7 +174,7 @@ def _commands(block: str) -> list[str]:
     return [command for command in commands if command]
 
 
-@pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(7)])
+@pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(8)])
 def test_readme_python_block_runs(scratch, index):
     """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
     them would hold every model at once, gigabytes): a block that uses a name it does not
