@@ -20,7 +20,7 @@ import keras_inception as ki
 PACKAGE = Path(ki.__file__).resolve().parent
 # The library: what an applications user needs. Never imports the training app.
 CORE = ("layers", "preprocessing", "registry", "models", "presets", "convert", "export", "embeddings",
-        "features", "files", "saving", "analysis", "_compat", "_lazy", "_registration")
+        "explain", "features", "files", "saving", "analysis", "_compat", "_lazy", "_registration")
 APP = ("train", "apps", "cli")
 
 
