@@ -76,7 +76,7 @@ def explanations(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
     layer = spec_of(model).feature_taps[2].layer
     maps = {f"map_{m.replace('+', 'p')}": explain.grad_cam(model, x, layer=layer, method=m)
             for m in explain.METHODS}
-    return {**maps, "integrated_gradients": explain.integrated_gradients(model, x, steps=4)}
+    return {**maps, "integrated_gradients": explain.integrated_gradients(model, x, steps=2)}
 
 
 def check_drop_path(backend: str) -> dict:

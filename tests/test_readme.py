@@ -42,6 +42,8 @@ PYTHON_SUBSTITUTIONS = [
     (6, 'ki.InceptionResNetV2(weights="imagenet")',
      'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
     (6, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
+    (6, "integrated_gradients(model, images, steps=32)",
+     "integrated_gradients(model, images, steps=2)"),
     (7, 'ki.InceptionResNetV2(weights="imagenet")',
      'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
 ]
