@@ -25,7 +25,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = {
     "01_transfer_learning.ipynb": [
         "mode: quick", "data: flowers_sample", "[weights] using FaceNet", "validation accuracy",
-        "per-class accuracy", "run time:"],
+        "per-class accuracy", "Grad-CAM at ", "run time:"],
     "02_export_tflite.ipynb": ["mode: quick", "float32", "dynamic_int8", "top-1 agree",
                                "run time:"],
     "03_residual_scaling.ipynb": ["mode: quick", "residual, scale 1.0", "residual, scale 0.2",
@@ -35,8 +35,8 @@ EXPECTED = {
         "verification at the preset threshold 1.1", "int8 export: skipped in quick mode",
         "run time:"],
 }
-# Figures each notebook shows: sample, curves, confusion matrix, prediction grid, ...
-FIGURES = {"01_transfer_learning.ipynb": 4, "02_export_tflite.ipynb": 1,
+# Figures each notebook shows: sample, curves, confusion matrix, prediction grid, Grad-CAM ...
+FIGURES = {"01_transfer_learning.ipynb": 5, "02_export_tflite.ipynb": 1,
            "03_residual_scaling.ipynb": 1, "04_face_embeddings.ipynb": 2}
 # A closed local port: any HTTP(S) request fails at once.
 NO_NETWORK = "http://127.0.0.1:9"
@@ -166,3 +166,4 @@ def test_committed_transfer_notebook_reaches_the_target():
     assert "tf_flowers_small" in text and "[weights] using FaceNet" in text
     accuracy = float(re.search(r"validation accuracy (\d+\.\d)%", text).group(1))
     assert accuracy >= 65.0
+    assert re.search(r"Grad-CAM at \S+block17_10_ac: \d+ right and [1-6] mistaken", text)

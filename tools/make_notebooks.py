@@ -64,6 +64,10 @@ Target on tf_flowers_small: at least 65% validation accuracy.
 per class of `flowers_sample`, 75 px, one epoch (a frozen random base when no pretrained
 weights can be had); its accuracy means nothing.
 
+The last figure shows where the trained model looks: Grad-CAM overlays
+(`keras_inception.explain`) on validation photos it classifies right and on ones it gets
+wrong.
+
 The first line of output says which mode produced the committed outputs."""),
     new_code_cell(SETUP),
     new_code_cell("""\
@@ -136,6 +140,34 @@ for ax, i in zip(axes.flat, np.linspace(0, len(x) - 1, 18).astype(int)):
 plt.show()
 print(f"accuracy of the reloaded model on these {len(x)} photos: "
       f"{np.mean(probs.argmax(1) == y.argmax(1)):.1%}")"""),
+    new_code_cell("""\
+# Where the model looks (keras_inception.explain): Grad-CAM overlays on validation photos,
+# its most confident right predictions (green) above its most confident mistakes (red, the
+# true class in brackets).
+from keras_inception import explain
+confidence = probs.max(1)
+by_confidence = np.argsort(-confidence)
+right = [i for i in by_confidence if probs[i].argmax() == y[i].argmax()]
+wrong = [i for i in by_confidence if probs[i].argmax() != y[i].argmax()]
+shown_wrong = wrong[:6]
+shown_right = right[:12 - len(shown_wrong)]
+picked = [*shown_right, *shown_wrong]
+# The stride-16 feature tap of the nested network (the last one's map is 4x4 at 160 px).
+layer = explain.feature_tap_names(model)[-2]
+maps = explain.grad_cam(model, x[picked], layer=layer)
+fig, axes = plt.subplots(2, 6, figsize=(13, 5))
+for ax in axes.flat:
+    ax.axis("off")
+for ax, i, heat in zip(axes.flat, picked, maps):
+    pred, true = probs[i].argmax(), y[i].argmax()
+    ax.imshow(explain.overlay((x[i] + 1) * 127.5, heat))
+    ax.set_title(images.class_names[pred]
+                 + ("" if pred == true else f" ({images.class_names[true]})"),
+                 color="green" if pred == true else "red", fontsize=9)
+plt.show()
+print(f"Grad-CAM at {layer}: {len(shown_right)} right and {len(shown_wrong)} mistaken "
+      "predictions; the peak of each map is where the predicted class's logit rises most")
+print("confidence of the mistakes shown:", ", ".join(f"{confidence[i]:.0%}" for i in shown_wrong))"""),
     new_code_cell(FOOTER),
 ]
 
