@@ -67,9 +67,9 @@ def check_explain(args: argparse.Namespace) -> None:
 def class_names(model_arg: str, model) -> list[str]:
     """The names of the model's outputs: those saved beside a `.keras` (as `predict` reads
     them), else ImageNet's for 1000 outputs, else `class_0`, `class_1`, ..."""
-    from keras_inception.cli.export import _class_names_of
+    from keras_inception.cli.export import class_names_of
 
-    names = _class_names_of(model_arg, model)
+    names = class_names_of(model_arg, model)
     outputs = int(model.output_shape[-1])
     if names is not None:
         return names
@@ -169,6 +169,32 @@ def png_name(position: int, path: str, count: int) -> str:
     return f"{position:0{len(str(count - 1))}d}_{stem}.png"
 
 
+def _record(args: argparse.Namespace, layer: str, names: list[str], path: str, png: str,
+            probabilities, target: int, heatmap) -> dict:
+    """What explanations.json says of one image."""
+    predicted = int(probabilities.argmax())
+    return {
+        "image": path,
+        "png": png,
+        "predicted": {"index": predicted, "name": names[predicted],
+                      "score": float(probabilities[predicted])},
+        "target": {"index": target, "name": names[target], "score": float(probabilities[target])},
+        "method": args.method,
+        "layer": layer,
+        "peak": peak_of(heatmap),
+    }
+
+
+def _print_records(records: list[dict]) -> None:
+    for record in records:
+        peak = record["peak"]
+        where = "an all-zero map" if peak is None else (
+            f"peak at row {peak['row']}, col {peak['col']}")
+        print(f"{record['image']} -> {record['png']}: predicted {record['predicted']['name']} "
+              f"({record['predicted']['score']:.4f}), explained {record['target']['name']}, "
+              f"{where}")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Explains every readable image; unreadable ones are reported on stderr (one line
     each) and make the exit code 2, the others are still explained and written."""
@@ -203,35 +229,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
         targets = predicted if chosen is None else np.full(len(loaded), chosen)
         maps = _maps(model, x, targets, args.method,
                      None if args.method == INTEGRATED_GRADIENTS else layer)
-        records = []
+        records = [_record(args, layer, names, path, png_name(position, path, len(args.images)),
+                           probabilities[row], int(targets[row]), maps[row])
+                   for row, (position, path, _) in enumerate(loaded)]
         out = os.path.abspath(args.out)
         with staged_path(out, overwrite=args.overwrite, create_parents=True,
                          arg="--out") as staged:
             os.mkdir(staged)
-            for row, (position, path, crop) in enumerate(loaded):
-                png = png_name(position, path, len(args.images))
-                Image.fromarray(overlay(crop, maps[row])).save(os.path.join(staged, png))
-                p, t = int(predicted[row]), int(targets[row])
-                records.append({
-                    "image": path,
-                    "png": png,
-                    "predicted": {"index": p, "name": names[p],
-                                  "score": float(probabilities[row, p])},
-                    "target": {"index": t, "name": names[t],
-                               "score": float(probabilities[row, t])},
-                    "method": args.method,
-                    "layer": layer,
-                    "peak": peak_of(maps[row]),
-                })
+            for record, (_, _, crop), heatmap in zip(records, loaded, maps, strict=True):
+                Image.fromarray(overlay(crop, heatmap)).save(os.path.join(staged, record["png"]))
             write_json_atomic(os.path.join(staged, EXPLANATIONS_FILE),
                               {"model": args.model, "crop_pct": crop_pct, "images": records})
-        for record in records:
-            peak = record["peak"]
-            where = "an all-zero map" if peak is None else (
-                f"peak at row {peak['row']}, col {peak['col']}")
-            print(f"{record['image']} -> {record['png']}: predicted {record['predicted']['name']} "
-                  f"({record['predicted']['score']:.4f}), explained {record['target']['name']}, "
-                  f"{where}")
+        _print_records(records)
         print(f"{len(records)} explanations ({args.method}, layer {layer}) -> {out}")
     for message in errors:
         print(f"keras-inception explain: error: {message}", file=sys.stderr)

@@ -81,7 +81,7 @@ def check_export(args: argparse.Namespace) -> None:
     check_output(args.out, overwrite=args.overwrite)
 
 
-def _class_names_of(model_arg: str, model) -> list[str] | None:
+def class_names_of(model_arg: str, model) -> list[str] | None:
     """The class names saved with a trained `.keras` model (None for a model name)."""
     from keras_inception.saving import read_class_names
 
@@ -172,7 +172,7 @@ def _checked(args: argparse.Namespace, path: str) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     # The arguments were checked before TensorFlow was imported (check_export).
     model = build_model(args.model, args.weights, args.image_size, args.classes)
-    names = _class_names_of(args.model, model)
+    names = class_names_of(args.model, model)
     _announce(model, args)
     try:
         path = _export(model, args)
