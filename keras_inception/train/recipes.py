@@ -98,9 +98,14 @@ class RecipePlan:
 
 
 def transfer_parts(model_name: str, num_classes: int, image_size: int, weights: str | None,
-                   dropout_rate: float = HEAD_DROPOUT) -> tuple[keras.Model, keras.Model, Head]:
-    """`build_transfer_model`'s model, with its base and its `Head`."""
+                   dropout_rate: float = HEAD_DROPOUT, seed: int | None = None,
+                   ) -> tuple[keras.Model, keras.Model, Head]:
+    """`build_transfer_model`'s model, with its base and its `Head`. With `seed`, the head
+    starts from it whatever loading the base drew (converting weights that are not cached
+    yet builds models too, which advances the random state)."""
     base = pooled_backbone(model_name, weights, (image_size, image_size, 3))
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     head = Head(keras.layers.Dropout(dropout_rate, name="head_dropout"),
                 keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
                                    name="predictions"))
@@ -244,7 +249,8 @@ def _transfer_plan(config: TrainConfig, num_classes: int) -> RecipePlan:
         stage = Stage(Phase.SCRATCH, 0, total, _adam(learning_rate, num_classes, total),
                       all_trainable)
         return RecipePlan(model, [stage], "from scratch (no pretrained weights)")
-    model, base, head = transfer_parts(config.model, num_classes, size, weights)
+    model, base, head = transfer_parts(config.model, num_classes, size, weights,
+                                       seed=config.seed)
     first = config.stage1_epochs if config.stage1_epochs is not None else max(1, total // 2)
     first = min(first, total)
     # stage1_epochs=0: no head-only stage, fine-tuning from the first epoch.
