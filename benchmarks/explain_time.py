@@ -225,8 +225,9 @@ def machine_line(workers: list[dict]) -> str:
 def markdown(payload: dict) -> str:
     lines = [
         f"## Grad-CAM time against one forward + backward pass ({payload['finished']})", "",
-        f"Machine: {payload['machine']}. 2 CPUs shared with other jobs, run under `nice -n "
-        f"5`; 1-minute load average {payload['load_average_start']:.1f} at the start and "
+        f"Machine: {payload['machine']}. 2 CPUs shared with other jobs, niceness "
+        f"{payload.get('niceness', 5)}; 1-minute load average "
+        f"{payload['load_average_start']:.1f} at the start and "
         f"{payload['load_average_end']:.1f} at the end; wall time of the whole run "
         f"{payload['wall_s'] / 60:.0f} min.", "",
         f"Command: `{payload['command']}`", "",
@@ -289,6 +290,7 @@ def main() -> int:
         "machine": machine_line(workers),
         "command": " ".join(["python benchmarks/explain_time.py", *sys.argv[1:]]),
         "load_average_start": load_start, "load_average_end": load_average(),
+        "niceness": os.nice(0),
         "wall_s": round(time.perf_counter() - started, 1),
         "finished": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "batch_size": BATCH, "rounds": args.rounds, "target_ratio": TARGET,
