@@ -262,11 +262,9 @@ def main() -> int:
     section = markdown(payload)
     print(section)
     if not args.no_results:
-        from keras_inception.apps.benchmark import append_results
-        from keras_inception.files import write_json_atomic
+        from keras_inception.apps.benchmark import record_results
 
-        write_json_atomic(args.json, payload)
-        append_results(args.results, section)
+        record_results(args.json, payload, args.results, section)
     return 0
 
 

@@ -384,6 +384,13 @@ def append_results(path: str, section: str) -> None:
         path, existing.rstrip("\n") + "\n\n" + section if existing else section)
 
 
+def record_results(json_path: str, payload: Any, results_path: str, section: str) -> None:
+    """A benchmark's record: `payload` as JSON at `json_path`, and its Markdown `section`
+    appended to `results_path` (each written whole, then moved into place)."""
+    files.write_json_atomic(json_path, payload)
+    append_results(results_path, section)
+
+
 def write_json(path: str, results: Sequence[Measurement]) -> None:
     """Writes machine, measurements and ratios as JSON (written whole, then moved into place)."""
     payload = {"machine": machine_description(), "argv": sys.argv,

@@ -51,6 +51,17 @@ def add_model_option(
     )
 
 
+def add_classifier_input_options(parser: argparse.ArgumentParser) -> None:
+    """`--weights`, `--image-size` and `--crop-pct`: how `predict` and `explain` build a model
+    name and crop its images."""
+    parser.add_argument("--weights", default=None,
+                        help="'imagenet' (or another preset) or a weights file, for a model name")
+    add_image_size_option(parser)
+    parser.add_argument("--crop-pct", type=crop_fraction, default=None,
+                        help="center-crop fraction (default: for a .keras, the one its training "
+                             "run recorded; for a preset, the preset's; else 0.875)")
+
+
 def add_image_size_option(parser: argparse.ArgumentParser, default: int | None = None,
                           help_text: str = "input height and width (default 299)") -> None:
     parser.add_argument("--image-size", type=image_size, default=default, help=help_text)

@@ -8,12 +8,12 @@ import sys
 
 from keras_inception.cli.arguments import (
     MODEL_CHOICES,
+    add_classifier_input_options,
     add_image_size_option,
     add_model_option,
     check_input_files,
     check_model_file,
     check_weights_file,
-    crop_fraction,
     positive_int,
 )
 
@@ -234,12 +234,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file")
     source.add_argument("--tflite", metavar="FILE", help="an exported .tflite classifier")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png, ...)")
-    p.add_argument("--weights", default=None,
-                   help="'imagenet' (or another preset) or a weights file, for a model name")
-    add_image_size_option(p)
-    p.add_argument("--crop-pct", type=crop_fraction, default=None,
-                   help="center-crop fraction (default: for a .keras, the one its training run "
-                        "recorded; for a preset, the preset's; else 0.875)")
+    add_classifier_input_options(p)
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="names of the outputs (JSON list or one a line); default: the "

@@ -14,13 +14,12 @@ import sys
 
 from keras_inception.cli.arguments import (
     MODEL_CHOICES,
-    add_image_size_option,
+    add_classifier_input_options,
     add_model_option,
     check_input_files,
     check_model_file,
     check_output,
     check_weights_file,
-    crop_fraction,
 )
 from keras_inception.cli.embeddings import MODEL as EMBEDDING_MODEL
 
@@ -273,11 +272,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the layer Grad-CAM reads: a layer name or path, e.g. block17_10_ac "
                         "(default: the network's last feature map, or the deepest one larger "
                         "than 1x1 where the last is 1x1 at a small input size)")
-    p.add_argument("--weights", default=None,
-                   help="'imagenet' (or another preset) or a weights file, for a model name")
-    add_image_size_option(p)
-    p.add_argument("--crop-pct", type=crop_fraction, default=None,
-                   help="center-crop fraction (default: for a .keras, the one its training run "
-                        "recorded; for a preset, the preset's; else 0.875)")
+    add_classifier_input_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_explain, check=check_explain)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from keras_inception.explain._autodiff import value_and_grad
-from keras_inception.explain.graph import ExplainedGraph, rebuild
+from keras_inception.explain.graph import ExplainedGraph, networks_in, rebuild
 
 METHODS = ("gradcam", "gradcam++")
 _BATCH_SIZE = 16
@@ -94,8 +94,6 @@ def _prepare(model: keras.Model, images: Any, target: Any, layer: str | None,
 
 
 def _is_embedding_model(model: keras.Model) -> bool:
-    from keras_inception.explain.graph import networks_in
-
     return any(not spec.classifier for _, spec, _ in networks_in(model))
 
 
