@@ -17,6 +17,7 @@ import keras
 from keras_inception.registry import network_of, spec_of
 
 NUM_LEVELS = 5
+MAX_REDUCTION = 2 ** NUM_LEVELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +58,35 @@ def _check_out_indices(out_indices: Sequence[int]) -> tuple[int, ...]:
     return indices
 
 
+def output_stride_of(model: keras.Model) -> int:
+    """The reduction of the last feature map of a network of this package: 32, or the
+    `output_stride` (16 or 8) it was built with.
+
+    Read from the layers themselves, so that it holds for a model loaded from a file:
+    each reduction kept at stride 1 doubles the dilation of the convolutions after it.
+    """
+    _, network = network_of(model)
+    dilations = [
+        max(layer.dilation_rate) for layer in network.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    ]
+    return MAX_REDUCTION // max(dilations, default=1)
+
+
 def feature_info(
     model: keras.Model, out_indices: Sequence[int] = (0, 1, 2, 3, 4)
 ) -> list[FeatureInfo]:
-    """The levels `feature_extractor(model, out_indices)` returns: channels, stride, layer."""
+    """The levels `feature_extractor(model, out_indices)` returns: channels, stride, layer.
+
+    `reduction` is the level's true stride: with `output_stride=16` (or 8) the levels
+    beyond it stay at 16 (or 8).
+    """
     indices = _check_out_indices(out_indices)
     taps = spec_of(model).feature_taps
+    output_stride = output_stride_of(model)
     return [
         FeatureInfo(index=i, name=f"feature_{i}", layer=taps[i].layer, num_chs=taps[i].channels,
-                    reduction=taps[i].reduction)
+                    reduction=min(taps[i].reduction, output_stride))
         for i in indices
     ]
 

@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from keras_inception.files import looks_like_path
+from keras_inception.models.blocks import OUTPUT_STRIDES, Geometry
 from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
 from keras_inception.presets.loader import load_preset, load_weights_file
 from keras_inception.registry import (
@@ -125,6 +126,20 @@ def resolve_input_shape(
     return input_shape
 
 
+def dense_geometry(align_feature_maps: Any, output_stride: Any) -> Geometry:
+    """Checks the dense-prediction options and returns the `Geometry` they ask for."""
+    if not isinstance(align_feature_maps, bool):
+        raise ValueError(
+            "`align_feature_maps` must be True or False; received "
+            f"align_feature_maps={align_feature_maps!r}."
+        )
+    if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
+        raise ValueError(
+            f"`output_stride` must be one of {OUTPUT_STRIDES}; received output_stride={output_stride!r}."
+        )
+    return Geometry(align=align_feature_maps, output_stride=output_stride)
+
+
 def validate_arguments(
     spec: ModelSpec,
     *,
@@ -192,8 +207,11 @@ def build_model(
     dropout_rate: float,
     drop_path_rate: float,
     include_preprocessing: bool,
+    align_feature_maps: bool = False,
+    output_stride: int = 32,
 ) -> keras.Model:
-    """Validates, builds `body(x, drop_path_rate=...)`, adds the head, loads weights."""
+    """Validates, builds `body(x, drop_path_rate=..., geometry=...)`, adds the head, loads weights."""
+    geometry = dense_geometry(align_feature_maps, output_stride)
     preset, shape = validate_arguments(
         spec,
         include_top=include_top,
@@ -211,7 +229,7 @@ def build_model(
     if include_preprocessing:
         # Raw 0-255 RGB -> [-1, 1], the "tf" mode of preprocess_input.
         x = layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="preprocessing")(x)
-    x = body(x, drop_path_rate=float(drop_path_rate))
+    x = body(x, drop_path_rate=float(drop_path_rate), geometry=geometry)
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -270,6 +288,15 @@ _BUILDER_ARGS_DOC = """
             rising linearly with depth to this value. 0.0 disables it.
         include_preprocessing: keyword-only; when True the model takes raw 0-255
             RGB images and rescales them to [-1, 1] itself.
+        align_feature_maps: keyword-only; when True every VALID convolution and
+            pooling is SAME-padded (TF-slim's option of the same name), so an input
+            divisible by 32 gives feature maps of exactly 1/2, 1/4, 1/8, 1/16 and
+            1/32 of its size, which a feature pyramid can add together.
+        output_stride: keyword-only; 32 (the released network), 16 or 8. The
+            reductions beyond this stride keep stride 1 and the blocks after them
+            use dilated (atrous) convolutions, rates 2 and 4, as DeepLab does: the
+            last feature map is then 1/16 or 1/8 of the input. Kernels are
+            unchanged, so pretrained weights load as they are.
 
     Returns:
         A `keras.Model`. Its outputs are float32 under mixed-precision policies.

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 from keras_inception.models.blocks import (
+    Geometry,
     drop_path_schedule,
     inception_resnet_reduction_b,
     inception_resnet_stem,
@@ -24,24 +25,27 @@ BLOCK8 = [[(192, 1)], [(192, 1), (192, (1, 3)), (192, (3, 1))]]
 REPEATS = (5, 10, 5)
 
 
-def inception_resnet_v1_body(x, drop_path_rate: float = 0.0, *, linear_block8: bool = False):
+def inception_resnet_v1_body(x, drop_path_rate: float = 0.0, geometry: Geometry | None = None, *,
+                             linear_block8: bool = False):
     """Stem to the last IR-C block (8x8x1792 at 299).
 
     `linear_block8=True` appends FaceNet's sixth IR-C block (`block8_6`, scale 1.0,
     no activation), as the released Inception-ResNet-v2 ends.
     """
+    geometry = geometry or Geometry()
     a, b, c = REPEATS
     c += int(linear_block8)
     rates = drop_path_schedule(drop_path_rate, a + b + c)
-    x = inception_resnet_stem(x, last="conv")
+    x = inception_resnet_stem(x, last="conv", geometry=geometry)
     x = residual_stage(x, BLOCK35, prefix="block35", repeats=a, scale=0.17,
-                       drop_path_rates=rates[:a])
-    x = reduction_a(x, 192, 192, 256, 384)
+                       drop_path_rates=rates[:a], geometry=geometry)
+    x = reduction_a(x, 192, 192, 256, 384, geometry=geometry)
     x = residual_stage(x, BLOCK17, prefix="block17", repeats=b, scale=0.10,
-                       drop_path_rates=rates[a:a + b])
-    x = inception_resnet_reduction_b(x, (384, 256, 256, 256))
+                       drop_path_rates=rates[a:a + b], geometry=geometry)
+    x = inception_resnet_reduction_b(x, (384, 256, 256, 256), geometry=geometry)
     return residual_stage(x, BLOCK8, prefix="block8", repeats=c, scale=0.20,
-                          drop_path_rates=rates[a + b:], last_linear=linear_block8)
+                          drop_path_rates=rates[a + b:], last_linear=linear_block8,
+                          geometry=geometry)
 
 
 @document_builder
@@ -58,6 +62,8 @@ def InceptionResNetV1(
     dropout_rate: float = 0.2,
     drop_path_rate: float = 0.0,
     include_preprocessing: bool = False,
+    align_feature_maps: bool = False,
+    output_stride: int = 32,
 ) -> keras.Model:
     """Instantiates Inception-ResNet-v1.
 
@@ -74,6 +80,7 @@ def InceptionResNetV1(
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name, dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate, include_preprocessing=include_preprocessing,
+        align_feature_maps=align_feature_maps, output_stride=output_stride,
     )
 
 

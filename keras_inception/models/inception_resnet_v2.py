@@ -8,6 +8,7 @@ import keras
 
 from keras_inception.models.blocks import (
     AVG_POOL,
+    Geometry,
     conv2d_bn,
     drop_path_schedule,
     inception_block,
@@ -35,21 +36,22 @@ BLOCK8 = [[(192, 1)], [(192, 1), (224, (1, 3)), (256, (3, 1))]]
 REPEATS = (10, 20, 10)
 
 
-def inception_resnet_v2_body(x, drop_path_rate: float = 0.0):
+def inception_resnet_v2_body(x, drop_path_rate: float = 0.0, geometry: Geometry | None = None):
     """Stem to `conv_7b` (8x8x1536 at 299). Creates the weighted layers in exactly the
     order of keras.applications, so its release `.h5` files load as they are."""
+    geometry = geometry or Geometry()
     rates = drop_path_schedule(drop_path_rate, sum(REPEATS))
     a, b, c = REPEATS
-    x = inception_resnet_stem(x, last="pool")
-    x = inception_block(x, MIXED_5B, "mixed_5b")
+    x = inception_resnet_stem(x, last="pool", geometry=geometry)
+    x = inception_block(x, MIXED_5B, "mixed_5b", geometry)
     x = residual_stage(x, BLOCK35, prefix="block35", repeats=a, scale=0.17,
-                       drop_path_rates=rates[:a])
-    x = reduction_a(x, 256, 256, 384, 384)
+                       drop_path_rates=rates[:a], geometry=geometry)
+    x = reduction_a(x, 256, 256, 384, 384, geometry=geometry)
     x = residual_stage(x, BLOCK17, prefix="block17", repeats=b, scale=0.10,
-                       drop_path_rates=rates[a:a + b])
-    x = inception_resnet_reduction_b(x, (384, 288, 288, 320))
+                       drop_path_rates=rates[a:a + b], geometry=geometry)
+    x = inception_resnet_reduction_b(x, (384, 288, 288, 320), geometry=geometry)
     x = residual_stage(x, BLOCK8, prefix="block8", repeats=c, scale=0.20,
-                       drop_path_rates=rates[a + b:], last_linear=True)
+                       drop_path_rates=rates[a + b:], last_linear=True, geometry=geometry)
     return conv2d_bn(x, 1536, 1, name="conv_7b")
 
 
@@ -67,6 +69,8 @@ def InceptionResNetV2(
     dropout_rate: float = 0.2,
     drop_path_rate: float = 0.0,
     include_preprocessing: bool = False,
+    align_feature_maps: bool = False,
+    output_stride: int = 32,
 ) -> keras.Model:
     """Instantiates Inception-ResNet-v2.
 
@@ -86,6 +90,7 @@ def InceptionResNetV2(
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name, dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate, include_preprocessing=include_preprocessing,
+        align_feature_maps=align_feature_maps, output_stride=output_stride,
     )
 
 

@@ -9,6 +9,7 @@ import keras
 from keras_inception.models.blocks import (
     AVG_POOL,
     MAX_POOL,
+    Geometry,
     Split,
     inception_block,
     reduction_a,
@@ -46,25 +47,26 @@ INCEPTION_C = [
 ]
 
 
-def inception_v4_body(x, drop_path_rate: float = 0.0):
+def inception_v4_body(x, drop_path_rate: float = 0.0, geometry: Geometry | None = None):
     """Stem to `mixed_7d` (8x8x1536 at 299)."""
     if drop_path_rate:
         raise ValueError(
             "Inception-v4 has no residual branches, so stochastic depth does not apply; "
             f"received drop_path_rate={drop_path_rate}. Use 0.0 (or an Inception-ResNet)."
         )
-    x = stem_convs(x)
-    x = inception_block(x, MIXED_3A, "mixed_3a")
-    x = inception_block(x, MIXED_4A, "mixed_4a")
-    x = inception_block(x, MIXED_5A, "mixed_5a")
+    geometry = geometry or Geometry()
+    x = stem_convs(x, geometry)
+    x = inception_block(x, MIXED_3A, "mixed_3a", geometry)
+    x = inception_block(x, MIXED_4A, "mixed_4a", geometry)
+    x = inception_block(x, MIXED_5A, "mixed_5a", geometry)
     for suffix in "bcde":
-        x = inception_block(x, INCEPTION_A, f"mixed_5{suffix}")
-    x = reduction_a(x, 192, 224, 256, 384)
+        x = inception_block(x, INCEPTION_A, f"mixed_5{suffix}", geometry)
+    x = reduction_a(x, 192, 224, 256, 384, geometry=geometry)
     for suffix in "bcdefgh":
-        x = inception_block(x, INCEPTION_B, f"mixed_6{suffix}")
-    x = inception_block(x, REDUCTION_B, "mixed_7a")
+        x = inception_block(x, INCEPTION_B, f"mixed_6{suffix}", geometry)
+    x = inception_block(x, REDUCTION_B, "mixed_7a", geometry)
     for suffix in "bcd":
-        x = inception_block(x, INCEPTION_C, f"mixed_7{suffix}")
+        x = inception_block(x, INCEPTION_C, f"mixed_7{suffix}", geometry)
     return x
 
 
@@ -82,6 +84,8 @@ def InceptionV4(
     dropout_rate: float = 0.2,
     drop_path_rate: float = 0.0,
     include_preprocessing: bool = False,
+    align_feature_maps: bool = False,
+    output_stride: int = 32,
 ) -> keras.Model:
     """Instantiates Inception-v4.
 
@@ -98,6 +102,7 @@ def InceptionV4(
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name, dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate, include_preprocessing=include_preprocessing,
+        align_feature_maps=align_feature_maps, output_stride=output_stride,
     )
 
 

@@ -13,6 +13,7 @@ import keras
 
 from keras_inception.models.blocks import (
     MAX_POOL,
+    Geometry,
     drop_path_schedule,
     inception_block,
     residual_stage,
@@ -26,17 +27,18 @@ REDUCTION = [[(32, 3, 2, "valid")], [MAX_POOL]]  # adds 32 channels, stride 2
 BLOCK = [[(16, 1)], [(16, 1), (16, 3)]]
 
 
-def toy_net_body(x, drop_path_rate: float = 0.0):
+def toy_net_body(x, drop_path_rate: float = 0.0, geometry: Geometry | None = None):
+    geometry = geometry or Geometry()
     rates = drop_path_schedule(drop_path_rate, 4)
-    x = stem_convs(x)  # 64 channels, stride 2
-    x = inception_block(x, REDUCTION, "mixed_3a")  # 96, stride 4
+    x = stem_convs(x, geometry)  # 64 channels, stride 2
+    x = inception_block(x, REDUCTION, "mixed_3a", geometry)  # 96, stride 4
     x = residual_stage(x, BLOCK, prefix="block_a", repeats=2, scale=0.2,
-                       drop_path_rates=rates[:2])
-    x = inception_block(x, REDUCTION, "mixed_4a")  # 128, stride 8
+                       drop_path_rates=rates[:2], geometry=geometry)
+    x = inception_block(x, REDUCTION, "mixed_4a", geometry)  # 128, stride 8
     x = residual_stage(x, BLOCK, prefix="block_b", repeats=2, scale=0.2,
-                       drop_path_rates=rates[2:], last_linear=True)
-    x = inception_block(x, REDUCTION, "mixed_5a")  # 160, stride 16
-    return inception_block(x, REDUCTION, "mixed_6a")  # 192, stride 32
+                       drop_path_rates=rates[2:], last_linear=True, geometry=geometry)
+    x = inception_block(x, REDUCTION, "mixed_5a", geometry)  # 160, stride 16
+    return inception_block(x, REDUCTION, "mixed_6a", geometry)  # 192, stride 32
 
 
 @document_builder
