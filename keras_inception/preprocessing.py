@@ -83,12 +83,13 @@ def tf_preprocess(image: Any) -> Any:
     return tf.cast(image, tf.float32) * PIXEL_SCALE + PIXEL_OFFSET
 
 
-def _check_crop_pct(crop_pct: float) -> None:
+def check_crop_pct(crop_pct: float) -> None:
+    """Raises ValueError unless `crop_pct` is in (0, 1]."""
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={crop_pct}.")
 
 
-def _resized_shape(height: int, width: int, size: int, crop_pct: float) -> tuple[int, int]:
+def resized_shape(height: int, width: int, size: int, crop_pct: float) -> tuple[int, int]:
     """(height, width) with the short side at `size / crop_pct`, never below `size`."""
     ratio = round(size / crop_pct) / min(height, width)
     return max(size, round(height * ratio)), max(size, round(width * ratio))
@@ -96,8 +97,8 @@ def _resized_shape(height: int, width: int, size: int, crop_pct: float) -> tuple
 
 def center_crop_pil(image: Image.Image, size: int, crop_pct: float = DEFAULT_CROP_PCT) -> np.ndarray:
     """The evaluation transform on a PIL RGB image: float32 `(size, size, 3)`, 0-255."""
-    _check_crop_pct(crop_pct)
-    height, width = _resized_shape(image.height, image.width, size, crop_pct)
+    check_crop_pct(crop_pct)
+    height, width = resized_shape(image.height, image.width, size, crop_pct)
     image = image.resize((width, height), Image.Resampling.BICUBIC)
     top, left = (height - size) // 2, (width - size) // 2
     image = image.crop((left, top, left + size, top + size))
@@ -111,7 +112,7 @@ def center_crop_tf(image: Any, size: int, crop_pct: float = DEFAULT_CROP_PCT) ->
     """
     import tensorflow as tf
 
-    _check_crop_pct(crop_pct)
+    check_crop_pct(crop_pct)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     ratio = tf.round(size / crop_pct) / tf.reduce_min(shape)
     new = tf.maximum(tf.cast(tf.round(shape * ratio), tf.int32), size)
@@ -174,7 +175,7 @@ def load_image(path: str | os.PathLike, size: int, crop_pct: float = DEFAULT_CRO
 def crop_pixels(pixels: np.ndarray, size: int, crop_pct: float = DEFAULT_CROP_PCT) -> np.ndarray:
     """Decoded uint8 RGB `pixels` (as `read_image` gives them) through the evaluation
     transform of `load_image`."""
-    _check_crop_pct(crop_pct)
+    check_crop_pct(crop_pct)
     return center_crop_pil(Image.fromarray(pixels), size, crop_pct)
 
 

@@ -22,6 +22,9 @@ PACKAGE = Path(ki.__file__).resolve().parent
 CORE = ("layers", "preprocessing", "registry", "models", "presets", "convert", "export", "embeddings",
         "explain", "features", "files", "saving", "analysis", "_compat", "_lazy", "_registration")
 APP = ("train", "apps", "cli")
+# Integrations with other libraries' APIs (optional extras): they build on the core, which
+# never imports them, and they do not import the application.
+INTEGRATIONS = ("keras_hub",)
 
 
 def _module_name(path: Path) -> str:
@@ -97,8 +100,28 @@ def test_library_core_never_imports_the_application():
         for target in targets if _area(target) in APP
     ]
     assert not offenders, offenders
-    # Every module of the package is in one of the two (a new folder must be placed).
-    assert {_area(m) for m in graph} - {"", *CORE, *APP} == set()
+    # Every module of the package is in one of the three (a new folder must be placed).
+    assert {_area(m) for m in graph} - {"", *CORE, *APP, *INTEGRATIONS} == set()
+
+
+def test_integrations_are_optional_for_the_core_and_the_application():
+    """Only keras_inception.keras_hub imports keras-hub (the `keras-hub` extra); nothing
+    else of the package imports it, and it imports no application module."""
+    graph = import_graph()
+    offenders = [
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if (_area(target) in INTEGRATIONS and _area(module) not in INTEGRATIONS)
+        or (_area(module) in INTEGRATIONS and _area(target) in APP)
+    ]
+    assert not offenders, offenders
+    third_party = {
+        _module_name(path) for path in PACKAGE.rglob("*.py")
+        if "keras_hub" in _top_level_imports(path)
+    }
+    assert third_party and {_area(m) for m in third_party} == {"keras_hub"}, third_party
+    assert "keras-hub" in _extra("keras-hub")
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,42 @@
+"""The networks of `keras_inception` as a keras-hub model family (the `keras-hub` extra).
+
+* `InceptionBackbone`: Inception-v4, Inception-ResNet-v1/-v2 or FaceNet's body, a
+  `keras_hub.models.FeaturePyramidBackbone` with `pyramid_outputs` "P1".."P5";
+* `InceptionImageConverter`, `InceptionImageClassifierPreprocessor`: the package's
+  evaluation transform (resize, centre crop by `crop_pct`, `x / 127.5 - 1`);
+* `InceptionImageClassifier`: a `keras_hub.models.ImageClassifier` on the backbone.
+
+`from_preset` takes the package's presets as `<model>_<preset>` (`preset_names()`:
+`inception_resnet_v2_imagenet`, `inception_v4_imagenet`, `facenet_vggface2`, ...), an
+`hf://timm/<model>.<tag>` checkpoint, both loaded by the package's own loader and timm
+converter, or a preset directory written by `save_to_preset`. The classes are
+registered with Keras (package "keras_inception") when this module is imported: import
+it before `keras.saving.load_model` or a base class's `from_preset` reads their files.
+
+This is the only part of the package that imports keras-hub.
+"""
+
+from __future__ import annotations
+
+from keras_inception.keras_hub.backbone import InceptionBackbone, copy_weights
+from keras_inception.keras_hub.classifier import InceptionImageClassifier
+from keras_inception.keras_hub.image_converter import InceptionImageConverter
+from keras_inception.keras_hub.preprocessor import InceptionImageClassifierPreprocessor
+from keras_inception.keras_hub.presets import named_presets, preset_name, resolve_preset
+
+
+def preset_names() -> list[str]:
+    """The keras-hub names of the package's presets (`<model>_<preset>`), from the registry."""
+    return list(named_presets())
+
+
+__all__ = [
+    "InceptionBackbone",
+    "InceptionImageClassifier",
+    "InceptionImageClassifierPreprocessor",
+    "InceptionImageConverter",
+    "copy_weights",
+    "preset_name",
+    "preset_names",
+    "resolve_preset",
+]

@@ -1,0 +1,240 @@
+"""`InceptionBackbone`: the package's networks as a keras-hub `FeaturePyramidBackbone`."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import keras_hub
+
+from keras_inception.keras_hub.presets import PresetTable, build_network, resolve_preset
+from keras_inception.models.blocks import Geometry
+from keras_inception.models.builder import check_rate, dense_geometry, resolve_input_shape
+from keras_inception.models.facenet import MODEL_NAME as FACENET
+from keras_inception.registry import ModelSpec, get_spec, model_names, network_of
+
+# The global pooling layer of the builders' networks: the backbone ends at its input.
+POOL_LAYER = "avg_pool"
+# The constructor arguments that a task's `from_preset` / `from_network` hand to the backbone.
+BACKBONE_ARGS = ("image_shape", "align_feature_maps", "output_stride", "drop_path_rate", "dtype")
+
+
+@contextlib.contextmanager
+def _building_policy(dtype: Any) -> Iterator[None]:
+    """Builds the layers under `dtype` (the builders create them with the global policy)."""
+    if dtype is None:
+        yield
+        return
+    policy = keras.dtype_policies.get(dtype)
+    if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
+        policy = policy.default_policy
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _facenet_network(image_shape: tuple, drop_path_rate: float, geometry: Geometry) -> keras.Model:
+    """FaceNet's body as FaceNet's builder builds it (the IR-v1 body with its linear
+    `block8_6`), without the embedding head, under `geometry` (the builder takes none)."""
+    from keras_inception.models.inception_resnet_v1 import inception_resnet_v1_body
+
+    shape = resolve_input_shape(input_shape=image_shape, input_tensor=None, include_top=False,
+                                preset=None)
+    inputs = keras.layers.Input(shape=shape, name="input_layer")
+    outputs = inception_resnet_v1_body(inputs, check_rate("drop_path_rate", drop_path_rate),
+                                       geometry, linear_block8=True)
+    return keras.Model(inputs, outputs)
+
+
+def build_body(spec: ModelSpec, image_shape: tuple, drop_path_rate: float, *,
+               align_feature_maps: bool, output_stride: int) -> tuple[Any, Any, dict[str, Any]]:
+    """The network's body, built by its builder (FaceNet's: by its body function):
+    (input, last feature map, pyramid).
+
+    Args:
+        spec: the network's registry spec.
+        image_shape: `(height, width, channels)` of the input.
+        drop_path_rate: stochastic depth of the residual branches.
+        align_feature_maps: SAME padding everywhere (the builders' option).
+        output_stride: 8, 16 or 32 (the builders' option).
+
+    Returns:
+        The input tensor, the output of the body (what the network pools) and
+        `{"P1": ..., "P5": ...}`: the spec's feature taps, `Pk` at nominal reduction `2**k`.
+    """
+    if spec.name == FACENET:
+        network = _facenet_network(image_shape, drop_path_rate,
+                                   dense_geometry(align_feature_maps, output_stride))
+        output = network.output
+    else:
+        head = {"include_top": False, "pooling": "avg"} if spec.classifier else {}
+        network = spec.builder(weights=None, input_shape=image_shape, drop_path_rate=drop_path_rate,
+                               align_feature_maps=align_feature_maps, output_stride=output_stride,
+                               **head)
+        output = network.get_layer(POOL_LAYER).input
+    pyramid = {f"P{round(math.log2(tap.reduction))}": network.get_layer(tap.layer).output
+               for tap in spec.feature_taps}
+    return network.input, output, pyramid
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copies the weights of `source`'s layers into `target`'s layers of the same names.
+
+    Args:
+        source: a model holding every weighted layer of `target` (by name).
+        target: the model to fill.
+
+    Raises:
+        ValueError: a weighted layer of `target` is missing from `source` or has other
+            shapes there; `target` is then unchanged.
+    """
+    pairs = []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        try:
+            values = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ValueError(f"{source.name!r} has no layer {layer.name!r} to copy.") from None
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [v.shape for v in values] != shapes:
+            raise ValueError(f"Layer {layer.name!r}: {source.name!r} has weights of shapes "
+                             f"{[v.shape for v in values]}, {target.name!r} needs {shapes}.")
+        pairs.append((layer, values))
+    for layer, values in pairs:
+        layer.set_weights(values)
+
+
+@keras.saving.register_keras_serializable(package="keras_inception")
+class InceptionBackbone(keras_hub.models.FeaturePyramidBackbone):
+    """Inception-v4, Inception-ResNet-v1/-v2 or FaceNet's body as a keras-hub backbone.
+
+    The body is built by the package's builder (`keras_inception.registry`), so its
+    layers have the builder's names and the package's weights transfer by name
+    (`from_network`, `from_preset`). The output is the last feature map, what the
+    network pools (Inception-v4: `mixed_7d`, IR-v1: `block8_5_ac`, IR-v2: `conv_7b_ac`,
+    FaceNet: its linear `block8_6`); `pyramid_outputs` holds the network's five feature taps
+    (`ModelSpec.feature_taps`, those of `keras_inception.feature_extractor`) as
+    `"P1"`..`"P5"`, `Pk` at stride `2**k`.
+
+    With `output_stride=16` the last reduction is replaced by dilation: `"P4"` and
+    `"P5"` (and the output) are then both at stride 16. With `output_stride=8` the last
+    two are: `"P3"`, `"P4"` and `"P5"` are all at stride 8. keras-hub tasks read the
+    stride of `"Pk"` as `2**k`, which then holds only for the levels below.
+
+    Args:
+        architecture: `"inception_v4"`, `"inception_resnet_v1"`, `"inception_resnet_v2"`
+            or `"facenet"` (the Inception-ResNet-v1 body with FaceNet's sixth, linear
+            IR-C block `block8_6`).
+        align_feature_maps: SAME padding everywhere, so that every feature map is the
+            input size divided by its stride (rounded up).
+        output_stride: 8, 16 or 32: the stride of the output (atrous below 32).
+        image_shape: `(height, width, channels)`; height and width at least 75, or None
+            for any size.
+        drop_path_rate: stochastic depth of the residual branches, rising linearly to
+            this value (0.0 for Inception-v4, which has none).
+        dtype: None or the dtype policy (a name such as `"bfloat16"`, or a
+            `keras.DTypePolicy`) of every layer.
+        **kwargs: the other arguments of keras-hub backbones (`name`, `trainable`).
+
+    Examples:
+    ```python
+    backbone = InceptionBackbone.from_preset("inception_resnet_v2_imagenet")
+    features = keras.Model(backbone.input, backbone.pyramid_outputs)
+    ```
+    """
+
+    presets = PresetTable()
+
+    def __init__(
+        self,
+        architecture: str,
+        align_feature_maps: bool = False,
+        output_stride: int = 32,
+        image_shape: tuple = (None, None, 3),
+        drop_path_rate: float = 0.0,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if architecture not in model_names():
+            raise ValueError(f"Unknown `architecture` {architecture!r}; available: "
+                             f"{', '.join(model_names())}.")
+        spec = get_spec(architecture)
+        image_shape = tuple(image_shape)
+        with _building_policy(dtype):
+            inputs, outputs, pyramid = build_body(spec, image_shape, drop_path_rate,
+                                                  align_feature_maps=align_feature_maps,
+                                                  output_stride=output_stride)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+        self.architecture = architecture
+        self.align_feature_maps = align_feature_maps
+        self.output_stride = output_stride
+        self.image_shape = image_shape
+        self.drop_path_rate = float(drop_path_rate)
+        self.pyramid_outputs = pyramid
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({
+            "architecture": self.architecture,
+            "align_feature_maps": self.align_feature_maps,
+            "output_stride": self.output_stride,
+            "image_shape": self.image_shape,
+            "drop_path_rate": self.drop_path_rate,
+        })
+        return config
+
+    @classmethod
+    def from_network(cls, network: keras.Model, **kwargs: Any) -> InceptionBackbone:
+        """The backbone of a model built by the package's builders, with its weights.
+
+        Args:
+            network: a model of `keras_inception` (any head, or none; the network may
+                be nested in it, as with `input_tensor`).
+            **kwargs: the backbone's other arguments (`image_shape`, `output_stride`,
+                ...); `architecture`, if given, must be the network's.
+
+        Returns:
+            An `InceptionBackbone` holding `network`'s weights.
+        """
+        spec, network = network_of(network)
+        architecture = kwargs.pop("architecture", spec.name)
+        if architecture != spec.name:
+            raise ValueError(f"`architecture`={architecture!r}, but the network is {spec.name!r}.")
+        backbone = cls(architecture=spec.name, **kwargs)
+        copy_weights(network, backbone)
+        return backbone
+
+    @classmethod
+    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs: Any) -> InceptionBackbone:
+        """A backbone from a preset.
+
+        Args:
+            preset: a preset name of `keras_inception.list_weights()` as
+                `<model>_<preset>` (`"inception_resnet_v2_imagenet"`; `cls.presets`
+                lists them), an `hf://timm/<model>.<tag>` handle (converted by the
+                package's timm converter), or what keras-hub loads: a local directory
+                written by `save_to_preset`, a `kaggle://` or `hf://` handle of one.
+            load_weights: whether to load the weights (else random initialization).
+            **kwargs: the backbone's other arguments (`image_shape`, `output_stride`,
+                `align_feature_maps`, `dtype`, ...): the kernels fit any of them.
+
+        Raises:
+            ValueError: an unknown preset name; the message lists the presets.
+        """
+        entry = resolve_preset(preset)
+        if entry is None:
+            return super().from_preset(preset, load_weights=load_weights, **kwargs)
+        if kwargs.get("architecture", entry.model) != entry.model:
+            raise ValueError(f"Preset {preset!r} is a {entry.model}; received "
+                             f"architecture={kwargs['architecture']!r}.")
+        kwargs["architecture"] = entry.model
+        if not load_weights:
+            return cls(**kwargs)
+        return cls.from_network(build_network(entry, include_top=False), **kwargs)
