@@ -16,6 +16,7 @@ import colorsys
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
 from PIL import Image
 
@@ -125,3 +126,45 @@ def make_boxes_set(backgrounds: np.ndarray, count: int, seed: int,
             boxes[i, j] = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
             labels[i, j] = kind - 1
     return images, {"boxes": boxes, "labels": labels}
+
+
+# DeepLabV3 reads the stride of "Pk" as 2**k: at output stride 16 "P4" is at 16 (as is
+# "P5", which it then leaves unused), "P2" at 4.
+POOLING_KEY, LOW_LEVEL_KEY = "P4", "P2"
+
+
+def deeplab_segmenter(encoder: keras.Model, num_classes: int = NUM_CLASSES) -> keras.Model:
+    """keras-hub's DeepLabV3 segmenter on `encoder` (an `InceptionBackbone` at output stride
+    16): atrous pooling of "P4", decoder on "P2", logits at the input's size."""
+    import keras_hub
+
+    backbone = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder, spatial_pyramid_pooling_key=POOLING_KEY, upsampling_size=4,
+        dilation_rates=[2], low_level_feature_key=LOW_LEVEL_KEY, image_shape=encoder.image_shape)
+    return keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=num_classes)
+
+
+def head_on_maps(segmenter: keras.Model) -> keras.Model:
+    """The segmenter's layers after its image encoder, as a model of the encoder's maps
+    (`LOW_LEVEL_KEY`, `POOLING_KEY`) that shares them: training it trains the segmenter."""
+    backbone = segmenter.backbone
+    pooled = backbone.get_layer("encoder_output_upsampling").input
+    pooling = next(layer for layer in backbone.layers if layer.output is pooled)
+    low_level = backbone.get_layer("decoder_conv").input  # what the low-level projection reads
+    decoder = keras.Model([low_level, pooling.input], backbone.output)
+    inputs = [keras.Input(tensor.shape[1:]) for tensor in decoder.inputs]
+    return keras.Model(inputs, segmenter.output_conv(decoder(inputs)))
+
+
+def fit_on_cached_maps(segmenter: keras.Model, images: np.ndarray, masks: np.ndarray,
+                       epochs: int, learning_rate: float = 2e-3) -> keras.callbacks.History:
+    """Trains the segmenter with its image encoder frozen: the encoder's maps of `images`
+    (preprocessed) are computed once, then the head trains on them (Adam, batches of 16)."""
+    encoder = segmenter.backbone.image_encoder
+    pyramid = keras.Model(encoder.input, [encoder.pyramid_outputs[LOW_LEVEL_KEY],
+                                          encoder.pyramid_outputs[POOLING_KEY]])
+    maps = pyramid.predict(images, batch_size=16, verbose=0)
+    head = head_on_maps(segmenter)
+    head.compile(keras.optimizers.Adam(learning_rate),
+                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return head.fit(maps, masks, batch_size=16, epochs=epochs, verbose=0)

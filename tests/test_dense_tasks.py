@@ -18,6 +18,8 @@ from keras_inception.embeddings import preprocess_input as face_preprocess_input
 from keras_inception.keras_hub import InceptionBackbone
 from testing_support.segmentation import (
     NUM_CLASSES,
+    deeplab_segmenter,
+    fit_on_cached_maps,
     load_backgrounds,
     make_boxes_set,
     make_shapes_set,
@@ -25,30 +27,6 @@ from testing_support.segmentation import (
 
 SIZE = 96
 TRAIN, HELD_OUT = 400, 100
-# DeepLabV3 reads the stride of "Pk" as 2**k: at output stride 16 "P4" is at 16 (as is
-# "P5"), "P2" at 4.
-POOLING_KEY, LOW_LEVEL_KEY = "P4", "P2"
-
-
-def deeplab_segmenter(encoder: InceptionBackbone) -> keras_hub.models.DeepLabV3ImageSegmenter:
-    backbone = keras_hub.models.DeepLabV3Backbone(
-        image_encoder=encoder, spatial_pyramid_pooling_key=POOLING_KEY, upsampling_size=4,
-        dilation_rates=[2], low_level_feature_key=LOW_LEVEL_KEY, image_shape=encoder.image_shape)
-    return keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=NUM_CLASSES)
-
-
-def head_on_maps(segmenter: keras_hub.models.DeepLabV3ImageSegmenter) -> keras.Model:
-    """The segmenter's layers after its image encoder, as a model of the encoder's maps
-    (`LOW_LEVEL_KEY`, `POOLING_KEY`), sharing the segmenter's layers: training it trains
-    the segmenter."""
-    backbone = segmenter.backbone
-    pooled = backbone.get_layer("encoder_output_upsampling").input
-    pooling = next(layer for layer in backbone.layers if layer.output is pooled)
-    low_level = backbone.get_layer("decoder_conv").input  # what the low-level projection reads
-    decoder = keras.Model([low_level, pooling.input], backbone.output)
-    inputs = [keras.Input(tensor.shape[1:]) for tensor in decoder.inputs]
-    return keras.Model(inputs, segmenter.output_conv(decoder(inputs)))
-
 
 @pytest.fixture(scope="module")
 def backgrounds(flowers_dir):
@@ -66,13 +44,7 @@ def trained_segmenter(facenet_ms_celeb, backgrounds):
     split = len(backgrounds) * 7 // 8
     images, masks = make_shapes_set(backgrounds[:split], TRAIN, seed=0)
     held_out, held_out_masks = make_shapes_set(backgrounds[split:], HELD_OUT, seed=1)
-    pyramid = keras.Model(encoder.input, [encoder.pyramid_outputs[LOW_LEVEL_KEY],
-                                          encoder.pyramid_outputs[POOLING_KEY]])
-    maps = pyramid.predict(face_preprocess_input(images, "prewhiten"), batch_size=16, verbose=0)
-    head = head_on_maps(segmenter)
-    head.compile(keras.optimizers.Adam(2e-3),
-                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    head.fit(maps, masks, batch_size=16, epochs=6, verbose=0)
+    fit_on_cached_maps(segmenter, face_preprocess_input(images, "prewhiten"), masks, epochs=6)
     return segmenter, face_preprocess_input(held_out, "prewhiten"), held_out_masks
 
 

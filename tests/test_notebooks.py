@@ -1,4 +1,4 @@
-"""The four notebooks run end to end in quick mode (KERAS_INCEPTION_QUICK=1), offline.
+"""The five notebooks run end to end in quick mode (KERAS_INCEPTION_QUICK=1), offline.
 
 The committed notebooks hold the outputs of full runs (`tools/make_notebooks.py --execute`);
 here each runs again, outputs cleared, in quick mode, in a folder outside the repository.
@@ -34,10 +34,14 @@ EXPECTED = {
         "mode: quick", "10 photos of 5 people", "FaceNet ms_celeb_1m loaded",
         "verification at the preset threshold 1.1", "int8 export: skipped in quick mode",
         "run time:"],
+    "05_segmentation.ipynb": [
+        "mode: quick", "InceptionBackbone facenet_ms_celeb_1m", "P4: 6x6x896  (stride 16)",
+        "held-out mean IoU", "TFLite export: skipped in quick mode", "run time:"],
 }
 # Figures each notebook shows: sample, curves, confusion matrix, prediction grid, Grad-CAM ...
 FIGURES = {"01_transfer_learning.ipynb": 5, "02_export_tflite.ipynb": 1,
-           "03_residual_scaling.ipynb": 1, "04_face_embeddings.ipynb": 2}
+           "03_residual_scaling.ipynb": 1, "04_face_embeddings.ipynb": 2,
+           "05_segmentation.ipynb": 1}
 # A closed local port: any HTTP(S) request fails at once.
 NO_NETWORK = "http://127.0.0.1:9"
 
@@ -98,6 +102,8 @@ def _check_values(name: str, text: str) -> None:
     elif name == "02_export_tflite.ipynb":
         # float32 computes the Keras graph: same top-1 class for every image.
         assert _number(r"\nfloat32 +[\d.]+ +[\d.]+ +([\d.]+)%", text) == 100.0
+    elif name == "05_segmentation.ipynb":
+        assert 0 <= _number(r"held-out mean IoU ([\d.]+)", text) <= 1
     elif name == "04_face_embeddings.ipynb":
         # The trained weights tell the five people apart even on 2 crops each.
         crops = int(_number(r"(\d+) face crops \(160x160\)", text))
@@ -167,3 +173,13 @@ def test_committed_transfer_notebook_reaches_the_target():
     accuracy = float(re.search(r"validation accuracy (\d+\.\d)%", text).group(1))
     assert accuracy >= 65.0
     assert re.search(r"Grad-CAM at \S+block17_10_ac: \d+ right and [1-6] mistaken", text)
+
+
+def test_committed_segmentation_notebook_learns_and_exports():
+    """Notebook 05's committed run: DeepLabV3 on FaceNet's backbone, held-out mean IoU >= 0.6
+    and 0.2 above everything-background; the TFLite export within 1e-4 of Keras."""
+    text = _stream_text(NOTEBOOKS / "05_segmentation.ipynb")
+    miou = _number(r"held-out mean IoU ([\d.]+)", text)
+    baseline = _number(r"everything background: ([\d.]+)", text)
+    assert miou >= 0.6 and miou >= baseline + 0.2, (miou, baseline)
+    assert _number(r"relative L2 to Keras on 8 images ([\d.e+-]+)", text) <= 1e-4

@@ -31,20 +31,24 @@ README = (REPO / "README.md").read_text()
 PYTHON_SUBSTITUTIONS = [
     (0, "ki.InceptionResNetV2()", "ki.InceptionResNetV2(weights=None)"),
     (3, 'weights="imagenet")', 'weights=None)'),
-    (4, 'ki.InceptionResNetV2(weights="imagenet")',
+    (4, 'InceptionImageClassifier.from_preset("inception_resnet_v2_imagenet")',
+     'InceptionImageClassifier.from_preset("inception_resnet_v2_imagenet", load_weights=False)'),
+    (4, 'InceptionBackbone.from_preset("facenet_ms_celeb_1m", ',
+     'InceptionBackbone.from_preset("facenet_ms_celeb_1m", load_weights=False, '),
+    (5, 'ki.InceptionResNetV2(weights="imagenet")',
      'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
-    (4, 'calibration_dataset("data/train", 299, count=100)',
+    (5, 'calibration_dataset("data/train", 299, count=100)',
      'calibration_dataset("data/train", 75, count=10)'),
-    (4, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
-    (5, 'data="path/to/photos", weights="auto", epochs=10)',
+    (5, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
+    (6, 'data="path/to/photos", weights="auto", epochs=10)',
      'data="path/to/photos", weights="auto", epochs=2, stage1_epochs=1, image_size=75,'
      ' max_per_class=4)'),
-    (6, 'ki.InceptionResNetV2(weights="imagenet")',
-     'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
-    (6, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
-    (6, "integrated_gradients(model, images, steps=32)",
-     "integrated_gradients(model, images, steps=2)"),
     (7, 'ki.InceptionResNetV2(weights="imagenet")',
+     'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
+    (7, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
+    (7, "integrated_gradients(model, images, steps=32)",
+     "integrated_gradients(model, images, steps=2)"),
+    (8, 'ki.InceptionResNetV2(weights="imagenet")',
      'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
 ]
 # Shell blocks that cannot run on one machine, with the reason.
@@ -147,9 +151,10 @@ def _copy(scratch, name: str) -> tuple[Path, dict]:
 # What each Python block leaves behind, checked after it runs: (printed text, files).
 PYTHON_CHECKS = {
     3: (["FeatureInfo(index=1"], []),
-    4: ([], ["irv2_savedmodel", "irv2.tflite", "irv2_int8.tflite", "irv2.onnx"]),
-    5: ([], ["runs/photos/report.json"]),
-    6: ([], ["daisy_gradcam.png"]),
+    4: (["(1, 1000)", "(1, 128, 128, 4)"], []),
+    5: ([], ["irv2_savedmodel", "irv2.tflite", "irv2_int8.tflite", "irv2.onnx"]),
+    6: ([], ["runs/photos/report.json"]),
+    7: ([], ["daisy_gradcam.png"]),
 }
 # The shell blocks that run, in groups that share a folder, in order (training, block 3,
 # before the export block, 2, which exports the model it trains), with their command counts.
@@ -161,7 +166,7 @@ def test_readme_blocks_are_all_covered():
     """Every README block runs below (or is listed with its reason), and every substitution
     still finds its text: a README edit cannot silently escape the block tests."""
     code = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)
-    assert len(code) == 8, "a README Python block was added or removed: update this test"
+    assert len(code) == 9, "a README Python block was added or removed: update this test"
     shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
     assert len(shell) == 6, "a README shell block was added or removed: update this test"
     grouped = [index for group in SHELL_GROUPS.values() for index in group]
@@ -176,7 +181,7 @@ def _commands(block: str) -> list[str]:
     return [command for command in commands if command]
 
 
-@pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(8)])
+@pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(9)])
 def test_readme_python_block_runs(scratch, index):
     """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
     them would hold every model at once, gigabytes): a block that uses a name it does not

@@ -602,12 +602,125 @@ of five people, the rates are coarse: one val probe is a few percent."""),
     new_code_cell(FOOTER),
 ]
 
+NB5 = [
+    new_markdown_cell("""\
+# 05 - Semantic segmentation: keras-hub's DeepLabV3 on an Inception backbone
+
+`keras_inception.keras_hub.InceptionBackbone` is a keras-hub `FeaturePyramidBackbone`, so
+keras-hub's tasks take it unchanged. Here `DeepLabV3ImageSegmenter` learns a synthetic
+segmentation set on FaceNet's pretrained Inception-ResNet-v1 (the only trained
+Inception-ResNet-v1), with the two dense-prediction options of the builders:
+
+* `align_feature_maps=True`: SAME padding, so the maps are exactly 1/4, 1/8, 1/16 of the input;
+* `output_stride=16`: the last reduction becomes a dilation, so the deepest maps stay at 1/16.
+
+The set: discs, squares and triangles (colours from a band of hues per class) pasted on the
+package's `flowers_sample` photos (train photos for training, val photos held out), masks
+known (`testing_support/segmentation.py` in the repository). The backbone is frozen: its maps
+are computed once and DeepLabV3's head trains on them. The trained segmenter is then exported
+to TFLite (float32) and compared with Keras.
+
+**Full mode**: 128 px, 1200 training and 200 held-out images, 12 epochs. **Quick mode**:
+96 px, 32 and 8 images, 1 epoch, no export. Needs the `keras-hub` extra."""),
+    new_code_cell(SETUP),
+    new_code_cell("""\
+import sys
+from pathlib import Path
+import numpy as np
+import matplotlib.pyplot as plt
+import keras
+import keras_inception
+sys.path.insert(0, str(Path(keras_inception.__file__).resolve().parents[1]))  # the clone's root
+from testing_support import segmentation as seg
+from keras_inception.train.data import sample_dir
+
+SIZE = 96 if QUICK else 128
+TRAIN, HELD_OUT, EPOCHS = (32, 8, 1) if QUICK else (1200, 200, 12)
+train_backgrounds = seg.load_backgrounds(Path(sample_dir()) / "train", SIZE)
+val_backgrounds = seg.load_backgrounds(Path(sample_dir()) / "val", SIZE)
+images, masks = seg.make_shapes_set(train_backgrounds, TRAIN, seed=0)
+held_out, held_out_masks = seg.make_shapes_set(val_backgrounds, HELD_OUT, seed=1)
+share = np.bincount(masks.ravel(), minlength=seg.NUM_CLASSES) / masks.size
+print(f"{TRAIN} training images on {len(train_backgrounds)} photos, {HELD_OUT} held out on "
+      f"{len(val_backgrounds)} other photos, {SIZE}x{SIZE}")
+print("pixels per class:", ", ".join(f"{name} {p:.1%}" for name, p in zip(seg.CLASS_NAMES, share)))"""),
+    new_code_cell("""\
+import warnings
+# keras-hub imports tqdm.auto, which warns in Jupyter without ipywidgets (no bars are shown here).
+warnings.filterwarnings("ignore", message="IProgress not found")
+from keras_inception.keras_hub import InceptionBackbone
+from keras_inception.embeddings import preprocess_input
+
+t0 = time.perf_counter()
+encoder = InceptionBackbone.from_preset("facenet_ms_celeb_1m", align_feature_maps=True,
+                                        output_stride=16, image_shape=(SIZE, SIZE, 3))
+print(f"InceptionBackbone facenet_ms_celeb_1m in {time.perf_counter() - t0:.0f} s")
+pyramid = keras.Model(encoder.input, encoder.pyramid_outputs)
+shapes = pyramid.compute_output_shape((1, SIZE, SIZE, 3))
+print("pyramid at output stride 16 (DeepLabV3 pools P4 and decodes with P2):")
+for key, shape in shapes.items():
+    print(f"  {key}: {shape[1]}x{shape[2]}x{shape[3]}  (stride {SIZE // shape[1]})")
+keras.utils.set_random_seed(0)
+segmenter = seg.deeplab_segmenter(encoder)
+print(f"DeepLabV3ImageSegmenter: {segmenter.count_params():,} parameters, "
+      f"{segmenter.backbone.image_encoder.count_params():,} of them in the frozen backbone")"""),
+    new_code_cell("""\
+t0 = time.perf_counter()
+history = seg.fit_on_cached_maps(segmenter, preprocess_input(images, "prewhiten"), masks,
+                                 epochs=EPOCHS)
+losses = history.history["loss"]
+print(f"trained {EPOCHS} epoch(s) in {time.perf_counter() - t0:.0f} s (maps included); "
+      f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")"""),
+    new_code_cell("""\
+x_held_out = preprocess_input(held_out, "prewhiten")
+predicted = segmenter.predict(x_held_out, batch_size=16, verbose=0).argmax(-1)
+score = keras.metrics.MeanIoU(seg.NUM_CLASSES)
+score.update_state(held_out_masks, predicted)
+majority = keras.metrics.MeanIoU(seg.NUM_CLASSES)
+majority.update_state(held_out_masks, np.zeros_like(held_out_masks))
+matrix = np.asarray(score.total_cm)
+iou = np.diag(matrix) / np.maximum(matrix.sum(0) + matrix.sum(1) - np.diag(matrix), 1)
+print(f"held-out mean IoU {float(score.result()):.3f} (everything background: "
+      f"{float(majority.result()):.3f})")
+print("IoU per class:", ", ".join(f"{name} {v:.3f}" for name, v in zip(seg.CLASS_NAMES, iou)))
+
+colours = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 60], [70, 110, 240]], "uint8")
+rows = min(4, HELD_OUT)
+fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows))
+for row, axs in enumerate(axes):
+    for ax, picture, title in zip(axs, (held_out[row].astype("uint8"), colours[held_out_masks[row]],
+                                        colours[predicted[row]]), ("image", "mask", "prediction")):
+        ax.imshow(picture); ax.set_title(title if row == 0 else ""); ax.axis("off")
+plt.suptitle("held-out images: black background, red discs, green squares, blue triangles")
+plt.tight_layout(); plt.show()"""),
+    new_code_cell("""\
+if QUICK:
+    print("TFLite export: skipped in quick mode")
+else:
+    from keras_inception.export import export_tflite
+    from keras_inception.export.runtime import load_interpreter
+
+    t0 = time.perf_counter()
+    path = export_tflite(segmenter, os.path.join(WORK, "segmenter.tflite"))
+    runner = load_interpreter(path).get_signature_runner()
+    name = next(iter(runner.get_input_details()))
+    got = np.concatenate([next(iter(runner(**{name: image[None]}).values()))
+                          for image in x_held_out[:8]])
+    expected = np.asarray(segmenter(x_held_out[:8], training=False))
+    relative = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+    print(f"TFLite float32: {os.path.getsize(path) / 2**20:.1f} MiB in "
+          f"{time.perf_counter() - t0:.0f} s; relative L2 to Keras on 8 images {relative:.1e}, "
+          f"same class in {np.mean(got.argmax(-1) == expected.argmax(-1)):.2%} of the pixels")"""),
+    new_code_cell(FOOTER),
+]
+
 
 NOTEBOOK_CELLS = {
     "01_transfer_learning": NB1,
     "02_export_tflite": NB2,
     "03_residual_scaling": NB3,
     "04_face_embeddings": NB4,
+    "05_segmentation": NB5,
 }
 
 

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 _STARTUP_NOISE = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
     "oneDNN custom operations are on",
+    # The CUDA build of TensorFlow (keras-hub's tensorflow-text brings it) on a machine
+    # without a GPU.
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
 )
 
 
@@ -60,7 +64,8 @@ def _import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            importlib.import_module("tensorflow")
+            # Listing the devices initializes CUDA now, while the notices are captured.
+            importlib.import_module("tensorflow").config.list_physical_devices()
         finally:
             os.dup2(saved, 2)
             os.close(saved)
