@@ -181,6 +181,7 @@ class ExplainedGraph:
     probe: _Probe | None
     layer_name: str | None
     logits: bool  # whether a final softmax was left out
+    path: LayerPath = ()  # of the probed layer, from the outer model down
 
 
 def rebuild(model: keras.Model, layer: str | None, *, probe: bool = True) -> ExplainedGraph:
@@ -214,7 +215,7 @@ def rebuild(model: keras.Model, layer: str | None, *, probe: bool = True) -> Exp
     if probe is not None and len(calls) != 1:
         raise ValueError(f"layer={_name(path)!r} is called {len(calls)} times in model "
                          f"{model.name!r}; explanations need a layer called once.")
-    return ExplainedGraph(graph, probe, _name(path) or None, softmax_layer is not None)
+    return ExplainedGraph(graph, probe, _name(path) or None, softmax_layer is not None, path)
 
 
 def _clone(model: keras.Model, copy: Any, call: Any) -> keras.Model:

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_inception.explain._autodiff import value_and_grad
 from keras_inception.explain.graph import ExplainedGraph, networks_in, rebuild
+from keras_inception.explain.placement import PlacementError, cell_centres, centred_cells
 
 METHODS = ("gradcam", "gradcam++")
 _BATCH_SIZE = 16
@@ -140,21 +141,20 @@ def _class_activation_map(activations: np.ndarray, gradients: np.ndarray,
     return np.maximum(np.einsum("nhwc,nc->nhw", activations, weights), 0)
 
 
-def _cell_centres(size: int, cells: int) -> tuple[float, float]:
-    """(first cell's centre, stride) in input pixels of a map of `cells` along an input of
-    `size`: the stride is the power of two that fits (a map loses less than half its input
-    to VALID borders), and the cells are centred on the input, as their receptive fields
-    are. Exact where the input leaves no remainder to the VALID reductions (299 px for
-    Inception-ResNet-v2 at every level: cells at 32 j + 37 on the last); elsewhere the
-    remainder, lost on the bottom and right, puts them up to half a stride off."""
-    stride = 2.0 ** np.floor(np.log2(size / cells)) if cells > 1 else float(size)
-    return (size - 1) / 2 - stride * (cells - 1) / 2, stride
+def _placement(model: keras.Model, explained: ExplainedGraph, size: tuple[int, int],
+               cells: tuple[int, int]) -> list[tuple[float, float]]:
+    """[(first cell's centre, stride)] of the map's rows and columns, in input pixels:
+    from the layers between the input and the explained one (`placement.cell_centres`),
+    or, where a layer on the way is not understood, the cells centred on the input."""
+    try:
+        return cell_centres(model, explained.path, size, cells)
+    except PlacementError:
+        return [centred_cells(p, c) for p, c in zip(size, cells, strict=True)]
 
 
-def _interpolation(pixels: int, cells: int) -> np.ndarray:
-    """(pixels, cells) weights of bilinear interpolation between the cells' centres along
-    one axis, the edge cells' values beyond them."""
-    first, stride = _cell_centres(pixels, cells)
+def _interpolation(pixels: int, cells: int, first: float, stride: float) -> np.ndarray:
+    """(pixels, cells) weights of bilinear interpolation between the cells' centres
+    (`first + stride * j`) along one axis, the edge cells' values beyond them."""
     position = np.clip((np.arange(pixels) - first) / stride, 0, cells - 1)
     low = np.floor(position).astype(int)
     high = np.minimum(low + 1, cells - 1)
@@ -164,16 +164,19 @@ def _interpolation(pixels: int, cells: int) -> np.ndarray:
     return weights
 
 
-def _upsampled(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _upsampled(maps: np.ndarray, size: tuple[int, int],
+               placement: list[tuple[float, float]]) -> np.ndarray:
     """Each map resampled to the input's pixels (bilinear between the cells' centres, the
     edge cells' values beyond them), then divided by its maximum.
 
-    A plain resize would stretch the map over the whole image; with VALID padding its
-    cells sit a stride apart in the middle of the input, up to a cell off at the edges.
-    In NumPy, as the resampling is separable (TensorFlow's `map_coordinates` logs a oneDNN
-    error line about int32 on CPU).
+    A plain resize would stretch the map over the whole image; the cells sit a stride
+    apart, each at the centre of its receptive field (`placement`): VALID reductions
+    lose their remainder on the bottom and right, SAME ones pad more there, so the grid
+    is seldom centred on the input. In NumPy, as the resampling is separable
+    (TensorFlow's `map_coordinates` logs a oneDNN error line about int32 on CPU).
     """
-    rows, columns = (_interpolation(p, c) for p, c in zip(size, maps.shape[1:3], strict=True))
+    rows, columns = (_interpolation(p, c, first, stride) for p, c, (first, stride) in zip(
+        size, maps.shape[1:3], placement, strict=True))
     resized = np.maximum(np.einsum("ph,nhw,qw->npq", rows, maps, columns), 0)
     peak = resized.max(axis=(1, 2), keepdims=True)
     return np.where(peak > 0, resized / np.where(peak > 0, peak, 1), 0).astype("float32")
@@ -205,9 +208,10 @@ def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | N
         batch_size: images per forward and backward pass.
 
     Returns:
-        float32 array `(N, H, W)` in [0, 1] at the input's height and width (bilinear
-        upsampling of the layer's map), each map divided by its maximum (all zeros
-        where no position raises the score).
+        float32 array `(N, H, W)` in [0, 1] at the input's height and width (the
+        layer's map upsampled bilinearly between its cells' receptive-field centres,
+        `explain.placement`), each map divided by its maximum (all zeros where no
+        position raises the score).
 
     Raises:
         ValueError: an unknown or ambiguous `layer`, a layer without a spatial output
@@ -218,10 +222,12 @@ def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | N
                          f"method={method!r}.")
     explained, x, chosen = _prepare(model, images, target, layer)
     size = _channels_last(x).shape[1:3]
-    maps = []
+    maps, placement = [], None
     for rows in _batches(len(x), batch_size):
         activations, gradients = _activations_and_gradients(explained, x, chosen, rows)
-        maps.append(_upsampled(_class_activation_map(activations, gradients, method), size))
+        cam = _class_activation_map(activations, gradients, method)
+        placement = placement or _placement(model, explained, size, cam.shape[1:3])
+        maps.append(_upsampled(cam, size, placement))
     return np.concatenate(maps)
 
 
