@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import os
 import threading
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -73,3 +76,13 @@ def refuse_writes_into(monkeypatch, folder, function: str = "open") -> None:
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(os, function, refusing)
+
+
+def timm_parity_recipes(shared_dir: Path) -> tuple[Path, ModuleType]:
+    """The folder of the timm parity fixtures and its `make_state.py`, loaded: it rebuilds
+    each fixture's state dict (timm's keys and shapes, seeded values) from its spec."""
+    folder = shared_dir / "fixtures" / "timm_parity"
+    loader = importlib.util.spec_from_file_location("make_state", folder / "make_state.py")
+    make_state = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(make_state)
+    return folder, make_state

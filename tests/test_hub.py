@@ -180,12 +180,9 @@ def run_offline(tmp_path: Path, hf_cache: Path, fixtures: Path, spec: dict) -> d
 
 @pytest.fixture(scope="module")
 def v4_fixture(shared_dir):
-    import importlib.util
+    from helpers import timm_parity_recipes
 
-    folder = shared_dir / "fixtures" / "timm_parity"
-    loader = importlib.util.spec_from_file_location("make_state", folder / "make_state.py")
-    make_state = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(make_state)
+    folder, make_state = timm_parity_recipes(shared_dir)
     spec = json.loads((folder / "inception_v4.spec.json").read_text())
     return folder, spec, make_state.make_state(spec["params"], spec["seed"])
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 
 import keras
 import keras_hub
 import numpy as np
 import pytest
-from helpers import LoopbackServer, randomize_weights
+from helpers import LoopbackServer, randomize_weights, timm_parity_recipes
 
 import keras_inception as ki
 from keras_inception import _compat, registry
@@ -282,10 +281,7 @@ def test_an_embedding_preset_needs_num_classes():
 @pytest.fixture(scope="module")
 def timm_states(shared_dir):
     """The timm state dicts of the parity fixtures (timm's keys and shapes, seeded values)."""
-    folder = shared_dir / "fixtures" / "timm_parity"
-    loader = importlib.util.spec_from_file_location("make_state", folder / "make_state.py")
-    make_state = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(make_state)
+    folder, make_state = timm_parity_recipes(shared_dir)
 
     def state(model: str) -> dict[str, np.ndarray]:
         spec = json.loads((folder / f"{model}.spec.json").read_text())
