@@ -9,6 +9,7 @@ import pytest
 from helpers import randomize_weights
 
 import keras_inception as ki
+from keras_inception import explain
 from keras_inception.cli import main
 from keras_inception.preprocessing import load_image, sample_image_path
 
@@ -400,7 +401,7 @@ def _reuse(monkeypatch, model) -> None:
 
 
 def _peak(heatmap: np.ndarray) -> dict:
-    row, col = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    row, col = explain.peak(heatmap)
     return {"row": int(row), "col": int(col), "relative_row": round((row + 0.5) / 75, 4),
             "relative_col": round((col + 0.5) / 75, 4)}
 

@@ -1,10 +1,11 @@
 """keras_inception.explain on a task whose answer is known.
 
 A toy network of the package's blocks (tests/support/toy_net.py, registered while this
-module runs) learns which of three coloured textures is pasted at a random position
-into noise. Only the patch decides the class, so a faithful explanation points into
-it: the pointing game for Grad-CAM and Grad-CAM++, the share of integrated gradients'
-mass inside the patch, their completeness, and Adebayo et al.'s randomization check.
+module runs) learns which of three textures is pasted at a random position into
+sparse specks (`make_task`). Only the patch decides the class, so a faithful
+explanation points into it: the pointing game for Grad-CAM and Grad-CAM++, the share
+of integrated gradients' mass inside the patch, their completeness, and Adebayo et
+al.'s randomization check.
 The backends' agreement is checked in test_backends (backend_worker), `train`'s nested
 model in test_training, FaceNet in test_facenet and the command line in test_cli.
 """
@@ -24,7 +25,12 @@ from keras_inception.explain import graph, methods, placement
 
 pytestmark = pytest.mark.slow
 
-SIZE, PATCH, PERIOD, NOISE = 112, 40, 8, 0.2
+SIZE, PATCH, PERIOD = 112, 40, 8
+# The background is specks: a share SPARSITY of the values at +-SPECK, the rest 0, of the
+# variance of uniform noise in [-NOISE, NOISE]. The patch holds values uniform in
+# [0, GAIN * NOISE] in magnitude, of the texture's sign.
+NOISE, SPARSITY, GAIN = 0.2, 0.05, 1.2
+SPECK = NOISE / np.sqrt(3 * SPARSITY)
 CLASSES = 3
 # The stride-8 feature tap of the toy network (its spec's feature_taps[2]): at 112 px its
 # map is 12x12; the last tap's (stride 32) is 2x2, too coarse to point into a 40 px patch.
@@ -41,15 +47,25 @@ def _texture(kind: int) -> np.ndarray:
 
 
 def make_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images in [-1, 1], labels, top-left corners of the patches): class k is a texture
-    in channel k over a dark patch, pasted into uniform noise."""
+    """(images in [-1, 1], labels, top-left corners of the patches): class k is texture k
+    in every channel, pasted at a random place into sparse specks.
+
+    The patch stands out to a trained network by its texture, hardly by its power: its
+    mean square is GAIN**2 = 1.44 times the background's. In the earlier task, a dark patch
+    of strong contrast in uniform noise (24 times), random weights found the patch too:
+    Grad-CAM++, whose channel weights are positive, lit it as the trained weights did
+    (Spearman 0.63, failing Adebayo et al.'s check). The background's power lies in sparse
+    specks: integrated gradients' attributions scale with |x - baseline|, whose sum is
+    smaller over specks than over dense noise of the same mean square.
+    """
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-NOISE, NOISE, (n, SIZE, SIZE, 3)).astype("float32")
+    shape = (n, SIZE, SIZE, 3)
+    x = ((rng.random(shape) < SPARSITY) * rng.choice([-SPECK, SPECK], shape)).astype("float32")
     labels = rng.integers(0, CLASSES, n)
     corners = rng.integers(0, SIZE - PATCH + 1, (n, 2))
     for image, label, (row, col) in zip(x, labels, corners, strict=True):
-        image[row:row + PATCH, col:col + PATCH, :] = -0.4
-        image[row:row + PATCH, col:col + PATCH, label] = 0.8 * _texture(label)
+        magnitudes = rng.uniform(0, GAIN * NOISE, (PATCH, PATCH, 3))
+        image[row:row + PATCH, col:col + PATCH, :] = magnitudes * _texture(label)[..., None]
     return x, labels, corners
 
 
@@ -62,14 +78,11 @@ def _peaks(maps: np.ndarray) -> np.ndarray:
     return np.array([np.unravel_index(m.argmax(), m.shape) for m in maps])
 
 
-def _central_peaks(maps: np.ndarray) -> np.ndarray:
-    """Each map's maximal pixel nearest the image's centre. Beyond the outermost cells'
-    centres a map repeats the edge cells' values up to the border, so a maximum on an
-    edge cell is a strip from its centre to the border, of which `_peaks` (numpy's
-    first maximum) takes the top or left end, the bottom or right one the cell's centre."""
-    centre = (np.array(maps.shape[1:]) - 1) / 2
-    return np.array([ties[((ties - centre) ** 2).sum(axis=1).argmin()] for ties in (
-        np.argwhere(m == m.max()) for m in maps)])
+def _package_peaks(maps: np.ndarray) -> np.ndarray:
+    """`explain.peak` of each map: of equal maximal pixels (a maximal edge cell's strip
+    from its centre to the border), the one nearest the image's centre; `_peaks` takes
+    numpy's first maximal pixel, the strip's top or left end."""
+    return np.array([explain.peak(m) for m in maps])
 
 
 @pytest.fixture(scope="module")
@@ -120,29 +133,29 @@ def test_the_tapped_layer_comes_from_the_spec(trained):
 
 def test_grad_cam_points_into_the_deciding_patch(trained):
     """Pointing game on 200 held-out images: the map's peak inside the 40 px patch.
-    Measured here, by numpy's first maximal pixel (`_peaks`): Grad-CAM 96.5 %, Grad-CAM++
-    85.0 % (78.5 % when the cells were centred on the input: at 112 px they sit 2.5 px up
-    and left of that); by the maximal pixel nearest the centre (`_central_peaks`): 100 %
-    and 97.5 %."""
+    Measured here, by `explain.peak` (of equal maximal pixels the one nearest the centre,
+    the maximal cell's centre): Grad-CAM 100 %, Grad-CAM++ 96.5 %; by numpy's first
+    maximal pixel (`_peaks`): 99.0 % and 92.0 %."""
     model, x, y, corners = trained
     maps = explain.grad_cam(model, x, layer=LAYER)
     assert maps.shape == (len(x), SIZE, SIZE) and maps.dtype == np.float32
     assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1)
     assert _inside(_peaks(maps), corners).mean() >= 0.9
-    assert _inside(_central_peaks(maps), corners).mean() >= 0.9
-    # Grad-CAM++ favours the cells on the patch's edge; where the patch touches the image's
-    # border, that is an edge cell of the map, whose maximum runs on to the border (see
-    # `_central_peaks`), and numpy's first maximal pixel then lies a few pixels outside the
-    # patch. The issue's 90 % holds for the maximal cell, not for that pixel.
+    assert _inside(_package_peaks(maps), corners).mean() >= 0.9
+    # Grad-CAM++ favours the cells on the patch's edge; near the image's border, that is an
+    # edge cell of the map, whose maximum runs on to the border (see `explain.peak`), and
+    # numpy's first maximal pixel then lies a few pixels outside the patch.
     plus = explain.grad_cam(model, x, layer=LAYER, method="gradcam++")
     assert _inside(_peaks(plus), corners).mean() >= 0.8
-    assert _inside(_central_peaks(plus), corners).mean() >= 0.9
+    assert _inside(_package_peaks(plus), corners).mean() >= 0.9
     # The explained class: None is each image's top class, here the true one.
     np.testing.assert_allclose(explain.grad_cam(model, x[:8], target=y[:8], layer=LAYER),
                                maps[:8], atol=1e-6)
 
 
 def test_integrated_gradients_sit_in_the_patch_and_are_complete(trained):
+    """Measured here: more than half of the mass inside the patch on 91.7 % of 24 images
+    (65 % of it on average); the sums within 1.6 % of f(x) - f(baseline)."""
     model, x, _, corners = trained
     x, corners = x[:24], corners[:24]
     attributions = explain.integrated_gradients(model, x, steps=32)
@@ -170,8 +183,11 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_maps_depend_on_the_trained_weights(trained, toy_net):
     """Adebayo et al. 2018: with random weights the maps must change. Mean Spearman rank
-    correlation between trained and randomized maps, measured here: Grad-CAM 0.41,
-    Grad-CAM++ 0.63 (0.68 and 0.71 against the builder's own initialization, seed 0)."""
+    correlation between trained and randomized maps (every weight random, BN statistics
+    and offsets included), measured here: Grad-CAM 0.15, Grad-CAM++ 0.06 (0.05 and 0.18
+    when trained from two other seeds). Against the builder's own initialization (zero
+    offsets: each unit grows with the input's power), Grad-CAM 0.15 and Grad-CAM++ 0.20
+    (0.34 and 0.74 from the other seeds: that check is not asserted)."""
     model, x, _, _ = trained
     x = x[:40]
     random_model = toy_net.ToyNet(input_shape=(SIZE, SIZE, 3), classes=CLASSES)
@@ -183,13 +199,7 @@ def test_maps_depend_on_the_trained_weights(trained, toy_net):
         correlation[method] = np.mean([_spearman(a, b) for a, b in zip(
             trained_maps, random_maps, strict=True)])
     assert correlation["gradcam"] <= 0.5, correlation
-    # The issue asks <= 0.5 of Grad-CAM++ too. Its channel weights are positive, so with
-    # random weights its map still lights what stands out in the image, here the patch,
-    # darker and of more contrast than the noise (paired with another image's random map,
-    # the correlation is 0.19). Where the patch has the noise's colour and contrast, it
-    # falls to about 0, but integrated gradients (zero baseline) then put only 37 % of
-    # their mass in the patch, against the > 50 % asserted above. This asserts what holds.
-    assert correlation["gradcam++"] <= 0.7, correlation
+    assert correlation["gradcam++"] <= 0.5, correlation
 
 
 def test_nested_networks_give_the_flat_maps(trained, toy_net):
@@ -420,3 +430,18 @@ def test_overlay_draws_the_map_over_the_image():
         explain.overlay(image, heat, alpha=2)
     with pytest.raises(ValueError, match="`image` must be RGB pixels"):
         explain.overlay(image[..., 0], heat)
+
+
+def test_the_peak_is_the_maximal_cells_centre():
+    """A maximal edge cell runs on to the border as a strip of equal pixels (rows 0-3
+    here, the cell's centre on row 3): the peak is the strip's end nearest the centre."""
+    heat = np.zeros((10, 12), dtype="float32")
+    heat[:4, 7] = 1.0
+    heat[5, 2] = 0.5
+    assert np.unravel_index(heat.argmax(), heat.shape) == (0, 7)
+    assert explain.peak(heat) == (3, 7)
+    heat[6, 3] = 2.0  # a single maximum is where it is
+    assert explain.peak(heat) == (6, 3)
+    assert explain.peak(np.zeros((5, 5))) is None
+    with pytest.raises(ValueError, match="`heatmap` must be one map \\(H, W\\); received shape"):
+        explain.peak(np.zeros((1, 5, 5)))

@@ -150,14 +150,15 @@ def _maps(model, x, target, method: str, layer: str | None):
 
 
 def peak_of(heatmap) -> dict | None:
-    """Where `heatmap` is highest: row and column in the model's input, and the centre of
-    that pixel as a fraction of the height and width; None for an all-zero map."""
-    import numpy as np
+    """Where `heatmap` is highest (`explain.peak`): row and column in the model's input,
+    and the centre of that pixel as a fraction of the height and width; None for an
+    all-zero map."""
+    from keras_inception import explain
 
-    if not heatmap.max() > 0:
+    location = explain.peak(heatmap)
+    if location is None:
         return None
-    row, col = (int(i) for i in np.unravel_index(np.argmax(heatmap), heatmap.shape))
-    height, width = heatmap.shape
+    (row, col), (height, width) = location, heatmap.shape
     return {"row": row, "col": col, "relative_row": round((row + 0.5) / height, 4),
             "relative_col": round((col + 0.5) / width, 4)}
 

@@ -16,6 +16,7 @@ _EXPORTS = {
     "grad_cam": "methods",
     "integrated_gradients": "methods",
     "scores": "methods",
+    "peak": "methods",
     "METHODS": "methods",
     "overlay": "drawing",
     "jet": "drawing",

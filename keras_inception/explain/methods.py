@@ -182,6 +182,30 @@ def _upsampled(maps: np.ndarray, size: tuple[int, int],
     return np.where(peak > 0, resized / np.where(peak > 0, peak, 1), 0).astype("float32")
 
 
+def peak(heatmap: Any) -> tuple[int, int] | None:
+    """Where a map of `grad_cam` is highest: (row, column), or None for an all-zero map.
+
+    The maximum of a map upsampled between its cells' centres lies on a cell's centre,
+    but beyond the outermost centres the edge cells' values run on to the border: a
+    maximal edge cell is a strip of equal pixels. Of those, the one nearest the image's
+    centre is returned, the cell's own centre, where its value was measured (numpy's
+    first maximum would take the strip's top or left end, up to half a receptive
+    field away).
+
+    Args:
+        heatmap: one map (H, W), such as `grad_cam(...)[i]`.
+    """
+    values = np.asarray(keras.ops.convert_to_numpy(heatmap), dtype="float32")
+    if values.ndim != 2:
+        raise ValueError(f"`heatmap` must be one map (H, W); received shape {values.shape}.")
+    if not values.max() > 0:
+        return None
+    ties = np.argwhere(values == values.max())
+    centre = (np.array(values.shape) - 1) / 2
+    row, col = ties[((ties - centre) ** 2).sum(axis=1).argmin()]
+    return int(row), int(col)
+
+
 def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | None = None,
              method: str = "gradcam", *, batch_size: int = _BATCH_SIZE) -> np.ndarray:
     """Class activation maps: where in each image the explained score comes from.
