@@ -90,6 +90,11 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_evaluate(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="fine-tune or train a network on an image dataset",
         description="Train with the `transfer` (two-stage fine-tuning) or `paper` (from "
@@ -109,6 +114,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "be had here (ImageNet IR-v2, else the FaceNet backbone through the "
                         "package index, else from scratch; --model is then chosen with it). "
                         "Default: imagenet for transfer, none for paper")
+    _add_recipe_options(p)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_train, check=check_train)
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """How `train` trains: the recipe and its stages, precision, compilation."""
     p.add_argument("--recipe", choices=RECIPES, default="transfer")
     p.add_argument("--mixed-precision", choices=PRECISIONS, default="none")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
@@ -131,6 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "activations below them, of the same views as stage 1 (default on; "
                         "--no-fine-tune-cache runs the backbone on augmented images every "
                         "epoch)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Where `train` runs and writes: devices, seed, output folder."""
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="devices to train on: all GPUs of this machine (mirrored), the machines "
                         "of TF_CONFIG (multi_worker), a TPU, or one device (none); auto picks "
@@ -142,8 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "run is left as it is)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out (finished, or another one) instead of refusing")
-    p.set_defaults(func=cmd_train, check=check_train)
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a trained .keras model on a dataset")
     p.add_argument("--model", required=True, metavar="MODEL.keras",
                    help="a .keras file written by `keras-inception train`")
