@@ -192,6 +192,24 @@ def validate_arguments(
     return preset, shape
 
 
+def _head(x: Any, include_top: bool, pooling: Any, classes: int, classifier_activation: Any,
+          dropout_rate: float) -> Any:
+    """keras.applications' top: pooling, dropout and `predictions`, or the pooling alone."""
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if dropout_rate:
+            x = layers.Dropout(float(dropout_rate), name="dropout")(x)
+        # float32 head: logits/probabilities stay float32 under mixed precision.
+        return layers.Dense(
+            classes, activation=classifier_activation, dtype="float32", name="predictions"
+        )(x)
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
 def build_model(
     spec: ModelSpec,
     body: Callable[..., Any],
@@ -230,20 +248,7 @@ def build_model(
         # Raw 0-255 RGB -> [-1, 1], the "tf" mode of preprocess_input.
         x = layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="preprocessing")(x)
     x = body(x, drop_path_rate=float(drop_path_rate), geometry=geometry)
-
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout_rate:
-            x = layers.Dropout(float(dropout_rate), name="dropout")(x)
-        # float32 head: logits/probabilities stay float32 under mixed precision.
-        x = layers.Dense(
-            classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-
+    x = _head(x, include_top, pooling, classes, classifier_activation, dropout_rate)
     model = keras.Model(img_input, x, name=name)
     if preset is not None:
         load_preset(model, spec, preset, include_top=include_top)
