@@ -429,3 +429,56 @@ def test_convert_cli_errors(tmp_path, capsys):
                      "--out", str(tmp_path / "x.h5")])
     assert code == 2
     assert "--out` must end with .weights.h5" in capsys.readouterr().err
+
+
+def _tiny_model() -> keras.Model:
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+@pytest.mark.parametrize("defect", ["changed", "missing"])
+def test_verified_save_refuses_a_file_that_does_not_reload(tmp_path, monkeypatch, defect):
+    """`save_weights_verified` reloads what it wrote: a weight that comes back different
+    (or not at all) is an error naming it, nothing is written, and the model keeps its
+    weights (the check overwrites them with a sentinel before reloading)."""
+    import h5py
+
+    from keras_inception.convert import save_weights_verified
+
+    model = _tiny_model()
+    for i, weight in enumerate(model.weights):  # values no initializer gives
+        weight.assign(np.full(weight.shape, 0.5 + i, weight.dtype))
+    before = [np.array(w.numpy()) for w in model.weights]
+    good = save_weights_verified(model, tmp_path / "good.weights.h5")
+    check = _tiny_model()
+    check.load_weights(good)
+    for value, saved, kept in zip(before, check.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), value)
+        np.testing.assert_array_equal(kept.numpy(), value)
+
+    real_save, real_load = keras.Model.save_weights, keras.Model.load_weights
+
+    def damaging_save(self, filepath, *args, **kwargs):
+        real_save(self, filepath, *args, **kwargs)
+        if defect == "changed":
+            with h5py.File(filepath, "r+") as f:
+                gamma = f["layers/batch_normalization/vars/0"]
+                gamma[...] = gamma[...] + 1.0
+
+    def skipping_load(self, filepath, *args, **kwargs):
+        """A reload that leaves gamma as it found it."""
+        gamma = self.get_layer("bn").gamma
+        kept = np.array(gamma.numpy())
+        real_load(self, filepath, *args, **kwargs)
+        gamma.assign(kept)
+
+    monkeypatch.setattr(keras.Model, "save_weights", damaging_save)
+    if defect == "missing":
+        monkeypatch.setattr(keras.Model, "load_weights", skipping_load)
+    with pytest.raises(RuntimeError, match=r"bad\.weights\.h5.* failed: bn/gamma differs"):
+        save_weights_verified(model, tmp_path / "bad.weights.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.weights.h5"]  # nothing else
+    for value, weight in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), value)
