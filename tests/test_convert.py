@@ -7,7 +7,6 @@ and reloaded from the fixture state by every test that changes them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
@@ -15,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import rel_l2
+from helpers import rel_l2, timm_parity_recipes
 
 import keras_inception as ki
 from keras_inception.cli import main as cli_main
@@ -38,11 +37,8 @@ TOLERANCE = 1e-4
 class Parity:
     """Lazily built fixture models, one per family, with their fixture data."""
 
-    def __init__(self, folder) -> None:
-        loader = importlib.util.spec_from_file_location("make_state", folder / "make_state.py")
-        self.make_state = importlib.util.module_from_spec(loader)
-        loader.loader.exec_module(self.make_state)
-        self.folder = folder
+    def __init__(self, shared_dir) -> None:
+        self.folder, self.make_state = timm_parity_recipes(shared_dir)
         self._cache: dict[str, dict] = {}
 
     def __getitem__(self, name: str) -> dict:
@@ -73,7 +69,7 @@ class Parity:
 
 @pytest.fixture(scope="session")
 def parity(shared_dir):
-    return Parity(shared_dir / "fixtures" / "timm_parity")
+    return Parity(shared_dir)
 
 
 def snapshot(model) -> list[np.ndarray]:
