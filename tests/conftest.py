@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -66,10 +67,31 @@ def flowers_dir(shared_dir: Path) -> Path:
     return shared_dir / "datasets" / "tf_flowers_small"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_weights_cache(tmp_path_factory):
+    """Module and session fixtures are set up before any test's own cache below: they get
+    this one, so that nothing in the run reads or writes the user's ~/.keras cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_INCEPTION_CACHE", str(tmp_path_factory.mktemp("session_cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_weights_cache(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's ~/.keras cache."""
-    monkeypatch.setenv("KERAS_INCEPTION_CACHE", str(tmp_path_factory.mktemp("weights_cache")))
+    """Each test starts from an empty weights cache of its own, removed after it."""
+    folder = tmp_path_factory.mktemp("weights_cache")
+    monkeypatch.setenv("KERAS_INCEPTION_CACHE", str(folder))
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(request, tmp_path_factory) -> Path:
+    """A folder for one module's fixtures, removed when its tests are done: kept to the
+    end, a full run's models and exports would hold gigabytes of disk at once."""
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

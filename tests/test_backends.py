@@ -39,9 +39,9 @@ WORKER_TIMEOUT_S = 1200
 
 
 @pytest.fixture(scope="module")
-def backend_runs(small_models, tmp_path_factory):
+def backend_runs(small_models, module_tmp_path):
     """Saves weights and inputs, runs both workers, returns (workdir, reports, TF outputs)."""
-    workdir = tmp_path_factory.mktemp("backends")
+    workdir = module_tmp_path
     size = small_models["inception_v4"].input_shape[1]
     for name in MODELS:
         small_models[name].save_weights(workdir / f"{name}.weights.h5")

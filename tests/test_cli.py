@@ -240,14 +240,14 @@ def test_refusals_import_neither_keras_nor_tensorflow(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_folder(tmp_path_factory):
+def trained_folder(module_tmp_path):
     """A run's folder as `train` leaves it: best.keras (a small IR-v1, 75 px, 3 classes),
     class_names.json, and report.json recording crop_pct 1.0."""
     import json
 
     model = ki.InceptionResNetV1(weights=None, input_shape=(75, 75, 3), classes=3)
     randomize_weights(model, seed=5)
-    folder = tmp_path_factory.mktemp("run")
+    folder = module_tmp_path
     model.save(folder / "best.keras")
     (folder / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
     (folder / "report.json").write_text(json.dumps({"crop_pct": 1.0, "model_file": "best.keras"}))

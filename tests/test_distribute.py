@@ -256,7 +256,7 @@ def test_mirrored_matches_one_device(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def resumed_cluster(tmp_path_factory, base_weights) -> dict:
+def resumed_cluster(module_tmp_path, base_weights) -> dict:
     """Two workers train 3 epochs; the chief dies at the end of epoch 1; both are restarted.
 
     The crash hook SIGKILLs the chief (worker 0) at the end of epoch 1, after its
@@ -265,7 +265,7 @@ def resumed_cluster(tmp_path_factory, base_weights) -> dict:
     The restarted cluster is a complete two-process run (it finishes and writes
     everything), so it serves both the plain multi-worker checks and the resume checks.
     """
-    root = tmp_path_factory.mktemp("cluster")
+    root = module_tmp_path
     out, dump = root / "run", root / "dump"
     first = Cluster(_train_args(base_weights, out, 3, "multi_worker"), dump, root / "first",
                     worker_env={0: {CRASH_AFTER_EPOCH_ENV: "1"}})

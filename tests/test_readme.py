@@ -140,10 +140,10 @@ def scratch(tmp_path_factory, flowers_dir, facenet_h5, face_crops_by_person):
     return folder, env
 
 
-def _copy(scratch, name: str) -> tuple[Path, dict]:
-    """A private copy (hard links) of the scratch folder for one test."""
+def _copy(scratch, folder: Path) -> tuple[Path, dict]:
+    """A private copy (hard links) of the scratch folder for one test, in the test's
+    `tmp_path` (removed when the test passes: each holds its exports or its training run)."""
     template, env = scratch
-    folder = template.parent / name
     shutil.copytree(template, folder, copy_function=os.link)
     return folder, {**env, "KERAS_INCEPTION_CACHE": str(folder / "weights_cache")}
 
@@ -182,11 +182,11 @@ def _commands(block: str) -> list[str]:
 
 
 @pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(9)])
-def test_readme_python_block_runs(scratch, index):
+def test_readme_python_block_runs(scratch, index, tmp_path):
     """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
     them would hold every model at once, gigabytes): a block that uses a name it does not
     import or define fails here. What it produced is checked: features, exports, training."""
-    folder, env = _copy(scratch, f"python{index}")
+    folder, env = _copy(scratch, tmp_path / f"python{index}")
     block = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)[index]
     proc = subprocess.run([sys.executable, "-c", block + "\nprint('README-OK')\n"], cwd=folder,
                           env=env, capture_output=True, text=True, timeout=1800)
@@ -199,10 +199,10 @@ def test_readme_python_block_runs(scratch, index):
 
 
 @pytest.mark.parametrize("group", [pytest.param(g, marks=RUNS_A_BLOCK) for g in SHELL_GROUPS])
-def test_readme_shell_blocks_run(scratch, group):
+def test_readme_shell_blocks_run(scratch, group, tmp_path):
     """The shell blocks' commands, each in a fresh interpreter as a shell runs them (the
     multi-device training among them), in the scratch folder with its environment."""
-    folder, env = _copy(scratch, f"shell_{group}")
+    folder, env = _copy(scratch, tmp_path / f"shell_{group}")
     shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
     for index in SHELL_GROUPS[group]:
         commands = _commands(shell[index])

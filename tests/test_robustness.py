@@ -21,10 +21,10 @@ SIZE = 75
 
 
 @pytest.fixture(scope="module")
-def small_v1(tmp_path_factory):
+def small_v1(module_tmp_path):
     """A small IR-v1 (3 classes) and its weights file."""
     model = ki.InceptionResNetV1(weights=None, input_shape=(SIZE, SIZE, 3), classes=3)
-    path = tmp_path_factory.mktemp("w") / "v1.weights.h5"
+    path = module_tmp_path / "v1.weights.h5"
     model.save_weights(path)
     return model, path
 

@@ -30,8 +30,8 @@ def _config(out, base_weights, **changes) -> training.TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, base_weights):
-    out = tmp_path_factory.mktemp("finished") / "run"
+def finished_run(module_tmp_path, base_weights):
+    out = module_tmp_path / "run"
     report = training.train(_config(out, base_weights))
     return out, report
 

@@ -114,11 +114,11 @@ print(json.dumps([registered, out]))
 
 
 @pytest.fixture(scope="module")
-def package_keras_files(tmp_path_factory) -> dict[str, np.ndarray]:
+def package_keras_files(module_tmp_path) -> dict[str, np.ndarray]:
     """`.keras` files holding each registered layer of the package, with their outputs:
     a FaceNet at 75 px that standardises its input (ScaledResidual, FaceStandardization,
     L2Normalize) and a model whose BatchNorm was folded (FoldedBatchNorm)."""
-    folder = tmp_path_factory.mktemp("package_keras_files")
+    folder = module_tmp_path
     rng = np.random.default_rng(11)
     facenet = ki.FaceNet(weights=None, input_shape=(75, 75, 3), embedding_dim=8,
                          include_preprocessing=True)
