@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 from helpers import randomize_weights  # noqa: E402
 from support import schedule, tiers  # noqa: E402
+from support.disk import pytest_sessionstart  # noqa: E402, F401  (room for the run's files)
 from support.tiers import (  # noqa: E402, F401  (hooks that keep the test tiers true)
     pytest_runtest_logreport,
     pytest_runtest_makereport,

@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -434,3 +435,30 @@ def test_the_minimum_input_size_is_one_value():
     assert benchmark.MIN_SIZE is builder.MIN_SIZE
     with pytest.raises(ValueError, match=r"at least 75"):
         ki.InceptionResNetV1(weights=None, include_top=False, input_shape=(74, 74, 3))
+
+
+def test_a_run_without_room_for_its_files_stops_with_one_line(tmp_path):
+    """The disk check of the run's start: one line naming the folder, the free space and the
+    way out; the folder is the existing one under `--basetemp` or the system's temp folder."""
+    import tempfile
+
+    from support import disk
+
+    assert disk.shortage(tmp_path, needed_gib=0) is None
+    free_gib = shutil.disk_usage(tmp_path).free / 2**30
+    message = disk.shortage(tmp_path, needed_gib=free_gib + 2)
+    assert message is not None and "\n" not in message
+    assert str(tmp_path) in message and f"{free_gib:.1f} GiB free" in message
+    assert "--basetemp" in message
+    assert disk.NEEDED_GIB > disk.PEAK_GIB
+
+    class Options:
+        basetemp = str(tmp_path / "not" / "yet" / "made")
+
+    class Config:
+        option = Options()
+
+    assert disk.temporary_root(Config()) == tmp_path
+    Options.basetemp = None
+    assert disk.temporary_root(Config()) == Path(os.environ.get("PYTEST_DEBUG_TEMPROOT")
+                                                 or tempfile.gettempdir())
