@@ -478,3 +478,28 @@ def test_verified_save_refuses_a_file_that_does_not_reload(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.weights.h5"]  # nothing else
     for value, weight in zip(before, model.weights, strict=True):
         np.testing.assert_array_equal(weight.numpy(), value)
+
+
+class _NotTensors:
+    """A custom class: torch's tensors-only loader refuses a file that pickles one."""
+
+    def __init__(self) -> None:
+        self.value = 1
+
+
+@pytest.mark.torch
+def test_convert_facenet_pytorch_refuses_a_pickled_object_in_one_sentence(tmp_path):
+    """A .pt file holding a Python object (not only tensors) is refused in one line that names
+    the file and what is accepted, without torch's advice to load it with weights_only=False
+    (arbitrary code execution for a file from elsewhere)."""
+    import torch
+    from support.runners import assert_one_line_error, run_cli
+
+    path = tmp_path / "rand.pt"
+    torch.save({"conv2d_1a.conv.weight": torch.zeros(2), "extra": _NotTensors()}, path)
+    proc = run_cli("convert", "--from", "facenet-pytorch", str(path), "--model", "facenet",
+                   "--out", str(tmp_path / "x.weights.h5"))
+    line = assert_one_line_error(proc, str(path), "_NotTensors", "state dict of tensors")
+    assert "weights_only" not in line and "trust" not in line, line
+    assert line.endswith("(facenet-pytorch's release .pt files)."), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rand.pt"]  # nothing written

@@ -307,3 +307,23 @@ def test_cli_convert_facenet_pytorch(faces, tmp_path):
     assert resolve_weights(str(out), None, None) == (512, "prewhiten", True)
     assert resolve_weights(str(out), None, "fixed") == (512, "fixed", False)
     assert resolve_weights(str(pt), None, None) == (512, "fixed", True)
+
+
+@pytest.mark.slow
+def test_int8_calibrated_on_prewhitened_crops(facenet_ms_celeb, faces, tmp_path):
+    """FaceNet without its standardisation layer (what `FaceNet(weights="facenet_keras.h5")`
+    builds) takes prewhitened crops, unbounded values (about [-4, 4]): int8 export calibrates
+    on them, and the file's embeddings of the evaluation crops (none of them calibration
+    crops) follow the float Keras embeddings."""
+    calibration = face_embeddings.preprocess_input(faces.calibration, "prewhiten")
+    assert calibration.min() < -2 and calibration.max() > 2
+    with pytest.warns(export.QuantizationWarning, match=r"used 50 images \(fewer than 100\)"):
+        path = export.export_tflite(facenet_ms_celeb, tmp_path / "prewhitened_int8.tflite",
+                                    quantization="int8", representative_data=calibration)
+    assert non_integer_ops(path) == []
+    assert path.agreement.mean_cosine >= 0.98, path.agreement
+    got = Embedder(path, standardization="prewhiten").embed(faces.x)
+    cosine = _cosine(got, faces.reference)
+    assert cosine.mean() >= 0.98, (cosine.mean(), cosine.min())
+    float_acc = _loo_1nn_accuracy(faces.reference, faces.y)
+    assert _loo_1nn_accuracy(got, faces.y) >= float_acc - 1.0 / len(faces.y) - 1e-9

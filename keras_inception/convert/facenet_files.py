@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,11 @@ PYTORCH_SOURCE = "facenet-pytorch"
 # A layer that only FaceNet's Keras file has (its residual sums are Lambda layers).
 _KERAS_MARKER = "Block35_1_ScaleSum"
 TORCH_HINT = "pip install 'keras_inception[torch]'"
+# What `read_facenet_pytorch` reads: tensors only, loaded without running the file's code.
+PYTORCH_ACCEPTED = (
+    "a state dict of tensors, as torch.save(model.state_dict(), path) writes "
+    "(facenet-pytorch's release .pt files)"
+)
 
 
 def _family(keys: list[str], prefix: str) -> str | None:
@@ -172,6 +178,24 @@ def read_facenet_keras_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return state
 
 
+def _torch_load_reason(error: Exception) -> str:
+    """Why `torch.load(..., weights_only=True)` refused a file, in a few words. Never torch's
+    own text for a file its tensors-only unpickler refuses: that advises loading the file
+    with arbitrary code execution, unsafe for a file from elsewhere."""
+    import pickle
+
+    message = str(error).strip()
+    if isinstance(error, pickle.UnpicklingError):
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+        if match:
+            return f"it holds the Python object {match[1]}, not only tensors"
+        return "truncated or not a .pt file of tensors"
+    sentence = message.splitlines()[0].split(". ")[0].rstrip(".") if message else ""
+    if not sentence or len(sentence) > 160:
+        return f"truncated or not a .pt file ({type(error).__name__})"
+    return f"truncated or not a .pt file ({type(error).__name__}: {sentence})"
+
+
 def read_facenet_pytorch(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The state dict of a facenet-pytorch `.pt` file, as NumPy arrays (needs torch)."""
     path = os.fspath(path)
@@ -187,13 +211,16 @@ def read_facenet_pytorch(path: str | os.PathLike) -> dict[str, np.ndarray]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for damaged files
         raise ValueError(
-            f"Cannot read {path!r} as a PyTorch state dict ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else ''}): truncated or not a .pt file."
+            f"Cannot read {path!r} as a facenet-pytorch file: {_torch_load_reason(e)}. "
+            f"Accepted: {PYTORCH_ACCEPTED}."
         ) from None
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict.")
+        raise ValueError(
+            f"{path!r} holds a {type(state).__name__}, not a state dict. "
+            f"Accepted: {PYTORCH_ACCEPTED}."
+        )
     return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 

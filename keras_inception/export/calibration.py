@@ -46,7 +46,7 @@ def calibration_dataset(
     count: int = 100,
     seed: int = 0,
     crop_pct: float = DEFAULT_CROP_PCT,
-    preprocess: bool = True,
+    preprocess: bool | str = True,
 ) -> Any:
     """Up to `count` images found under `directory` (any depth, e.g. an ImageFolder
     train split; .jpg, .jpeg, .png, .bmp, .gif), a seeded random choice, as a
@@ -57,14 +57,22 @@ def calibration_dataset(
     and is scaled to [-1, 1] (`preprocessing.tf_preprocess`), what the classifiers
     take; `preprocess=False` keeps 0-255 pixels (float32), what a model that scales
     pixels itself takes (FaceNet with its standardisation inside; with `crop_pct=1.0`
-    for face crops, as `Embedder.embed_files` loads them). The chosen files
+    for face crops, as `Embedder.embed_files` loads them); `preprocess="prewhiten"` or
+    `"fixed"` standardises each crop as FaceNet without that layer takes them
+    (`embeddings.preprocess_input`, the mode of its weights). The chosen files
     are decoded once first: an unreadable one is a ValueError naming it.
     """
     import tensorflow as tf
 
+    from keras_inception.embeddings import preprocess_input as face_preprocess_input
+    from keras_inception.layers import STANDARDIZATIONS
+
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"Calibration directory not found: directory={directory!r}.")
+    if preprocess not in (True, False, *STANDARDIZATIONS):
+        raise ValueError(f"`preprocess` must be True, False or one of {STANDARDIZATIONS}; "
+                         f"received preprocess={preprocess!r}.")
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"`count` must be a positive integer; received count={count!r}.")
     if isinstance(image_size, int):
@@ -88,6 +96,10 @@ def calibration_dataset(
     def load(path):
         image = center_crop_tf(decode_image_tf(tf.io.read_file(path)), size, crop_pct)
         image = tf.ensure_shape(image, [size, size, 3])
+        if preprocess in STANDARDIZATIONS:
+            return tf.ensure_shape(tf.numpy_function(
+                lambda crop: face_preprocess_input(crop, preprocess), [image], tf.float32),
+                [size, size, 3])
         return tf_preprocess(image) if preprocess else tf.cast(image, tf.float32)
 
     return tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)

@@ -83,6 +83,108 @@ def is_embedding_model(model: Any) -> bool:
     return bool(model.layers) and isinstance(model.layers[-1], L2Normalize)
 
 
+# Input values may leave the model's range by this much (resampling, rounding).
+PIXEL_TOLERANCE = 0.5
+SCALED_TOLERANCE = 0.01
+# A prewhitened face crop has mean 0 and standard deviation 1 (all zeros if flat); a
+# resize after the standardisation smooths the std a little.
+PREWHITEN_MEAN_TOLERANCE = 0.1
+PREWHITEN_STD_TOLERANCE = 0.2
+# FaceNet's standardisations (`embeddings.preprocess_input` modes), as the checks name them.
+FACE_CROPS = {"prewhiten": "a prewhitened crop (mean 0, std 1)",
+              "fixed": "a 'fixed' crop (within [-1, 1])"}
+
+
+def stated_standardization(model: Any) -> str | None:
+    """The face standardisation ("prewhiten" or "fixed") that `model` says it takes
+    outside (its `keras_inception.metadata`: FaceNet without its standardisation layer
+    records the one its weights were trained with), else None."""
+    from keras_inception.metadata import of_model
+
+    metadata = of_model(model)
+    scaling = getattr(metadata, "input_scaling", None)
+    return scaling if scaling in FACE_CROPS else None
+
+
+def _face_kinds(image: np.ndarray) -> tuple[set[str], float, float]:
+    """The standardisations `image` is consistent with, its mean and its std."""
+    values = np.asarray(image, dtype=np.float64)
+    mean, std, peak = float(values.mean()), float(values.std()), float(np.abs(values).max())
+    kinds = set()
+    if abs(mean) <= PREWHITEN_MEAN_TOLERANCE and (abs(std - 1.0) <= PREWHITEN_STD_TOLERANCE
+                                                  or peak <= PREWHITEN_MEAN_TOLERANCE):
+        kinds.add("prewhiten")
+    if peak <= 1.0 + SCALED_TOLERANCE:
+        kinds.add("fixed")
+    return kinds, mean, std
+
+
+def _face_crops_problem(images: list[np.ndarray], mode: str | None) -> str | None:
+    """What is wrong with `images` as face crops standardised by `mode` (None: either
+    mode, the same for all), or None. Prewhitened crops are unbounded (per image mean 0,
+    std 1); "fixed" ones, `(x - 127.5) / 128`, lie within [-1, 1]."""
+    wanted = {mode} if mode else set(FACE_CROPS)
+    first: dict[str, int] = {}
+    for index, image in enumerate(images):
+        kinds, mean, std = _face_kinds(image)
+        if not kinds & wanted:
+            return (f"image {index} has mean {round(mean, 3):g} and std {round(std, 3):g}, not "
+                    f"{' nor '.join(FACE_CROPS[kind] for kind in sorted(wanted, reverse=True))}")
+        if len(kinds) == 1:
+            first.setdefault(kinds.pop(), index)
+    if len(first) > 1:
+        return (f"it mixes prewhitened crops (image {first['prewhiten']}) with crops within "
+                f"[-1, 1] (image {first['fixed']})")
+    return None
+
+
+def _face_hint(mode: str | None) -> tuple[str, str]:
+    """What FaceNet without its standardisation layer takes (in `mode`, if known), and
+    the hint."""
+    if mode is None:
+        return "standardised face crops", (
+            "pass keras_inception.embeddings.preprocess_input(crops, mode) with the weights' "
+            "mode ('prewhiten' for ms_celeb_1m / facenet_keras.h5, 'fixed' for vggface2 / "
+            "casia_webface; calibration_dataset(..., crop_pct=1.0, preprocess=mode) does)")
+    return f"{mode!r}-standardised face crops", (
+        f"pass keras_inception.embeddings.preprocess_input(crops, {mode!r}) (calibration_dataset"
+        f"(..., crop_pct=1.0, preprocess={mode!r}) does); for weights trained on the other "
+        f"standardisation, build the model with FaceNet(..., standardization=...)")
+
+
+def check_input_values(model: Any, images: list[np.ndarray],
+                       argument: str = "representative_data") -> None:
+    """A one-line ValueError when `images` are not the values `model` takes: 0-255 pixels
+    for a model whose first layer scales them (`input_range`), standardised face crops for
+    FaceNet without that layer (`embeddings.preprocess_input` in the mode the model states,
+    prewhitened crops being unbounded), [-1, 1] for the classifiers
+    (`preprocessing.preprocess_input`). Calibrating on other values gives activation
+    ranges that real inputs never match."""
+    low = float(min(image.min() for image in images))
+    high = float(max(image.max() for image in images))
+    problem = None
+    if input_range(model) == PIXEL_RANGE:
+        # All values within [0, 1] are scaled data (or black images), not pixels.
+        if not (low >= PIXEL_RANGE[0] - PIXEL_TOLERANCE and 1.0 + 1e-6 < high
+                <= PIXEL_RANGE[1] + PIXEL_TOLERANCE):
+            problem = "takes raw 0-255 pixels (its first layer scales them)"
+        hint = "pass 0-255 images (calibration_dataset(..., preprocess=False))"
+    elif is_embedding_model(model):
+        mode = stated_standardization(model)
+        takes, hint = _face_hint(mode)
+        reason = _face_crops_problem(images, mode)
+        if reason is not None:
+            problem = f"takes {takes} ({reason})"
+    else:
+        if not (low >= -1.0 - SCALED_TOLERANCE and high <= 1.0 + SCALED_TOLERANCE):
+            problem = "takes images scaled to [-1, 1]"
+        hint = ("pass keras_inception.preprocessing.preprocess_input(images) "
+                "(calibration_dataset(...) does)")
+    if problem is not None:
+        raise ValueError(f"`{argument}` holds values in [{round(low, 3):g}, {round(high, 3):g}], "
+                         f"but {model.name} {problem}: {hint}.")
+
+
 def probe_batch(shape: tuple, batch: int, *, raw: bool, seed: int = 0) -> np.ndarray:
     """Deterministic probe images: 0-255 uint8 when `raw`, else float32 in [-1, 1]."""
     rng = np.random.default_rng(seed)
