@@ -23,8 +23,8 @@ def overlay(image: Any, heatmap: Any, alpha: float = 0.4,
 
     Args:
         image: RGB pixels 0-255, (H, W, 3) (not the preprocessed model input).
-        heatmap: values in [0, 1], (h, w) (a map of `grad_cam`); resized bilinearly to
-            (H, W) when its size differs.
+        heatmap: finite values in [0, 1] (others are clipped), (h, w) (a map of
+            `grad_cam`); resized bilinearly to (H, W) when its size differs.
         alpha: opacity of the colours, in [0, 1].
         colormap: values in [0, 1] -> RGB (or RGBA, the alpha is dropped) in [0, 1];
             `jet` by default, or a matplotlib colour map such as
@@ -36,6 +36,11 @@ def overlay(image: Any, heatmap: Any, alpha: float = 0.4,
         raise ValueError(f"`image` must be RGB pixels (H, W, 3); received shape {pixels.shape}.")
     if heat.ndim != 2:
         raise ValueError(f"`heatmap` must be one map (h, w); received shape {heat.shape}.")
+    if not np.isfinite(heat).all():
+        raise ValueError(
+            f"`heatmap` must hold finite values in [0, 1]; received a map of shape "
+            f"{heat.shape} with {int(np.isnan(heat).sum())} NaN and "
+            f"{int(np.isinf(heat).sum())} infinite values.")
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1]; received alpha={alpha!r}.")
     if heat.shape != pixels.shape[:2]:

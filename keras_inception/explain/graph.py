@@ -52,13 +52,23 @@ def feature_tap_names(model: keras.Model) -> list[str]:
             for tap in spec.feature_taps]
 
 
-def _last_tap(path: LayerPath, spec: ModelSpec) -> LayerPath:
-    return (*path, spec.feature_taps[-1].layer)
+def _spatial_size(shape: tuple) -> tuple[int | None, int | None]:
+    """(rows, columns) of a 4-D feature map's shape, in Keras's image data format."""
+    if keras.config.image_data_format() == "channels_first":
+        return tuple(shape[2:4])
+    return tuple(shape[1:3])
 
 
-def resolve_layer(model: keras.Model, layer: str | None) -> tuple[LayerPath, Any]:
+def resolve_layer(model: keras.Model, layer: str | None,
+                  size: tuple[int, int] | None = None) -> tuple[LayerPath, Any]:
     """(path, layer object) of the layer `layer` names (see `grad_cam`); ValueError with
-    the feature taps for a name that is unknown, ambiguous or not a spatial map."""
+    the feature taps for a name that is unknown, ambiguous or not a spatial map.
+
+    `layer=None` or a network's name chooses that network's last feature tap, unless its
+    map is a single cell at an input of `size` (height, width; None: the model's own
+    input size, where fixed): Grad-CAM's map would then be uniform, so the deepest tap
+    whose map is larger is chosen (the last tap where none is).
+    """
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
     networks = networks_in(model)
@@ -69,13 +79,12 @@ def resolve_layer(model: keras.Model, layer: str | None) -> tuple[LayerPath, Any
                 f"layer=None needs a model holding one of keras_inception's networks; model "
                 f"{model.name!r} holds {len(networks)} ({found}): pass `layer`, the name of a "
                 "network or of a layer with a spatial output.")
-        wanted = _last_tap(*networks[0][:2])
+        named = networks
     else:
-        by_network = [_last_tap(p, s) for p, s, _ in networks if p and layer in (p[-1], _name(p))]
-        wanted = by_network[0] if len(by_network) == 1 else None
+        named = [(p, s, m) for p, s, m in networks if p and layer in (p[-1], _name(p))]
     layers = dict(_walk(model))
-    if wanted is not None:
-        return _checked(model, wanted, layers[wanted])
+    if len(named) == 1:
+        return _default_tap(model, *named[0][:2], layers, size)
     found = [(p, obj) for p, obj in layers.items() if layer in (p[-1], _name(p))
              or _name(p).endswith("/" + str(layer))]
     if len(found) == 1:
@@ -86,6 +95,42 @@ def resolve_layer(model: keras.Model, layer: str | None) -> tuple[LayerPath, Any
                          f"name. Its networks' feature taps: {taps}.")
     raise ValueError(f"layer={layer!r} names {len(found)} layers of model {model.name!r} "
                      f"({', '.join(_name(p) for p, _ in found)}): pass one of these paths.")
+
+
+def _default_tap(model: keras.Model, prefix: LayerPath, spec: ModelSpec, layers: dict,
+                 size: tuple[int, int] | None) -> tuple[LayerPath, Any]:
+    """The network's last feature tap, or the deepest larger than one cell where the last
+    is a single cell at `size` (unknown sizes count as larger for the last tap, as too
+    small for the others: a tap is only left for one known to be better)."""
+    paths = [(*prefix, tap.layer) for tap in reversed(spec.feature_taps)]
+    last = _checked(model, paths[0], layers[paths[0]])
+    cells = _cells(model, *last, size)
+    if cells is None or max(cells) > 1:
+        return last
+    for path in paths[1:]:
+        if max(_cells(model, path, layers[path], size) or (1,)) > 1:
+            return _checked(model, path, layers[path])
+    return last
+
+
+def _cells(model: keras.Model, path: LayerPath, layer: Any,
+           size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """(rows, columns) of the layer's map at an input of `size`: from its static shape
+    where fixed, else traced through the model rebuilt with a probe there; None where
+    neither tells."""
+    cells = _spatial_size(layer.output.shape)
+    if None not in cells:
+        return cells
+    if size is None:
+        return None
+    explained = _rebuilt(model, path, layer)
+    shape = list(model.inputs[0].shape)
+    shape[0] = 1
+    rows = 2 if keras.config.image_data_format() == "channels_first" else 1
+    shape[rows:rows + 2] = size
+    explained.graph.compute_output_spec(keras.KerasTensor(tuple(shape)))
+    cells = _spatial_size(explained.probe.state.shape)
+    return None if None in cells else cells
 
 
 def _checked(model: keras.Model, path: LayerPath, layer: Any) -> tuple[LayerPath, Any]:
@@ -184,16 +229,28 @@ class ExplainedGraph:
     path: LayerPath = ()  # of the probed layer, from the outer model down
 
 
-def rebuild(model: keras.Model, layer: str | None, *, probe: bool = True) -> ExplainedGraph:
+def rebuild(model: keras.Model, layer: str | None, *, probe: bool = True,
+            size: tuple[int, int] | None = None) -> ExplainedGraph:
     """The model rebuilt without a final softmax, and with a probe at `layer` (see
-    `resolve_layer`) unless `probe` is False."""
+    `resolve_layer`, for images of `size`) unless `probe` is False."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
     if len(model.outputs) != 1:
         raise ValueError(f"Explanations need a model with one output; model {model.name!r} has "
                          f"{len(model.outputs)}.")
-    path, target = resolve_layer(model, layer) if probe else ((), None)
-    probe = _Probe(dtype=target.dtype_policy, name="explain_probe") if probe else None
+    shape = tuple(model.outputs[0].shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"`model` must output one score vector per image, (batch, classes) or (batch, "
+            f"embedding size); model {model.name!r} outputs shape {shape}: pool or flatten "
+            "its output.")
+    path, target = resolve_layer(model, layer, size) if probe else ((), None)
+    return _rebuilt(model, path, target)
+
+
+def _rebuilt(model: keras.Model, path: LayerPath, target: Any) -> ExplainedGraph:
+    """`rebuild`, with a probe at the layer `target` found at `path` (None: no probe)."""
+    probe = None if target is None else _Probe(dtype=target.dtype_policy, name="explain_probe")
     softmax_models, softmax_layer = _softmax_output(model)
     layers = dict(_walk(model))
     # The nested models to rebuild: those leading to the layer and to the softmax.

@@ -8,17 +8,28 @@ Visual Explanations for Deep Convolutional Networks" (WACV 2018); Sundararajan e
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
 from keras_inception.explain._autodiff import value_and_grad
-from keras_inception.explain.graph import ExplainedGraph, networks_in, rebuild
+from keras_inception.explain.graph import (
+    ExplainedGraph,
+    feature_tap_names,
+    networks_in,
+    rebuild,
+)
 from keras_inception.explain.placement import PlacementError, cell_centres, centred_cells
 
 METHODS = ("gradcam", "gradcam++")
-_BATCH_SIZE = 16
+_BATCH_SIZE = 16  # images per forward pass of `scores`
+# Input pixels per forward and backward pass by default: 4 images of 299x299 px, where
+# Inception-ResNet-v2 peaks at 2.9 GB of memory on a CPU (integrated gradients; 1.6 GB
+# with 1 image, 4.7 GB with 8, 8.1 GB with 16; Grad-CAM 6.5 GB with 16).
+_PIXELS_PER_PASS = 4 * 299 * 299
 
 
 def _channels_last(x: np.ndarray) -> np.ndarray:
@@ -32,7 +43,25 @@ def _as_images(images: Any) -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"`images` must be a batch (N, H, W, C) preprocessed for the model; "
                          f"received an array of shape {x.shape}.")
+    if len(x) == 0:
+        raise ValueError(f"`images` must hold at least one image (N >= 1); received an empty "
+                         f"batch of shape {x.shape}.")
     return x
+
+
+def _image_size(x: np.ndarray) -> tuple[int, int]:
+    """(height, width) of a batch in Keras's image data format."""
+    return tuple(int(d) for d in _channels_last(x).shape[1:3])
+
+
+def _batch_size(batch_size: int | None, x: np.ndarray) -> int:
+    """`batch_size`, or for None as many images as make `_PIXELS_PER_PASS`: a pass's
+    memory grows with its pixels, so the default bounds it at any image size without
+    slowing small images down (a small batch costs small networks more time per image)."""
+    if batch_size is not None:
+        return batch_size  # checked by `_batches`
+    height, width = _image_size(x)
+    return max(1, _PIXELS_PER_PASS // (height * width))
 
 
 def _batches(n: int, batch_size: int) -> list[slice]:
@@ -67,8 +96,9 @@ class _Target:
                 f"ints), or reference embeddings of shape ({outputs},) or ({n}, {outputs}); "
                 f"received target of shape {values.shape} and dtype {values.dtype}.")
 
-    def scores(self, outputs: Any, rows: slice) -> Any:
-        """The explained score of each image, as a tensor of the backend."""
+    def scores(self, outputs: Any, rows: slice | np.ndarray) -> Any:
+        """The explained score of each image, as a tensor of the backend (`rows`: which
+        images of the batch the outputs are of, a slice or indices)."""
         outputs = keras.ops.cast(outputs, "float32")
         if self.references is not None:
             refs = keras.ops.convert_to_tensor(self.references[rows])
@@ -83,7 +113,7 @@ class _Target:
 def _prepare(model: keras.Model, images: Any, target: Any, layer: str | None,
              probe: bool = True) -> tuple[ExplainedGraph, np.ndarray, _Target]:
     x = _as_images(images)
-    explained = rebuild(model, layer, probe=probe)
+    explained = rebuild(model, layer, probe=probe, size=_image_size(x))
     outputs = int(explained.graph.outputs[0].shape[-1])
     chosen = _Target(target, len(x), outputs)
     if target is None and not explained.logits and _is_embedding_model(model):
@@ -177,7 +207,7 @@ def _upsampled(maps: np.ndarray, size: tuple[int, int],
     """
     rows, columns = (_interpolation(p, c, first, stride) for p, c, (first, stride) in zip(
         size, maps.shape[1:3], placement, strict=True))
-    resized = np.maximum(np.einsum("ph,nhw,qw->npq", rows, maps, columns), 0)
+    resized = np.maximum(np.einsum("ph,nhw,qw->npq", rows, maps, columns, optimize=True), 0)
     peak = resized.max(axis=(1, 2), keepdims=True)
     return np.where(peak > 0, resized / np.where(peak > 0, peak, 1), 0).astype("float32")
 
@@ -207,7 +237,7 @@ def peak(heatmap: Any) -> tuple[int, int] | None:
 
 
 def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | None = None,
-             method: str = "gradcam", *, batch_size: int = _BATCH_SIZE) -> np.ndarray:
+             method: str = "gradcam", *, batch_size: int | None = None) -> np.ndarray:
     """Class activation maps: where in each image the explained score comes from.
 
     Grad-CAM (Selvaraju et al. 2017) weights the channels of a layer's feature map by
@@ -225,11 +255,15 @@ def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | N
             an embedding model such as FaceNet, reference embeddings `(D,)` or `(N, D)`:
             the score is then the cosine similarity to them.
         layer: None (the network's last feature tap, `ModelSpec.feature_taps`, found
-            inside nested models), a layer name anywhere in the model
-            (`"block17_20_ac"`), a path `"network/layer"`, or the name of a nested
-            network (its last feature tap).
+            inside nested models; where its map is 1x1 at the images' size, which
+            would give a uniform map, the deepest tap whose map is larger:
+            `resolve_layer(model, None, size)` names it), a layer name anywhere in the
+            model (`"block17_20_ac"`), a path `"network/layer"`, or the name of a
+            nested network (its default tap, as for None).
         method: "gradcam" or "gradcam++".
-        batch_size: images per forward and backward pass.
+        batch_size: images per forward and backward pass, which bounds the memory held;
+            None: as many as make 4 images of 299x299 px (63 at 75 px; Inception-ResNet-v2
+            at 299 px then holds about 3 GB on a CPU).
 
     Returns:
         float32 array `(N, H, W)` in [0, 1] at the input's height and width (the
@@ -239,25 +273,36 @@ def grad_cam(model: keras.Model, images: Any, target: Any = None, layer: str | N
 
     Raises:
         ValueError: an unknown or ambiguous `layer`, a layer without a spatial output
-            (the message lists the feature taps), a bad `target` or `method`.
+            (the message lists the feature taps), a bad `target` or `method`, an empty
+            batch, a model whose output is not (batch, scores).
+
+    Warns:
+        UserWarning: the explained layer's map is 1x1 at this size, so each map is
+            uniform (a layer named so, or a network without a larger tap).
     """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {', '.join(map(repr, METHODS))}; received "
                          f"method={method!r}.")
     explained, x, chosen = _prepare(model, images, target, layer)
-    size = _channels_last(x).shape[1:3]
+    size = _image_size(x)
     maps, placement = [], None
-    for rows in _batches(len(x), batch_size):
+    for rows in _batches(len(x), _batch_size(batch_size, x)):
         activations, gradients = _activations_and_gradients(explained, x, chosen, rows)
         cam = _class_activation_map(activations, gradients, method)
+        if placement is None and cam.shape[1:3] == (1, 1):
+            warnings.warn(
+                f"layer={explained.layer_name!r} gives a 1x1 map at {size[0]}x{size[1]} px: "
+                "every heatmap is uniform, it shows no place. Pass a layer with a larger map "
+                f"(feature taps: {', '.join(feature_tap_names(model)) or 'none'}) or larger "
+                "images.", UserWarning, stacklevel=2)
         placement = placement or _placement(model, explained, size, cam.shape[1:3])
         maps.append(_upsampled(cam, size, placement))
     return np.concatenate(maps)
 
 
 def _input_gradients(explained: ExplainedGraph, x: np.ndarray, chosen: _Target,
-                     rows: slice) -> tuple[np.ndarray, np.ndarray]:
-    """(scores (n,), d score / d input) at the images `x` (rows `rows` of the batch)."""
+                     rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n,), d score / d input) at the images `x` (of images `rows` of the batch)."""
     def score(images: Any) -> tuple[Any, Any]:
         scores = chosen.scores(explained.graph(images, training=False), rows)
         return keras.ops.sum(scores), scores
@@ -273,21 +318,27 @@ def _trapezoid_weights(steps: int) -> np.ndarray:
 
 def integrated_gradients(model: keras.Model, images: Any, target: Any = None,
                          baseline: Any = None, steps: int = 32, *,
-                         batch_size: int = _BATCH_SIZE) -> np.ndarray:
+                         batch_size: int | None = None,
+                         progress: Callable[[int, int], Any] | None = None) -> np.ndarray:
     """Integrated gradients (Sundararajan et al. 2017): each input value's share of
     `score(images) - score(baseline)`.
 
     The path integral from `baseline` to each image is the trapezoidal rule over
     `steps` intervals (`steps + 1` gradients), so the attributions of an image sum to
     that difference up to the rule's error. The score and `target` are those of
-    `grad_cam`.
+    `grad_cam`. The points of all paths (an image at one step) go through the network
+    `batch_size` at a time, an image's steps together: one image fills a batch too.
 
     Args:
         model, images, target: as for `grad_cam`.
         baseline: None (zeros in the model's input space: mid-gray for the [-1, 1]
             scaling), or an array broadcastable to `images`.
         steps: intervals of the path integral (at least 1).
-        batch_size: images per forward and backward pass.
+        batch_size: points of the paths per forward and backward pass, which bounds the
+            memory held whatever the number of images and steps (the attributions do
+            not depend on it); None: as for `grad_cam`.
+        progress: None, or `progress(done, total)`, called as each image's attributions
+            are complete (`done` images of `total`, in order): a long run can report.
 
     Returns:
         float32 attributions with the shape of `images` (N, H, W, C).
@@ -295,19 +346,27 @@ def integrated_gradients(model: keras.Model, images: Any, target: Any = None,
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be an integer >= 1; received steps={steps!r}.")
     explained, x, chosen = _prepare(model, images, target, layer=None, probe=False)
+    batch_size = _batch_size(batch_size, x)
+    batches = _batches(len(x) * (steps + 1), batch_size)
     if chosen.classes is None and chosen.references is None:
         # Each image's top class, fixed along the path (the top class of the baseline differs).
         chosen.classes = np.concatenate([
             np.argmax(keras.ops.convert_to_numpy(explained.graph(x[rows], training=False)), -1)
             for rows in _batches(len(x), batch_size)]).astype("int32")
     start_point = _baseline(baseline, x)
-    total = np.zeros_like(x)
-    for alpha, weight in zip(np.linspace(0.0, 1.0, steps + 1), _trapezoid_weights(steps),
-                             strict=True):
-        point = start_point + alpha * (x - start_point)
-        for rows in _batches(len(x), batch_size):
-            _, gradients = _input_gradients(explained, point[rows], chosen, rows)
-            total[rows] += weight * gradients
+    alphas, weights = np.linspace(0.0, 1.0, steps + 1), _trapezoid_weights(steps)
+    image_of, step_of = np.divmod(np.arange(len(x) * (steps + 1)), steps + 1)
+    total = np.zeros(x.shape, dtype="float64")
+    for points in batches:
+        rows, at = image_of[points], step_of[points]
+        alpha = alphas[at].astype("float32")[:, None, None, None]
+        path = start_point[rows] + alpha * (x[rows] - start_point[rows])
+        _, gradients = _input_gradients(explained, path, chosen, rows)
+        for image in np.unique(rows):
+            mine = rows == image
+            total[image] += np.tensordot(weights[at[mine]], gradients[mine], axes=1)
+            if progress is not None and at[mine][-1] == steps:
+                progress(int(image) + 1, len(x))
     return ((x - start_point) * total).astype("float32")
 
 
