@@ -10,18 +10,32 @@
 `inception_resnet_v2_imagenet`, `inception_v4_imagenet`, `facenet_vggface2`, ...), an
 `hf://timm/<model>.<tag>` checkpoint, both loaded by the package's own loader and timm
 converter, or a preset directory written by `save_to_preset`. The classes are
-registered with Keras (package "keras_inception") when this module is imported: import
-it before `keras.saving.load_model` or a base class's `from_preset` reads their files.
+registered with Keras (package "keras_inception") when this module is imported, and
+`import keras_inception` imports it as soon as keras-hub is (or gets) imported: then
+`keras.saving.load_model` and keras-hub's base classes read the family's files. The
+presets are registered with keras-hub too (`preset_dirs`): its base classes find them
+by name (`keras_hub.models.ImageClassifier.from_preset("inception_v4_imagenet")`).
 
 This is the only part of the package that imports keras-hub.
 """
 
 from __future__ import annotations
 
+from keras_inception._registration import KERAS_HUB_INSTALL_HINT
+
+try:
+    import keras_hub  # noqa: F401
+except ModuleNotFoundError as e:
+    if e.name != "keras_hub":
+        raise
+    raise ImportError(f"keras_inception.keras_hub needs keras-hub, which is not installed; "
+                      f"install it with: {KERAS_HUB_INSTALL_HINT}") from None
+
 from keras_inception.keras_hub.backbone import InceptionBackbone, copy_weights
 from keras_inception.keras_hub.classifier import InceptionImageClassifier
 from keras_inception.keras_hub.image_converter import InceptionImageConverter
 from keras_inception.keras_hub.preprocessor import InceptionImageClassifierPreprocessor
+from keras_inception.keras_hub.preset_dirs import register_presets
 from keras_inception.keras_hub.presets import named_presets, preset_name, resolve_preset
 
 
@@ -29,6 +43,8 @@ def preset_names() -> list[str]:
     """The keras-hub names of the package's presets (`<model>_<preset>`), from the registry."""
     return list(named_presets())
 
+
+register_presets()
 
 __all__ = [
     "InceptionBackbone",

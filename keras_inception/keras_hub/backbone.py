@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import keras
 import keras_hub
 
-from keras_inception.keras_hub.presets import PresetTable, build_network, resolve_preset
+from keras_inception.keras_hub.presets import (
+    PresetTable,
+    build_network,
+    check_keywords,
+    load_with_keras_hub,
+    resolve_preset,
+)
 from keras_inception.models.blocks import Geometry
 from keras_inception.models.builder import check_rate, dense_geometry, resolve_input_shape
 from keras_inception.models.facenet import MODEL_NAME as FACENET
@@ -20,6 +27,8 @@ from keras_inception.registry import ModelSpec, get_spec, model_names, network_o
 POOL_LAYER = "avg_pool"
 # The constructor arguments that a task's `from_preset` / `from_network` hand to the backbone.
 BACKBONE_ARGS = ("image_shape", "align_feature_maps", "output_stride", "drop_path_rate", "dtype")
+# The other keyword arguments of keras-hub backbones (in their configs).
+LAYER_ARGS = ("name", "trainable")
 
 
 @contextlib.contextmanager
@@ -162,6 +171,7 @@ class InceptionBackbone(keras_hub.models.FeaturePyramidBackbone):
         dtype: Any = None,
         **kwargs: Any,
     ) -> None:
+        check_keywords("InceptionBackbone", kwargs, ["architecture", *BACKBONE_ARGS, *LAYER_ARGS])
         if architecture not in model_names():
             raise ValueError(f"Unknown `architecture` {architecture!r}; available: "
                              f"{', '.join(model_names())}.")
@@ -226,11 +236,16 @@ class InceptionBackbone(keras_hub.models.FeaturePyramidBackbone):
                 `align_feature_maps`, `dtype`, ...): the kernels fit any of them.
 
         Raises:
-            ValueError: an unknown preset name; the message lists the presets.
+            ValueError: an unknown preset name (the message lists the presets), or an
+                unknown keyword argument.
+            ConnectionError: a remote handle's host cannot be reached (offline).
         """
         entry = resolve_preset(preset)
         if entry is None:
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
+            return load_with_keras_hub(os.fspath(preset), lambda: super(InceptionBackbone, cls)
+                                       .from_preset(preset, load_weights=load_weights, **kwargs))
+        check_keywords("InceptionBackbone.from_preset", kwargs,
+                       ["architecture", *BACKBONE_ARGS, *LAYER_ARGS])
         if kwargs.get("architecture", entry.model) != entry.model:
             raise ValueError(f"Preset {preset!r} is a {entry.model}; received "
                              f"architecture={kwargs['architecture']!r}.")

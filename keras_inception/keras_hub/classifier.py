@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 from typing import Any
 
 import keras
 import keras_hub
 
-from keras_inception.keras_hub.backbone import BACKBONE_ARGS, InceptionBackbone
+from keras_inception.keras_hub.backbone import BACKBONE_ARGS, LAYER_ARGS, InceptionBackbone
 from keras_inception.keras_hub.preprocessor import InceptionImageClassifierPreprocessor
-from keras_inception.keras_hub.presets import PresetTable, build_network, resolve_preset
+from keras_inception.keras_hub.presets import (
+    PresetTable,
+    build_network,
+    check_keywords,
+    load_with_keras_hub,
+    resolve_preset,
+)
 from keras_inception.registry import get_spec, network_of
 
 # The classification head of the package's classifiers, and of keras-hub's.
 HEAD_LAYER = "predictions"
+
+
+def classifier_args() -> list[str]:
+    """The keyword arguments of keras-hub's `ImageClassifier` (its signature's, and those
+    of every Keras model and keras-hub task)."""
+    parameters = inspect.signature(keras_hub.models.ImageClassifier.__init__).parameters
+    named = [name for name, p in parameters.items()
+             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [*named, *LAYER_ARGS, "compile"]
 
 
 def _backbone_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +64,10 @@ class InceptionImageClassifier(keras_hub.models.ImageClassifier):
     backbone_cls = InceptionBackbone
     preprocessor_cls = InceptionImageClassifierPreprocessor
     presets = PresetTable()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_keywords("InceptionImageClassifier", kwargs, classifier_args())
+        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_network(cls, network: keras.Model, **kwargs: Any) -> InceptionImageClassifier:
@@ -87,12 +108,17 @@ class InceptionImageClassifier(keras_hub.models.ImageClassifier):
                 `preprocessor`, ...).
 
         Raises:
-            ValueError: an unknown preset name (the message lists the presets), or a
-                FaceNet preset without `num_classes` (its head makes embeddings).
+            ValueError: an unknown preset name (the message lists the presets), an
+                unknown keyword argument, or a FaceNet preset without `num_classes` (its
+                head makes embeddings).
+            ConnectionError: a remote handle's host cannot be reached (offline).
         """
         entry = resolve_preset(preset)
         if entry is None:
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
+            return load_with_keras_hub(os.fspath(preset), lambda: super(InceptionImageClassifier, cls)
+                                       .from_preset(preset, load_weights=load_weights, **kwargs))
+        check_keywords("InceptionImageClassifier.from_preset", kwargs,
+                       [name for name in (*classifier_args(), *BACKBONE_ARGS) if name != "backbone"])
         if "num_classes" not in kwargs and not get_spec(entry.model).classifier:
             raise ValueError(f"Preset {preset!r} has no classification head ({entry.model} makes "
                              "embeddings): pass num_classes to put a new head on its backbone.")

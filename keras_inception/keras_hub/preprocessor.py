@@ -3,6 +3,7 @@ with `InceptionImageConverter`."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -10,7 +11,7 @@ import keras_hub
 
 from keras_inception.keras_hub.backbone import InceptionBackbone
 from keras_inception.keras_hub.image_converter import InceptionImageConverter
-from keras_inception.keras_hub.presets import PresetTable, resolve_preset
+from keras_inception.keras_hub.presets import PresetTable, load_with_keras_hub, resolve_preset
 
 
 @keras.saving.register_keras_serializable(package="keras_inception")
@@ -47,10 +48,13 @@ class InceptionImageClassifierPreprocessor(keras_hub.models.ImageClassifierPrepr
 
         Raises:
             ValueError: an unknown preset name; the message lists the presets.
+            ConnectionError: a remote handle's host cannot be reached (offline).
         """
         entry = resolve_preset(preset)
         if entry is None:
-            return super().from_preset(preset, config_file=config_file, **kwargs)
+            return load_with_keras_hub(os.fspath(preset), lambda: super(
+                InceptionImageClassifierPreprocessor, cls).from_preset(
+                    preset, config_file=config_file, **kwargs))
         if "image_converter" not in kwargs:
             kwargs["image_converter"] = cls.image_converter_cls.from_preset(preset)
         return cls(**kwargs)

@@ -15,12 +15,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any
+import socket
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from keras_inception.registry import WeightsPreset, all_presets, get_spec, model_names
 
 HF_PREFIX = "hf://"
 TIMM_OWNER = "timm/"
+# What the scheme of a remote handle names, for the messages.
+HOSTS = {"hf": "the Hugging Face hub", "kaggle": "Kaggle", "modelscope": "ModelScope"}
+
+T = TypeVar("T")
 
 
 def preset_name(entry: WeightsPreset) -> str:
@@ -190,3 +197,93 @@ def build_network(entry: WeightsPreset, include_top: bool) -> Any:
     if not registered:
         hub.load_converted(network, entry, include_top=include_top)
     return network
+
+
+def check_keywords(where: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Refuses a keyword argument that `where` would otherwise drop silently (a Keras
+    functional model ignores unknown ones).
+
+    Args:
+        where: the callable, for the message (`"InceptionBackbone.from_preset"`).
+        kwargs: the keyword arguments received.
+        accepted: the names `where` takes.
+
+    Raises:
+        ValueError: naming the unknown arguments and the accepted ones.
+    """
+    accepted = list(accepted)
+    unknown = [name for name in kwargs if name not in accepted]
+    if unknown:
+        raise ValueError(f"{where} received unknown keyword argument(s) "
+                         f"{', '.join(f'{name}={kwargs[name]!r}' for name in unknown)}; "
+                         f"accepted: {', '.join(accepted)}.")
+
+
+def network_failure(error: BaseException) -> str | None:
+    """`"<type>: <message>"` of the deepest connection error (DNS, refused, timeout) in
+    `error`'s chain of causes, or None when there is none."""
+    kinds: tuple[type, ...] = (ConnectionError, TimeoutError, socket.gaierror)
+    requests = sys.modules.get("requests")
+    if requests is not None:
+        kinds += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    found, seen = None, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, kinds):
+            found = error
+        error = error.__cause__ or error.__context__
+    return None if found is None else f"{type(found).__name__}: {' '.join(str(found).split())}"
+
+
+def _unreachable_message(preset: str, reason: str) -> str:
+    scheme = preset.split("://", 1)[0].lower()
+    host = HOSTS.get(scheme, f"the {scheme}:// host")
+    return f"Cannot load the preset {preset!r}: {host} cannot be reached ({reason})."
+
+
+def _check_hf_reachable(preset: str) -> None:
+    """Raises ConnectionError at once when the preset's config.json is neither in the
+    Hugging Face cache nor downloadable (offline, no network): keras-hub would retry for
+    about 25 s, then report the preset as having no config.json."""
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+    except ImportError:
+        return  # keras-hub says what to install
+    repo = preset[len(HF_PREFIX):]
+    try:
+        huggingface_hub.hf_hub_download(repo, "config.json", local_files_only=True)
+        return
+    except Exception:
+        pass  # not in the cache
+    if constants.HF_HUB_OFFLINE:
+        raise ConnectionError(_unreachable_message(
+            preset, f"HF_HUB_OFFLINE is set, and the cache {constants.HF_HUB_CACHE} holds no "
+                    f"config.json of {repo}"))
+    from keras_inception.presets.hub import _unreachable
+
+    reason = _unreachable(constants.ENDPOINT)
+    if reason is not None:
+        raise ConnectionError(_unreachable_message(
+            preset, f"{constants.ENDPOINT}: {reason}; the cache {constants.HF_HUB_CACHE} holds "
+                    f"no config.json of {repo}"))
+
+
+def load_with_keras_hub(preset: str, load: Callable[[], T]) -> T:
+    """`load()`, keras-hub's own loading of `preset` (a preset directory, a `kaggle://` or
+    `hf://` handle), with one line for a remote handle that cannot be reached.
+
+    Raises:
+        ConnectionError: the handle's host cannot be reached (offline, no network); the
+            message names the handle.
+    """
+    remote = "://" in preset
+    if preset.startswith(HF_PREFIX):
+        _check_hf_reachable(preset)
+    try:
+        return load()
+    except Exception as e:
+        reason = network_failure(e) if remote else None
+        if reason is None:
+            raise
+        raise ConnectionError(_unreachable_message(preset, reason)) from None
