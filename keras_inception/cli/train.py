@@ -21,6 +21,7 @@ from keras_inception.train.config import (
     SAMPLE_NAME,
     STRATEGIES,
     TFDS_PREFIX,
+    check_stage1_epochs,
 )
 
 
@@ -35,11 +36,13 @@ def _check_data(data: str) -> None:
 
 
 def check_train(args: argparse.Namespace) -> None:
-    """Before TensorFlow is imported (nothing is loaded or recorded): the weights file and
-    the data folder exist, and `--out` is a folder (or can be created) this process can
-    write into."""
+    """Before TensorFlow is imported (nothing is loaded or recorded): the stages fit in
+    `--epochs`, the weights file and the data folder exist, and `--out` is a folder (or can
+    be created) this process can write into."""
     from keras_inception.files import check_writable_folder
 
+    check_stage1_epochs(args.stage1_epochs, args.epochs,
+                        lambda name, value: f"--{name.replace('_', '-')} {value}")
     check_weights_file(args.weights)
     _check_data(args.data)
     out = os.path.abspath(args.out)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from keras_inception.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
@@ -30,6 +32,26 @@ LOGS_DIR = "logs"
 # Written when a run starts (what it is) and when it ends (where the results are).
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+
+
+class TrainingNotice(UserWarning):
+    """A warning about a run's files that its message says all of (images left out, a
+    cache computed again): printed as one line, `Category: message`, without the line of
+    the package that raised it, which `warnings` prints under other warnings and which
+    tells a user nothing. Filters and `pytest.warns` see a UserWarning as before."""
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """`warnings.formatwarning` with `TrainingNotice`s on one line; other warnings as the
+    format this replaced writes them."""
+    if issubclass(category, TrainingNotice):
+        return f"{category.__name__}: {message}\n"
+    return _other_warnings(message, category, filename, lineno, line)
+
+
+_other_warnings = warnings.formatwarning
+warnings.formatwarning = _format_warning
 
 
 def _field(default: Any, *, identity: bool = False, minimum: int | None = None,
@@ -98,6 +120,7 @@ class TrainConfig:
                                  f"{name}={getattr(self, name)!r}.")
         for field in dataclasses.fields(self):
             _check_bounds(field, getattr(self, field.name))
+        check_stage1_epochs(self.stage1_epochs, self.epochs)
         if self.learning_rate is not None and not (
             isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < float("inf")
         ):
@@ -164,6 +187,20 @@ def evaluation_crop_pct(model: str, weights: str | None, crop_pct: float | None)
     return DEFAULT_CROP_PCT
 
 
+def check_stage1_epochs(stage1_epochs: int | None, epochs: int,
+                        spell: Callable[[str, int], str] = "{}={}".format) -> None:
+    """Refuses a head-only stage longer than the run: its epochs are the first of `epochs`
+    (min() of the two would drop the fine-tuning stage without a word). `spell(name,
+    value)` writes a setting as the caller's user names it (the command line: `--epochs 2`)."""
+    if stage1_epochs is None or stage1_epochs <= epochs:
+        return
+    stage1, total = spell("stage1_epochs", stage1_epochs), spell("epochs", epochs)
+    raise ValueError(
+        f"{stage1} is more than {total}: the head-only stage takes the first of the run's "
+        f"epochs, 0 to {epochs} of them (fewer than {epochs} leaves epochs for the "
+        "fine-tuning stage).")
+
+
 def _check_bounds(field: dataclasses.Field, value: Any) -> None:
     """The integer bounds of a field's metadata (None passes: the default applies)."""
     minimum, maximum = field.metadata.get("minimum"), field.metadata.get("maximum")
@@ -197,5 +234,7 @@ __all__ = [
     "STRATEGIES",
     "TFDS_PREFIX",
     "TrainConfig",
+    "TrainingNotice",
+    "check_stage1_epochs",
     "evaluation_crop_pct",
 ]

@@ -35,17 +35,21 @@ from keras_inception.preprocessing import (
     decode_image_tf,
     tf_preprocess,
 )
-from keras_inception.train.config import SAMPLE_NAME, TFDS_PREFIX
+from keras_inception.train.config import SAMPLE_NAME, TFDS_PREFIX, TrainingNotice
 
 # The image files a folder source lists (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TRAIN_SPLITS = ("train",)
 VAL_SPLITS = ("val", "validation", "test")
 AUTOTUNE = tf.data.AUTOTUNE
+# Full-size images decoded (and resized to what the pipeline keeps) at once: a 12-megapixel
+# photo is 36 MB decoded. AUTOTUNE would decode one per core and buffer as many more.
+IMAGE_PARALLELISM = 2
 
 
-class CorruptImageWarning(UserWarning):
-    """Some image files could not be decoded and were left out."""
+class CorruptImageWarning(TrainingNotice):
+    """Some image files could not be decoded and were left out (one line, see
+    `TrainingNotice`)."""
 
 
 @dataclasses.dataclass
@@ -235,14 +239,16 @@ def _check_split(records: list[tuple[str, int]], class_names: list[str], split: 
 
 
 def find_unreadable(paths: list[str]) -> list[str]:
-    """The files among `paths` that tf.io.decode_image cannot decode (in parallel)."""
+    """The files among `paths` that tf.io.decode_image cannot decode (`IMAGE_PARALLELISM`
+    at a time)."""
     if not paths:
         return []
 
     def decode(path):
         return path, tf.shape(decode_image_tf(tf.io.read_file(path)))
 
-    ds = tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(decode,
+                                                       num_parallel_calls=IMAGE_PARALLELISM)
     readable = {p.decode() for p, _ in ds.ignore_errors().as_numpy_iterator()}
     return [p for p in paths if p not in readable]
 
@@ -270,7 +276,7 @@ def _records_dataset(records: list[tuple[str, int]]) -> tf.data.Dataset:
     paths = [p for p, _ in records]
     labels = [label for _, label in records]
     ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
-    return ds.map(lambda p, y: (_decode_file(p), y), num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda p, y: (_decode_file(p), y), num_parallel_calls=IMAGE_PARALLELISM)
 
 
 def _load_tfds(name: str, data_dir: str | None, download: bool, val_fraction: float) -> ImageData:
@@ -352,7 +358,7 @@ def _augmented(ds: tf.data.Dataset, image_size: int, crop_pct: float, finish: An
     # detail; a folder of 12-megapixel photos no longer fills the memory).
     max_short = max(2 * image_size, round(image_size / crop_pct))
     ds = ds.map(lambda image, label: (limit_short_side(image, max_short), label),
-                num_parallel_calls=AUTOTUNE)
+                num_parallel_calls=IMAGE_PARALLELISM)
     if cache:
         ds = ds.cache()
     if shuffle:
@@ -390,7 +396,9 @@ def make_pipeline(
     Training: shuffle, random resized crop, horizontal flip (`augment=False`: the
     evaluation crop, still shuffled unless `shuffle=False`). Evaluation: center crop
     with `crop_pct`. Decoded images (training) or final crops (evaluation) are cached
-    in memory when `cache` is True; batches are prefetched with AUTOTUNE. Distributed,
+    in memory when `cache` is True; batches are prefetched with AUTOTUNE. Full-size
+    images are decoded and resized `IMAGE_PARALLELISM` at a time (the memory of a folder
+    of large photos stays that of a few of them). Distributed,
     the batches are sharded between workers by data (`AutoShardPolicy.DATA`).
     """
     if not 0.0 < crop_pct <= 1.0:
@@ -406,7 +414,7 @@ def make_pipeline(
 
     if training and not augment:
         ds = ds.map(lambda image, label: (center_crop_tf(image, image_size, crop_pct), label),
-                    num_parallel_calls=AUTOTUNE)
+                    num_parallel_calls=IMAGE_PARALLELISM)
         if cache:
             ds = ds.cache()
         if shuffle:
@@ -418,7 +426,7 @@ def make_pipeline(
     else:
         ds = ds.map(
             lambda image, label: finish(center_crop_tf(image, image_size, crop_pct), label),
-            num_parallel_calls=AUTOTUNE)
+            num_parallel_calls=IMAGE_PARALLELISM)
         if cache:
             ds = ds.cache()
     # Under tf.distribute, each worker keeps its share of the batches (DATA policy): a

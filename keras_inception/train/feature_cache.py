@@ -44,7 +44,7 @@ import tensorflow as tf
 
 from keras_inception import files
 from keras_inception.presets.fetch import file_hash
-from keras_inception.train.config import TrainConfig
+from keras_inception.train.config import TrainConfig, TrainingNotice
 from keras_inception.train.recipes import Head, base_of, fine_tune_network
 
 CACHE_DIR = "cache"
@@ -56,8 +56,9 @@ DEFAULT_VIEWS = 1
 ACTIVATION_MEMORY_SHARE = 0.25
 
 
-class CacheWarning(UserWarning):
-    """A feature cache file could not be read; it is computed again."""
+class CacheWarning(TrainingNotice):
+    """A feature cache file could not be read; it is computed again (one line, see
+    `TrainingNotice`)."""
 
 
 def activation_budget() -> int:

@@ -24,7 +24,7 @@ import keras
 
 from keras_inception.models import pooled_backbone
 from keras_inception.registry import get_spec
-from keras_inception.train.config import TrainConfig
+from keras_inception.train.config import TrainConfig, check_stage1_epochs
 
 # The paper recipe's constants (section 4 of the paper; label smoothing and clipping
 # follow Inception-v3, whose recipe the paper reuses).
@@ -240,6 +240,7 @@ def _paper_plan(config: TrainConfig, num_classes: int) -> RecipePlan:
 
 def _transfer_plan(config: TrainConfig, num_classes: int) -> RecipePlan:
     weights, size, total = config.resolved_weights(), config.input_size(), config.epochs
+    check_stage1_epochs(config.stage1_epochs, total)  # a longer head stage: refused, not cut
     learning_rate = config.learning_rate or BASE_LEARNING_RATE["transfer"]
     if weights is None:
         # Nothing to transfer: the whole network learns, BatchNorm in training mode.
@@ -252,7 +253,6 @@ def _transfer_plan(config: TrainConfig, num_classes: int) -> RecipePlan:
     model, base, head = transfer_parts(config.model, num_classes, size, weights,
                                        seed=config.seed)
     first = config.stage1_epochs if config.stage1_epochs is not None else max(1, total // 2)
-    first = min(first, total)
     # stage1_epochs=0: no head-only stage, fine-tuning from the first epoch.
     stages = [Stage(Phase.HEAD, 0, first, _adam(learning_rate, num_classes), freeze_base)
               ] if first else []

@@ -13,8 +13,9 @@ from its last finished epoch. The chief keeps, in `OUT/backup/`:
 On a restart the training loop reads the record before `fit` (`read_progress`,
 `resume_point`), passes `initial_epoch=N` to `fit`, and `RestoreBackup` loads the
 weights file when `fit` starts, once Keras has built the optimizer (in the
-distribution strategy's scope). Every worker of a multi-worker run reads the chief's
-backup, so all of them resume at the same epoch; only the chief writes.
+distribution strategy's scope), printing the epoch it resumes from. Every worker of a
+multi-worker run reads the chief's backup, so all of them resume at the same epoch;
+only the chief writes.
 
 `keras.callbacks.BackupAndRestore` is not used: it hands the restored epoch to `fit`
 through a private model attribute that outlives the `fit` call (a later stage would
@@ -115,7 +116,8 @@ class StageBackup(keras.callbacks.Callback):
 
 
 class RestoreBackup(keras.callbacks.Callback):
-    """Loads a backup's weights file (model and optimizer state) when `fit` starts.
+    """Loads a backup's weights file (model and optimizer state) when `fit` starts, and
+    says so in one line: the stage, the epoch it resumes from, the file.
 
     `fit` must be called with `initial_epoch=progress.initial_epoch`. The optimizer's
     variables exist by then when a distribution strategy is in use (Keras builds them
@@ -131,6 +133,9 @@ class RestoreBackup(keras.callbacks.Callback):
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.progress.weights)
+        progress = self.progress
+        print(f"stage {progress.stage}: resuming from epoch {progress.epoch + 1}, after epoch "
+              f"{progress.epoch} (its backup: {progress.weights})")
 
 
 __all__ = [
