@@ -3,6 +3,9 @@
 Each function says which private API it touches and why no public one does the
 job; `tests/test_compat.py` checks each of them, so that a release that changes
 one fails loudly there instead of silently elsewhere.
+
+keras-hub's private APIs are in `keras_inception/keras_hub/_compat.py` (checked in the
+same test file): the core never imports keras-hub, an optional extra.
 """
 
 from __future__ import annotations
@@ -180,3 +183,44 @@ def parse_weights_mismatch(error: Exception) -> WeightsMismatch:
         shapes[1] if shapes else None,
         shapes[2] if shapes else None,
     )
+
+
+
+def tflite_with_metadata(flatbuffer: bytes, name: str, data: bytes, identifier: bytes) -> bytes:
+    """The TFLite flatbuffer `flatbuffer` with the metadata entry `name` holding `data`
+    (added, or replaced if the file has one of that name); everything else is kept, and
+    the result is finished with the file `identifier` (b"TFL3").
+
+    What TensorFlow's converter does to add its own `CONVERSION_METADATA` entry
+    (`tensorflow.lite.python.util.populate_conversion_metadata`): the model is unpacked
+    into the schema's object API (`ModelT`), the entry and its buffer are appended, and
+    the model is packed again with the public `flatbuffers.Builder`. The generated
+    object API is the private part (see `tflite_schema`); tests/test_compat.py checks
+    that the result keeps the converter's entries, loads in LiteRT's interpreter and
+    computes exactly what the original does. Files that store their buffers outside
+    the flatbuffer (over 2 GB) are refused: repacking them needs their layout.
+    """
+    import flatbuffers
+    import numpy as np
+
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    if any(buffer.offset > 1 for buffer in model.buffers or ()):
+        raise ValueError("cannot add metadata to a TFLite model whose buffers are stored "
+                         "outside the flatbuffer (a model over 2 GB)")
+    payload = schema.BufferT()
+    payload.data = np.frombuffer(bytes(data), dtype=np.uint8)
+    model.metadata = model.metadata or []
+    for entry in model.metadata:
+        if entry.name in (name, name.encode()):
+            model.buffers[entry.buffer] = payload
+            break
+    else:
+        model.buffers = model.buffers or []
+        model.buffers.append(payload)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(flatbuffer) + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=identifier)
+    return bytes(builder.Output())

@@ -6,6 +6,9 @@ destination and renamed into place only when complete, so a reader never sees a
 half-written file and a crash leaves the previous version intact. The staging
 folder carries the writer's pid: a later write to the same destination removes
 what a dead writer left behind. Files are created with the process' umask.
+Replacing an existing destination (`overwrite=True`, `--overwrite`) follows one rule,
+`check_replaceable`: only the command's own output is replaced, never a folder it did
+not make, an input, the current folder, the home folder or the filesystem root.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 _PARTIAL = ".partial"
@@ -70,20 +73,173 @@ def _received(arg: str, value: str) -> str:
     return f"{arg} {value}" if arg.startswith("-") else f"{arg}={value!r}"
 
 
-def check_destination(
-    path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None, arg: str = "path"
-) -> str:
-    """Absolute `path` after the checks every write makes before any work starts.
+def _overwrite_option(arg: str) -> str:
+    return "--overwrite" if arg.startswith("-") else "overwrite=True (--overwrite)"
 
-    `arg` names `path` in the errors: a Python argument (`"path"`), or the command line's
-    option (`"--out"`), whose errors then speak of `--overwrite` instead of `overwrite=True`.
+
+# The file a command leaves in each folder it makes (explain's output folder, a SavedModel
+# export): JSON naming the command and the entries it wrote there. What `overwrite` needs
+# to replace a non-empty folder (see `check_replaceable`).
+OUTPUT_MARKER = ".keras-inception-output"
+
+
+def write_output_marker(folder: str | os.PathLike, command: str) -> str:
+    """Records in `folder` that `command` made it, with the entries it holds now: all that
+    a later overwrite by the same command may delete. Returns the marker's path."""
+    folder = os.fspath(folder)
+    written = sorted(name for name in os.listdir(folder) if name != OUTPUT_MARKER)
+    path = os.path.join(folder, OUTPUT_MARKER)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"command": command, "written": written}, indent=2) + "\n")
+    return path
+
+
+def read_output_marker(folder: str | os.PathLike) -> dict | None:
+    """`folder`'s marker, `{"command": str, "written": [names]}`; None if it has none or
+    an unreadable one (such a folder is not known to be a command's output)."""
+    try:
+        with open(os.path.join(os.fspath(folder), OUTPUT_MARKER), encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(marker, dict) and isinstance(marker.get("command"), str)
+            and isinstance(marker.get("written"), list)):
+        return None
+    return marker
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether the path `inner` is `outer` or lies below it."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _spellings(path: str | os.PathLike) -> set[str]:
+    """`path` as given (absolute) and resolved: a link and its target are both the path."""
+    return {os.path.abspath(os.fspath(path)), os.path.realpath(path)}
+
+
+def _protected_place(path: str) -> str | None:
+    """Why the existing folder `path` is never replaced: it is the filesystem root, or is
+    (or holds) the home folder or the current folder. None otherwise."""
+    if any(os.path.dirname(p) == p for p in _spellings(path)):
+        return "is the filesystem root"
+    places = [("the home folder", os.path.expanduser("~"))]
+    with contextlib.suppress(OSError):  # a working directory that was removed
+        places.append(("the current folder", os.getcwd()))
+    for what, place in places:
+        for here in _spellings(place):
+            for there in _spellings(path):
+                if here == there:
+                    return f"is {what}"
+                if _within(here, there):
+                    return f"holds {what} ({here!r})"
+    return None
+
+
+def _input_conflict(path: str, inputs: Iterable[str | os.PathLike]) -> str | None:
+    """How `path` meets one of the command's inputs (is it, holds it, lies inside it)."""
+    for value in inputs:
+        for source in _spellings(value):
+            for there in _spellings(path):
+                if source == there:
+                    return f"is an input of the command ({os.fspath(value)!r})"
+                if _within(source, there):
+                    return f"holds an input of the command ({os.fspath(value)!r})"
+                if _within(there, source):
+                    return f"is inside an input of the command ({os.fspath(value)!r})"
+    return None
+
+
+def protected_reason(path: str | os.PathLike,
+                     inputs: Iterable[str | os.PathLike] = ()) -> str | None:
+    """Why `path` may never be replaced or emptied by an overwrite ("is the current
+    folder", "holds an input of the command (...)"), or None: it is the filesystem root, is
+    or holds the home folder or the current folder, or is, holds or lies inside an input."""
+    return _protected_place(os.fspath(path)) or _input_conflict(os.fspath(path), inputs)
+
+
+def _named(command: str | None) -> str:
+    return f"`{command}`" if command else "a command of keras_inception"
+
+
+def _folder_conflict(path: str, command: str | None) -> str | None:
+    """Why the folder `path` is not `command`'s own output, or None: empty, or marked by
+    `command` and holding nothing its marker does not list."""
+    try:
+        entries = set(os.listdir(path)) - {OUTPUT_MARKER}
+    except OSError as e:
+        return f"cannot be listed ({e.strerror or e})"
+    if not entries:
+        return None
+    marker = read_output_marker(path)
+    if marker is None:
+        return f"is a folder that {_named(command)} did not make (it has no {OUTPUT_MARKER})"
+    if marker["command"] != command:
+        return f"was made by `{marker['command']}`, not by {_named(command)}"
+    extra = sorted(entries - {str(name) for name in marker["written"]})
+    if extra:
+        shown = ", ".join(extra[:4]) + (f", ... ({len(extra)} entries)" if len(extra) > 4 else "")
+        return f"holds entries that {_named(command)} did not write there ({shown})"
+    return None
+
+
+def check_replaceable(
+    path: str | os.PathLike, *, command: str | None = None, kind: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (), arg: str = "path",
+) -> None:
+    """Refuses (FileExistsError, one line naming `arg`) to replace the existing `path` unless
+    it is `command`'s own output: the one rule of `overwrite=True` (`--overwrite`), so that
+    replacing an output never deletes what the command did not make. `path` is refused when
+
+    * it is the filesystem root, or is or holds the home folder or the current folder;
+    * it is, holds, or lies inside one of `inputs` (the files and folders the command reads);
+    * `kind` says the command writes the other kind ("file" or "folder"; None: either);
+    * it is a folder that is neither empty nor marked by `command`: `OUTPUT_MARKER`, which
+      `staged_path(..., command=...)` leaves in every folder it writes, must name `command`,
+      and list every entry of the folder (a file added there since is kept: the folder is
+      refused). Without a `command`, only an empty folder is replaced.
+
+    A file passes otherwise: `check_destination` has checked that its name ends with the
+    suffix of what the command writes (`.tflite`, `.npy`, ...), so it is that kind of file.
     """
+    path = os.path.abspath(os.fspath(path))
+    reason = protected_reason(path, inputs)
+    if reason is None and os.path.isdir(path):
+        reason = (f"is a folder, but {_named(command)} writes a file here" if kind == "file"
+                  else _folder_conflict(path, command))
+    elif reason is None and kind == "folder":
+        reason = f"is a file, but {_named(command)} writes a folder here"
+    if reason is not None:
+        raise FileExistsError(f"{_overwrite_option(arg)} does not replace `{arg}` {path!r}: "
+                              f"it {reason}. Choose another `{arg}`.")
+
+
+def checked_path(path: str | os.PathLike, *, suffix: str | None = None, arg: str = "path") -> str:
+    """Absolute `path`, refused (one line naming `arg`) unless it ends with `suffix`."""
     path = os.path.abspath(os.fspath(path))
     if suffix is not None and not path.endswith(suffix):
         raise ValueError(f"`{arg}` must end with {suffix!r}; received {_received(arg, path)}.")
+    return path
+
+
+def check_destination(
+    path: str | os.PathLike, *, overwrite: bool, suffix: str | None = None, arg: str = "path",
+    command: str | None = None, kind: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> str:
+    """Absolute `path` after the checks every write makes before any work starts.
+
+    An existing `path` is refused without `overwrite`, and with it unless
+    `check_replaceable(path, command=..., kind=..., inputs=...)` allows it. `arg` names
+    `path` in the errors: a Python argument (`"path"`), or the command line's option
+    (`"--out"`), whose errors then speak of `--overwrite` instead of `overwrite=True`.
+    """
+    path = checked_path(path, suffix=suffix, arg=arg)
     if os.path.lexists(path) and not overwrite:
-        how = "--overwrite" if arg.startswith("-") else "overwrite=True (--overwrite)"
-        raise FileExistsError(f"`{arg}` already exists: {path!r}. Pass {how} to replace it.")
+        raise FileExistsError(f"`{arg}` already exists: {path!r}. Pass "
+                              f"{_overwrite_option(arg)} to replace it.")
+    if os.path.lexists(path):
+        check_replaceable(path, command=command, kind=kind, inputs=inputs, arg=arg)
     if os.path.isdir(path) and os.path.ismount(path):
         raise ValueError(f"`{arg}` is a mount point and cannot be replaced: {path!r}.")
     return path
@@ -97,15 +253,22 @@ def staged_path(
     suffix: str | None = None,
     create_parents: bool = False,
     arg: str = "path",
+    command: str | None = None,
+    kind: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
 ) -> Iterator[str]:
     """Yields a temporary path beside `path`; moves it to `path` if the block succeeds.
 
     The block writes a file or a folder at the yielded path. If the block raises,
     or writes nothing, nothing is moved and the staging folder is removed. An
-    existing `path` is replaced only with `overwrite=True`, and it is kept if the
-    final rename fails.
+    existing `path` is replaced only with `overwrite=True`, only when
+    `check_replaceable` allows it (checked first, and again just before the move),
+    and it is kept if the final rename fails. With a `command`, a folder gets
+    `OUTPUT_MARKER`, naming it and listing what the block wrote, so that the same command
+    may replace it.
     """
-    path = check_destination(path, overwrite=overwrite, suffix=suffix, arg=arg)
+    rule = dict(command=command, kind=kind, inputs=tuple(inputs), arg=arg)
+    path = check_destination(path, overwrite=overwrite, suffix=suffix, **rule)
     parent, name = os.path.split(path)
     if create_parents:
         try:
@@ -126,10 +289,13 @@ def staged_path(
         yield staged
         if not os.path.lexists(staged):
             raise RuntimeError(f"Nothing was written for {path!r}.")
+        if command is not None and os.path.isdir(staged) and not os.path.islink(staged):
+            write_output_marker(staged, command)
         previous = os.path.join(workdir, "previous")
         if os.path.lexists(path):
             if not overwrite:  # created by someone else while we worked
                 raise FileExistsError(f"`{arg}` appeared while writing it: {path!r}.")
+            check_replaceable(path, **rule)  # what it holds may have changed meanwhile
             os.replace(path, previous)
         try:
             os.replace(staged, path)
@@ -222,15 +388,21 @@ def make_folder(path: str | os.PathLike, what: str) -> str:
 
 
 __all__ = [
+    "OUTPUT_MARKER",
     "check_destination",
+    "check_replaceable",
     "check_writable_folder",
     "check_writable_parent",
+    "checked_path",
     "looks_like_path",
     "make_folder",
     "pid_alive",
+    "protected_reason",
+    "read_output_marker",
     "remove_stale_staging",
     "staged_path",
     "write_atomic",
     "write_json_atomic",
+    "write_output_marker",
     "write_text_atomic",
 ]

@@ -162,4 +162,32 @@ class FoldedBatchNorm(keras.layers.Identity):
         return super().compute_output_spec(inputs)
 
 
-__all__ = ["STANDARDIZATIONS", "FaceStandardization", "FoldedBatchNorm", "L2Normalize", "ScaledResidual"]
+@keras.saving.register_keras_serializable(package="keras_inception")
+class DescribedModel(keras.Model):
+    """A functional model that carries its meaning: `keras_inception.metadata.ModelMetadata`
+    (input size, crop, scaling, class names or embedding facts) in its saved config.
+
+    Build it as a functional model (`DescribedModel(inputs, outputs, metadata=...)`) or
+    with `keras_inception.metadata.describe(model, metadata)`. Keras' own `load_model`
+    rebuilds it in safe mode (the class is registered), and `model.save` keeps the
+    metadata, so a copy of the file anywhere answers as the original.
+    """
+
+    def __init__(self, inputs, outputs, name=None, *, keras_inception_metadata=None,
+                 metadata=None, **kwargs: Any) -> None:
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        # A `ModelMetadata`, or its dict as read from a saved config: `metadata.of_model`
+        # reads it (this module does not import `keras_inception.metadata`, which imports it).
+        self.keras_inception_metadata = metadata if metadata is not None else keras_inception_metadata
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        stored = self.keras_inception_metadata
+        if stored is not None:
+            config["keras_inception_metadata"] = (
+                stored.to_dict() if hasattr(stored, "to_dict") else dict(stored))
+        return config
+
+
+__all__ = ["STANDARDIZATIONS", "DescribedModel", "FaceStandardization", "FoldedBatchNorm",
+           "L2Normalize", "ScaledResidual"]

@@ -17,16 +17,20 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import warnings
 from importlib import resources
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+# The evaluation crop where a model says none: one value for the package.
+from keras_inception.metadata import DEFAULT_CROP_PCT
+
 # x / 127.5 - 1 maps 0-255 pixels to [-1, 1].
 PIXEL_SCALE = 1.0 / 127.5
 PIXEL_OFFSET = -1.0
-DEFAULT_CROP_PCT = 0.875
 
 
 def check_pixels(array: np.ndarray) -> None:
@@ -116,7 +120,9 @@ def center_crop_tf(image: Any, size: int, crop_pct: float = DEFAULT_CROP_PCT) ->
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     ratio = tf.round(size / crop_pct) / tf.reduce_min(shape)
     new = tf.maximum(tf.cast(tf.round(shape * ratio), tf.int32), size)
-    image = tf.image.resize(tf.cast(image, tf.float32), new, method="bicubic", antialias=True)
+    if image.dtype != tf.uint8:  # uint8 is resized as it is: no float copy of a whole photo
+        image = tf.cast(image, tf.float32)
+    image = tf.image.resize(image, new, method="bicubic", antialias=True)
     top = (new[0] - size) // 2
     left = (new[1] - size) // 2
     return tf.clip_by_value(image[top:top + size, left:left + size], 0.0, 255.0)
@@ -132,10 +138,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     (prediction, training, evaluation and calibration read files through it).
 
     Grayscale, palette and alpha images become RGB; 16-bit images keep their high
-    byte (what TensorFlow's PNG decoder does for uint8), instead of being clipped.
+    byte (what TensorFlow's PNG decoder does for uint8), instead of being clipped. An
+    image of more pixels than `PIL.Image.MAX_IMAGE_PIXELS` is refused like a damaged
+    file (a ValueError naming it): decoding it could take gigabytes (a decompression bomb).
     """
     try:
-        with Image.open(path) as image:
+        with _open_within_pixel_limit(path) as image:
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
                 array = np.asarray(image).astype(np.int64)
@@ -149,6 +157,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for damaged files
         raise ValueError(f"Cannot read {os.fspath(path)!r} as an image: {e}") from None
     return array
+
+
+def _open_within_pixel_limit(path: str | os.PathLike) -> Image.Image:
+    """`Image.open(path)`, with PIL's decompression bomb warning (more pixels than
+    `Image.MAX_IMAGE_PIXELS`) raised as its error (twice that): a ValueError saying the
+    pixel count and the limit (`read_image` names the file), instead of a warning and
+    gigabytes of pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # PIL's message says "Image size (N pixels) exceeds limit of ...".
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"{int(count.group(1))} pixels" if count else "more pixels"
+        raise ValueError(
+            f"it has {pixels}, more than PIL's limit of {Image.MAX_IMAGE_PIXELS} "
+            "(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?); shrink it first") from None
 
 
 def decode_image_tf(data: Any) -> Any:

@@ -7,6 +7,13 @@ import os
 import zipfile
 from typing import Any
 
+from keras_inception._registration import (
+    KERAS_HUB_INSTALL_HINT,
+    KERAS_HUB_MODULE,
+    import_keras_hub_family,
+    keras_hub_installed,
+)
+
 # Written by `keras-inception train` next to `best.keras`: the names of the outputs.
 # (Exports before `CLASS_NAMES_SUFFIX` wrote it beside the exported file too.)
 CLASS_NAMES_FILE = "class_names.json"
@@ -17,13 +24,61 @@ CLASS_NAMES_SUFFIX = ".class_names.json"
 WEIGHTS_MEMBER = "model.weights.h5"
 
 
+def _archive_modules(path: str) -> tuple[str | None, set[str]]:
+    """(class name of the model, the modules of every class) named by the `config.json`
+    of the `.keras` archive at `path`; (None, empty) when it has none (Keras says why)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return None, set()
+    modules: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("module"), str):
+                modules.add(value["module"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(config)
+    name = config.get("class_name") if isinstance(config, dict) else None
+    return (name if isinstance(name, str) else None), modules
+
+
+def _register_keras_hub_classes(path: str) -> None:
+    """Makes the keras-hub classes that the archive at `path` names loadable: imports the
+    package's keras-hub family when it names one of its classes (Keras imports keras-hub's
+    own modules itself, but not the package's).
+
+    Raises:
+        ImportError: the archive needs keras-hub, which is not installed; one line with
+            the install command.
+    """
+    name, modules = _archive_modules(path)
+    family = {m for m in modules if m == KERAS_HUB_MODULE or m.startswith(KERAS_HUB_MODULE + ".")}
+    if not family and not any(m.split(".")[0] == "keras_hub" for m in modules):
+        return
+    if not keras_hub_installed():
+        raise ImportError(f"Cannot load {path!r}: it holds a keras-hub model ({name}), and "
+                          f"keras-hub is not installed; install it with: {KERAS_HUB_INSTALL_HINT}")
+    if family:
+        import_keras_hub_family()
+
+
 def load_model(path: str | os.PathLike, **kwargs: Any) -> Any:
     """`keras.saving.load_model` with one-line errors that name the file.
 
     The package's layers are registered as soon as Keras and `keras_inception` are both
     imported (`keras_inception._registration`), so Keras' own `load_model` reads the
-    package's files too; this one adds the errors: a missing file, or one that is not a
-    `.keras` zip archive (damaged, truncated), is one ValueError / FileNotFoundError line.
+    package's files too; this one also imports the package's keras-hub family when the
+    archive holds one of its models (an `InceptionImageClassifier` saved to `.keras`), and
+    adds the errors: a missing file, one that is not a `.keras` zip archive (damaged,
+    truncated), or one that needs keras-hub where it is not installed, is one
+    FileNotFoundError / ValueError / ImportError line.
     """
     import keras
 
@@ -37,6 +92,7 @@ def load_model(path: str | os.PathLike, **kwargs: Any) -> Any:
             f"Cannot read {path!r} as a .keras model: it is not a zip archive (damaged, "
             "truncated or another format). Save the model again with model.save(path)."
         )
+    _register_keras_hub_classes(path)
     try:
         return keras.saving.load_model(path, **kwargs)
     except (zipfile.BadZipFile, OSError, KeyError, EOFError, ValueError, TypeError) as e:
@@ -143,6 +199,49 @@ def read_class_names(model_path: str | os.PathLike,
     return names
 
 
+class SidecarWarning(UserWarning):
+    """A model's meaning was read from files beside it (an older version's `class_names.json`
+    or run folder) instead of from the model file itself."""
+
+
+def model_metadata(model: Any, path: str | os.PathLike | None = None, *,
+                   recorded_crop_pct: float | None = None) -> tuple[Any, str | None]:
+    """What the Keras `model` (loaded from `path`) means, and a note for the user, if any.
+
+    1. The metadata the model carries (`keras_inception.metadata`): no note.
+    2. Else what its structure tells plus the defaults (`infer_metadata`); for a file
+       written by an older version, the class names saved beside it
+       (`read_class_names`) and `recorded_crop_pct` (the crop its training run
+       recorded, read by the caller) with a `SidecarWarning`. The note names what
+       was assumed.
+    """
+    import warnings
+
+    from keras_inception.metadata import assumed_line, infer_metadata
+
+    metadata, assumed = infer_metadata(model)
+    if not assumed:
+        return metadata, None
+    source = repr(os.fspath(path)) if path is not None else f"model {model.name!r}"
+    read_beside = []
+    if path is not None and metadata.is_classifier:
+        names = read_class_names(path, int(model.output_shape[-1]))
+        if names is not None:
+            metadata = metadata.replace(class_names=tuple(names))
+            assumed.remove("class_names")
+            read_beside.append("class names")
+    if recorded_crop_pct is not None and "crop_pct" in assumed:
+        metadata = metadata.replace(crop_pct=float(recorded_crop_pct))
+        assumed.remove("crop_pct")
+        read_beside.append(f"crop_pct {recorded_crop_pct:g}")
+    if read_beside:
+        warnings.warn(f"{source} carries no keras_inception metadata (an older version's file): "
+                      f"read its {' and '.join(read_beside)} from the files beside it. Save it "
+                      "again with keras_inception.metadata.describe to keep them in the file.",
+                      SidecarWarning, stacklevel=2)
+    return metadata, assumed_line(assumed, metadata, source) if assumed else None
+
+
 __all__ = ["CLASS_NAMES_FILE", "CLASS_NAMES_SUFFIX", "WEIGHTS_MEMBER", "ClassNamesWarning",
            "NotAKerasArchiveError", "class_names_path", "load_model", "load_weights",
-           "read_class_names"]
+           "model_metadata", "read_class_names", "SidecarWarning"]

@@ -160,3 +160,15 @@ def facenet_ms_celeb(facenet_h5):
     import keras_inception as ki
 
     return ki.FaceNet(weights=str(facenet_h5))
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails a command that gets past its checks (TensorFlow would be imported next): the
+    refusals of the command line come before any work."""
+    from keras_inception import cli
+
+    def imported(*args, **kwargs):
+        raise AssertionError("the refusal came after TensorFlow's import (and the work)")
+
+    monkeypatch.setattr(cli, "_import_tensorflow_quietly", imported)

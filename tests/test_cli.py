@@ -122,16 +122,6 @@ def test_convert_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
 
 
 @pytest.fixture
-def no_work(monkeypatch):
-    from keras_inception import cli
-
-    def imported(*args, **kwargs):
-        raise AssertionError("the refusal came after TensorFlow's import (and the work)")
-
-    monkeypatch.setattr(cli, "_import_tensorflow_quietly", imported)
-
-
-@pytest.fixture
 def readonly(tmp_path, monkeypatch):
     """A folder nothing can be written into, for root too (who writes through permission
     bits): creating a file there fails as on a read-only mount."""
@@ -263,11 +253,11 @@ def test_predict_with_a_trained_model_uses_the_crop_its_run_recorded(trained_fol
                                                                     capsys):
     """Like `evaluate`: report.json's crop_pct, else run.json's settings (a run still under
     way); a .keras that no run wrote gets 0.875, a preset its own crop."""
-    import argparse
     import json
     import shutil
 
-    from keras_inception.cli.core import predict_crop_pct
+    from keras_inception.cli.core import load_classifier
+    from keras_inception.train.config import evaluation_crop_pct
     from keras_inception.train.run_folder import recorded_crop_pct
 
     folder, model = trained_folder
@@ -292,13 +282,13 @@ def test_predict_with_a_trained_model_uses_the_crop_its_run_recorded(trained_fol
     assert recorded_crop_pct(str(tmp_path / "other.keras")) is None
     assert recorded_crop_pct(str(folder / "best.keras")) == 1.0
 
-    def crop(model: str, weights: str | None = None, crop_pct: float | None = None) -> float:
-        return predict_crop_pct(argparse.Namespace(model=model, weights=weights,
-                                                   crop_pct=crop_pct))
+    def crop(model: str, crop_pct: float | None = None) -> float:
+        return load_classifier(model, None, None, crop_pct)[1].crop_pct
 
     assert crop(str(tmp_path / "other.keras")) == 0.875
     assert crop(str(folder / "best.keras"), crop_pct=0.5) == 0.5
-    assert crop("inception_resnet_v2", "imagenet") == 0.8975  # the preset's
+    # A preset's own crop (what `load_classifier` gives a model name with that preset).
+    assert evaluation_crop_pct("inception_resnet_v2", "imagenet", None) == 0.8975
 
 
 @pytest.mark.parametrize("options, named", [
@@ -394,10 +384,16 @@ def _png_pixels(path: Path) -> np.ndarray:
 
 
 def _reuse(monkeypatch, model) -> None:
-    """The CLI gets the fixture's model instead of loading best.keras again (its copy)."""
+    """The CLI gets the fixture's model instead of loading best.keras again (its copy), with
+    the meaning its run folder gives it (crop 1.0, classes a, b, c)."""
     from keras_inception.cli import core
+    from keras_inception.metadata import ModelMetadata
 
-    monkeypatch.setattr(core, "load_classifier", lambda *args: model)
+    def load(model_arg, weights, image_size, crop_pct=None):
+        return model, ModelMetadata(image_size=(75, 75), crop_pct=crop_pct or 1.0,
+                                    class_names=("a", "b", "c"))
+
+    monkeypatch.setattr(core, "load_classifier", load)
 
 
 def _peak(heatmap: np.ndarray) -> dict:
@@ -416,6 +412,7 @@ def test_explain_writes_overlays_and_what_it_explained(trained_folder, tmp_path,
     from support.runners import assert_one_line_error, run_cli
 
     from keras_inception import explain
+    from keras_inception.files import OUTPUT_MARKER
 
     folder, model = trained_folder
     daisy, dandelion = _flowers("daisy", "dandelion")
@@ -428,7 +425,8 @@ def test_explain_writes_overlays_and_what_it_explained(trained_folder, tmp_path,
     assert_one_line_error(proc, repr(str(broken)), "as an image")
     stem = [Path(p).stem for p in (daisy, dandelion)]
     pngs = [f"0_{stem[0]}.png", f"2_{stem[1]}.png"]  # numbered as given: 1 is broken.jpg
-    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "explanations.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "explanations.json",
+                                                            OUTPUT_MARKER])
     crops = np.stack([load_image(p, 75, crop_pct=1.0) for p in (daisy, dandelion)])
     x = ki.preprocess_input(crops.copy())
     probabilities = model.predict(x, verbose=0)
@@ -458,7 +456,7 @@ def test_explain_writes_overlays_and_what_it_explained(trained_folder, tmp_path,
     assert run_cli(*argv, "--target", "b", "--overwrite").returncode == 0
     by_index = tmp_path / "by_index"
     assert run_cli(*argv[:-1], str(by_index), "--target", "1").returncode == 0
-    assert sorted(p.name for p in out.iterdir()) == [pngs[0], "explanations.json"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, pngs[0], "explanations.json"]
     (record,) = _explanations(out)
     assert _explanations(by_index) == [record]
     assert record["target"]["index"] == 1 and record["target"]["name"] == "b"

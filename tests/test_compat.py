@@ -181,3 +181,99 @@ def test_build_for_fit_creates_every_variable_fit_needs():
         counts[build] = (before, _training_variables(model))
     assert counts[True][0] == counts[True][1] > 0
     assert counts[False][0] < counts[False][1] == counts[True][1]
+
+
+def test_tflite_metadata_is_added_as_the_converter_adds_its_own(tmp_path):
+    """`tflite_with_metadata` (the schema's generated object API, `ModelT`) adds a named
+    metadata entry, replaces it on a second call, keeps the converter's own entries and
+    every op, and the file still loads in LiteRT's interpreter and computes exactly what
+    the original does (both with LiteRT's built-in kernels and with XNNPACK)."""
+    from keras_inception.export.runtime import load_interpreter
+    from keras_inception.export.tflite_metadata import metadata_entries
+
+    for int8 in (False, True):
+        original = _tflite_conv(tmp_path, int8=int8)
+        data = open(original, "rb").read()
+        converters = metadata_entries(data)
+        assert {"min_runtime_version", "CONVERSION_METADATA"} <= set(converters)
+        added = _compat.tflite_with_metadata(data, "test_entry", b'{"a": 1}', b"TFL3")
+        again = _compat.tflite_with_metadata(added, "test_entry", b'{"a": 2}', b"TFL3")
+        assert again[4:8] == data[4:8] == b"TFL3"
+        assert metadata_entries(added) == {**converters, "test_entry": b'{"a": 1}'}
+        assert metadata_entries(again) == {**converters, "test_entry": b'{"a": 2}'}
+        # The generated reader sees the same entries (names and buffers).
+        schema = _compat.tflite_schema()
+        model = schema.Model.GetRootAs(bytearray(again), 0)
+        names = [model.Metadata(i).Name() for i in range(model.MetadataLength())]
+        assert names == [n.encode() for n in converters] + [b"test_entry"]
+        path = tmp_path / f"with_metadata_{int8}.tflite"
+        path.write_bytes(again)
+        assert _compat.tflite_ops(path) == _compat.tflite_ops(original)
+        x = np.random.default_rng(1).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+        for delegates in (False, True):
+            outputs = []
+            for file in (original, path):
+                interpreter = load_interpreter(file, delegates=delegates)
+                detail = interpreter.get_input_details()[0]
+                scale, zero_point = detail["quantization"]
+                feed = np.round(x / scale + zero_point).astype(np.int8) if int8 else x
+                interpreter.set_tensor(detail["index"], feed)
+                interpreter.invoke()
+                outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+            np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+# --- keras-hub's private APIs (keras_inception/keras_hub/_compat.py) ---
+
+
+def test_keras_hub_presets_registered_by_name_are_read_from_their_handle(tmp_path):
+    """`register_presets`: keras-hub's base classes list a registered name, and read the
+    preset's files from `presets[name]["kaggle_handle"]` each time (here a local preset
+    directory, read through a counting record); `unregister_presets` removes it."""
+    import keras_hub
+
+    from keras_inception.keras_hub import _compat as hub_compat
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64],
+        stackwise_num_blocks=[1], stackwise_num_strides=[1], block_type="basic_block",
+        image_shape=(16, 16, 3))
+    backbone.save_to_preset(str(tmp_path))
+    reads = []
+
+    class Record(dict):
+        def __getitem__(self, key):
+            if key == "kaggle_handle":
+                reads.append(key)
+                return str(tmp_path)
+            return super().__getitem__(key)
+
+    name = "keras_inception_compat_test"
+    hub_compat.register_presets({name: Record(metadata={"description": "test"})},
+                                keras_hub.models.ResNetBackbone)
+    try:
+        assert name in keras_hub.models.Backbone.presets
+        assert name in keras_hub.models.ImageClassifier.presets  # through the tasks of ResNet
+        restored = keras_hub.models.Backbone.from_preset(name)
+        assert type(restored) is keras_hub.models.ResNetBackbone and reads
+        x = np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype("float32")
+        np.testing.assert_array_equal(np.asarray(restored(x)), np.asarray(backbone(x)))
+    finally:
+        hub_compat.unregister_presets([name], keras_hub.models.ResNetBackbone)
+    assert name not in keras_hub.models.Backbone.presets
+
+
+def test_keras_hub_image_converter_resizes_through_its_resizing_attribute():
+    """`set_converter_resizing`: keras-hub's `ImageConverter` resizes with the layer in its
+    `resizing` attribute, and its `image_size` reads and sets that layer's height/width."""
+    import keras_hub
+
+    from keras_inception.keras_hub import _compat as hub_compat
+
+    converter = keras_hub.layers.ImageConverter(image_size=(8, 8))
+    hub_compat.set_converter_resizing(converter, keras.layers.Resizing(4, 6, name="resizing"))
+    assert converter.image_size == (4, 6)
+    assert tuple(converter(np.zeros((10, 12, 3), "float32")).shape) == (4, 6, 3)
+    converter.image_size = (5, 7)
+    assert (converter.resizing.height, converter.resizing.width) == (5, 7)
+    assert tuple(converter(np.zeros((10, 12, 3), "float32")).shape) == (5, 7, 3)

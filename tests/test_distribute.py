@@ -306,8 +306,13 @@ def test_multi_worker_two_processes(resumed_cluster, base_weights):
         assert "multi_worker over 2 replicas, global batch 10" in log
     # The chief (worker 0) writes the model and the report; worker 1 writes nothing.
     assert "validation accuracy" in logs[0] and "validation accuracy" not in logs[1]
-    for name in ("best.keras", "history.csv", "report.json", "class_names.json", "curves.png"):
+    for name in ("best.keras", "history.csv", "report.json", "curves.png"):
         assert (out / name).is_file(), name
+    # The chief's best.keras carries the class names (no class_names.json beside it).
+    from keras_inception.metadata import read_keras_metadata
+
+    names = json.loads((out / "report.json").read_text())["class_names"]
+    assert read_keras_metadata(out / "best.keras").class_names == tuple(names)
     assert not (out / "backup").exists()
     report = json.loads((out / "report.json").read_text())
     assert (report["strategy"], report["replicas"], report["batch_size"]) == ("multi_worker", 2, 10)

@@ -665,12 +665,18 @@ def _tiny_classifier(classes: int, seed: int) -> keras.Model:
                        name=f"tiny{classes}")
 
 
-def _trained_run(folder, classes: int, names: list[str] | None):
-    """A `.keras` model in its own folder, with `train`'s class_names.json beside it."""
+def _trained_run(folder, classes: int, names: list[str] | None, *, described: bool = False):
+    """A `.keras` model in its own folder: carrying its class names (`described`, as `train`
+    saves it now), or with an older version's `class_names.json` beside it."""
+    from keras_inception.metadata import ModelMetadata, describe
+
     folder.mkdir()
     path = folder / "best.keras"
-    _tiny_classifier(classes, seed=classes).save(path)
-    if names is not None:
+    model = _tiny_classifier(classes, seed=classes)
+    if described:
+        model = describe(model, ModelMetadata(image_size=(32, 32), class_names=tuple(names)))
+    model.save(path)
+    if names is not None and not described:
         (folder / "class_names.json").write_text(json.dumps(names))
     return path
 
@@ -688,60 +694,71 @@ def _predicted_labels(stdout: str) -> list[str]:
 
 
 def test_two_exports_into_one_folder_keep_their_own_class_names(tmp_path):
-    """Two models with other classes exported into one folder: each file gets its own
-    `FILE.class_names.json`, `predict --tflite` of each prints its own names; re-exporting
-    a model without names there removes the previous model's."""
+    """Two models with other classes exported into one folder: each file carries its own
+    names in its metadata (nothing is written beside it), whether the `.keras` carried them
+    or an older version's run folder held them (a `SidecarWarning`); `predict --tflite` of
+    each prints its own names; re-exporting a model without names there leaves none, and
+    removes the names an older version wrote beside the replaced file."""
+    import warnings
+
     from support.runners import run_cli
+
+    from keras_inception.metadata import read_metadata
+    from keras_inception.saving import SidecarWarning
 
     flowers = ["daisy", "rose", "tulip"]
     colours = ["red", "green"]
-    model_a = _trained_run(tmp_path / "run_a", 3, flowers)
-    model_b = _trained_run(tmp_path / "run_b", 2, colours)
+    model_a = _trained_run(tmp_path / "run_a", 3, flowers, described=True)
+    model_b = _trained_run(tmp_path / "run_b", 2, colours)  # an older version's run folder
     out = tmp_path / "deployed"
     image = _image_file(tmp_path / "image.png")
-    for model, name in ((model_a, "a.tflite"), (model_b, "b.tflite")):
-        proc = run_cli("export", "--model", str(model), "--format", "tflite",
-                       "--out", str(out / name))
+    for model, name, beside in ((model_a, "a.tflite", False), (model_b, "b.tflite", True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            proc = run_cli("export", "--model", str(model), "--format", "tflite",
+                           "--out", str(out / name))
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert f"Class names: {out / name}.class_names.json" in proc.stdout
-    assert sorted(os.listdir(out)) == ["a.tflite", "a.tflite.class_names.json", "b.tflite",
-                                       "b.tflite.class_names.json"]
-    assert json.loads((out / "a.tflite.class_names.json").read_text()) == flowers
-    assert json.loads((out / "b.tflite.class_names.json").read_text()) == colours
+        assert any(issubclass(w.category, SidecarWarning) for w in caught) == beside, name
+        assert "Class names:" not in proc.stdout
+    assert sorted(os.listdir(out)) == ["a.tflite", "b.tflite"]
+    assert read_metadata(out / "a.tflite").class_names == tuple(flowers)
+    assert read_metadata(out / "b.tflite").class_names == tuple(colours)
     for name, names in (("b.tflite", colours), ("a.tflite", flowers)):
         proc = run_cli("predict", "--tflite", str(out / name), image, "--top", "2")
         assert proc.returncode == 0, proc.stderr[-2000:]
         labels = _predicted_labels(proc.stdout)
         assert len(labels) == 2 and set(labels) <= set(names), (name, labels)
         assert Classifier(out / name).class_names == names
-    # The same file exported again from a model without names: the old names go with it.
+    # The same file exported again from a model without names, over an older version's
+    # names beside it: the old names go with the replaced file.
+    (out / "a.tflite.class_names.json").write_text(json.dumps(flowers))
     unnamed = _trained_run(tmp_path / "run_c", 3, None)
     proc = run_cli("export", "--model", str(unnamed), "--format", "tflite", "--overwrite",
                    "--out", str(out / "a.tflite"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Class names:" not in proc.stdout
-    assert sorted(os.listdir(out)) == ["a.tflite", "b.tflite", "b.tflite.class_names.json"]
+    assert sorted(os.listdir(out)) == ["a.tflite", "b.tflite"]
+    assert read_metadata(out / "a.tflite").class_names is None
     assert Classifier(out / "a.tflite").class_names == ["class_0", "class_1", "class_2"]
 
 
 def test_classifier_reads_the_files_own_names_before_the_folders(tmp_path):
-    """The file's own names first; a folder's shared class_names.json only when it has one
-    name per output (else a ClassNamesWarning and the default names); own names that do
-    not fit are one line naming the file, exit 2 from `predict`."""
-    import warnings
-
+    """A file without names in its metadata (a model without names; an older version's
+    export) takes the names an older version wrote beside it, with a `SidecarWarning`
+    naming that file: the file's own names first; a folder's shared class_names.json only
+    when it has one name per output (else a ClassNamesWarning and the default names); own
+    names that do not fit are one line naming the file, exit 2 from `predict`."""
     from support.runners import assert_one_line_error, run_cli
 
-    from keras_inception.saving import ClassNamesWarning
+    from keras_inception.saving import ClassNamesWarning, SidecarWarning
 
     path = export.export_tflite(_tiny_classifier(3, seed=1), tmp_path / "m.tflite")
     shared, own = tmp_path / "class_names.json", tmp_path / "m.tflite.class_names.json"
     shared.write_text(json.dumps(["a", "b", "c"]))  # an earlier export's, fits: used
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(SidecarWarning, match=r"/class_names\.json'.*older version"):
         assert Classifier(path).class_names == ["a", "b", "c"]
     own.write_text(json.dumps(["x", "y", "z"]))  # the file's own: preferred
-    assert Classifier(path).class_names == ["x", "y", "z"]
+    with pytest.warns(SidecarWarning, match=r"m\.tflite\.class_names\.json'.*older version"):
+        assert Classifier(path).class_names == ["x", "y", "z"]
     assert Classifier(path, class_names=["p", "q", "r"]).class_names == ["p", "q", "r"]
     own.unlink()
     shared.write_text(json.dumps(["daisy", "rose", "tulip", "sunflower", "dandelion"]))

@@ -21,7 +21,8 @@ import keras_inception as ki
 PACKAGE = Path(ki.__file__).resolve().parent
 # The library: what an applications user needs. Never imports the training app.
 CORE = ("layers", "preprocessing", "registry", "models", "presets", "convert", "export", "embeddings",
-        "explain", "features", "files", "saving", "analysis", "_compat", "_lazy", "_registration")
+        "explain", "features", "files", "saving", "analysis", "metadata", "_compat", "_lazy",
+        "_registration")
 APP = ("train", "apps", "cli")
 # Integrations with other libraries' APIs (optional extras): they build on the core, which
 # never imports them, and they do not import the application.
@@ -465,3 +466,19 @@ def test_a_run_without_room_for_its_files_stops_with_one_line(tmp_path, monkeypa
     Options.basetemp = None
     assert disk.temporary_root(Config()) == Path(os.environ.get("PYTEST_DEBUG_TEMPROOT")
                                                  or tempfile.gettempdir())
+
+
+def test_the_openvino_extra_installs_what_only_its_modules_import():
+    """openvino and nncf (the `openvino` extra, nothing else in it) are imported by
+    keras_inception.export.openvino and .openvino_runtime only, never by another module, and
+    those two modules import no other third-party package than the core's (numpy,
+    TensorFlow for the conversion)."""
+    optional = {"openvino", "nncf"}
+    importers = {_module_name(path) for path in PACKAGE.rglob("*.py")
+                 if _top_level_imports(path) & optional}
+    assert importers == {"keras_inception.export.openvino",
+                         "keras_inception.export.openvino_runtime"}, importers
+    imported = set().union(*(_top_level_imports(PACKAGE / "export" / f"{name}.py")
+                             for name in ("openvino", "openvino_runtime")))
+    third_party = imported - set(sys.stdlib_module_names) - {"keras_inception"}
+    assert third_party - {"numpy", "tensorflow"} == optional == _extra("openvino")

@@ -159,6 +159,7 @@ def test_config_errors():
 
 @pytest.mark.slow
 def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
+    from keras_inception.metadata import read_keras_metadata
     from keras_inception.train import loop
 
     def no_reload(*args, **kwargs):
@@ -175,9 +176,15 @@ def test_cli_train_end_to_end(tmp_path, base_weights, capsys, monkeypatch):
     assert "Epoch 2/2" in printed and "validation accuracy" in printed
     # Output that is not a terminal gets plain lines: no ANSI codes, no \r or \b redraws.
     assert not any(code in printed for code in ("\x1b[", "\r", "\b"))
-    for name in ("best.keras", "history.csv", "report.json", "curves.png", "confusion.png",
-                 "class_names.json"):
+    for name in ("best.keras", "history.csv", "report.json", "curves.png", "confusion.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    # The class names, crop and size travel inside best.keras (no class_names.json beside it).
+    saved = read_keras_metadata(out / "best.keras")
+    assert saved.class_names == ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+    assert (saved.kind, saved.image_size, saved.input_scaling) == ("classifier", (SIZE, SIZE),
+                                                                  "inception")
+    assert saved.crop_pct == json.loads((out / "report.json").read_text())["crop_pct"]
+    assert not (out / "class_names.json").exists()
     for name in ("curves.png", "confusion.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Every output honours the umask (no 0600 temporary files renamed into place).
@@ -309,6 +316,11 @@ def test_resume_after_sigkill(tmp_path, base_weights):
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Epoch 1/2" not in second.stdout
+    # It says so, once: the stage, the epoch it resumes from and the backup it restores.
+    resumed = [line for line in second.stdout.splitlines() if "resuming" in line]
+    assert resumed == [f"stage head: resuming from epoch 2, after epoch 1 (its backup: "
+                       f"{out / 'backup' / 'head' / 'epoch-0001.weights.h5'})"], resumed
+    assert "resuming" not in first.stdout
     assert second.stdout.count("Epoch 2/2") == 1 and second.stdout.count("Epoch 3/3") == 1
     rows = training.read_history(str(out / "history.csv"))
     assert [r["epoch"] for r in rows] == [1, 2, 3]

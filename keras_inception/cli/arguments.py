@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from keras_inception.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, model_names
 
@@ -58,8 +58,8 @@ def add_classifier_input_options(parser: argparse.ArgumentParser) -> None:
                         help="'imagenet' (or another preset) or a weights file, for a model name")
     add_image_size_option(parser)
     parser.add_argument("--crop-pct", type=crop_fraction, default=None,
-                        help="center-crop fraction (default: for a .keras, the one its training "
-                             "run recorded; for a preset, the preset's; else 0.875)")
+                        help="center-crop fraction (default: the one the model file carries; "
+                             "for a preset, the preset's; else 0.875)")
 
 
 def add_image_size_option(parser: argparse.ArgumentParser, default: int | None = None,
@@ -93,13 +93,28 @@ def check_weights_file(weights: str | None, option: str = "--weights") -> None:
             "(`keras-inception weights` lists them), 'none' or an existing weights file.")
 
 
+def input_paths(args: argparse.Namespace) -> list[str]:
+    """The files and folders a command reads, which its `--out --overwrite` never replaces:
+    a `--model` file, a `--weights` file, IMAGE / CROP files, `--calibration-data`, SRC."""
+    from keras_inception.files import looks_like_path
+
+    model, weights = getattr(args, "model", None), getattr(args, "weights", None)
+    paths = [getattr(args, "src", None), getattr(args, "calibration_data", None),
+             model if model not in MODEL_CHOICES else None,
+             weights if looks_like_path(weights) else None, *(getattr(args, "images", None) or [])]
+    return [path for path in paths if path]
+
+
 def check_output(path: str, *, overwrite: bool, suffix: str | None = None,
-                 option: str = "--out") -> str:
-    """An output file or folder that can be written: not there (or `--overwrite`), not
+                 option: str = "--out", command: str | None = None, kind: str | None = None,
+                 inputs: Sequence[str] = ()) -> str:
+    """An output file or folder (`kind`) that can be written: not there, or `--overwrite`
+    and `command`'s own output that is none of `inputs` (`files.check_replaceable`); not
     inside a file, in a folder this process can write into. Returns the absolute path."""
     from keras_inception.files import check_destination, check_writable_parent
 
-    path = check_destination(path, overwrite=overwrite, suffix=suffix, arg=option)
+    path = check_destination(path, overwrite=overwrite, suffix=suffix, arg=option,
+                             command=command, kind=kind, inputs=inputs)
     check_writable_parent(path, option)
     return path
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from keras_inception.cli.arguments import add_model_option, check_output, positive_int
+from keras_inception.cli.arguments import (
+    add_model_option,
+    check_output,
+    input_paths,
+    positive_int,
+)
 
 SOURCES = ("timm", "slim", "keras", "facenet-keras", "facenet-pytorch")
 # FaceNet's original files: the embedding size each source's weights have, and the input
@@ -117,7 +122,8 @@ def check_convert(args: argparse.Namespace) -> None:
     --out, a wrong pairing, a missing SRC."""
     if not args.out.endswith(".weights.h5"):
         raise ValueError(f"`--out` must end with .weights.h5; received --out={args.out!r}.")
-    check_output(args.out, overwrite=args.overwrite, suffix=".weights.h5")
+    check_output(args.out, overwrite=args.overwrite, suffix=".weights.h5", command="convert",
+                 kind="file", inputs=input_paths(args))
     _check_pairing(args)
     if not os.path.exists(args.src) and not os.path.exists(args.src + ".index"):
         raise FileNotFoundError(f"SRC not found: {args.src!r}; expected "

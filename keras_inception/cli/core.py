@@ -16,6 +16,7 @@ from keras_inception.cli.arguments import (
     check_weights_file,
     positive_int,
 )
+from keras_inception.metadata import DEFAULT_CROP_PCT
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -38,36 +39,90 @@ def _default_size(builder) -> int:
     return int(default[0]) if default else 299
 
 
-def load_classifier(model_arg: str, weights: str | None, image_size: int | None):
-    """A Keras model from a model name (+ weights) or from a `.keras` file."""
-    from keras_inception.models import get_builder
-    from keras_inception.saving import load_model
+def load_classifier(model_arg: str, weights: str | None, image_size: int | None,
+                    crop_pct: float | None = None):
+    """(Keras model, its `ModelMetadata`) from a model name (+ weights) or a `.keras` file.
+
+    A `.keras` file's meaning comes from the file (`keras_inception.metadata`); an older
+    version's file falls back on its run folder (with a `SidecarWarning`), a file of
+    another origin on the defaults (a `note:` line on stderr names them). An embedding
+    model (FaceNet) is refused: its outputs are no classes. `crop_pct` (`--crop-pct`)
+    overrides the model's crop.
+    """
+    from keras_inception.metadata import describe
+    from keras_inception.train.evaluation import load_saved_model
 
     if model_arg in MODEL_CHOICES:
-        from keras_inception.registry import get_spec
+        model, metadata = _build_classifier(model_arg, weights, image_size)
+    elif model_arg.endswith(".keras"):
+        model, metadata = load_saved_model(model_arg)
+    else:
+        raise ValueError(
+            f"`--model` must be one of {', '.join(MODEL_CHOICES)} or a .keras file; "
+            f"received --model {model_arg!r}."
+        )
+    if not metadata.is_classifier:
+        raise ValueError(_embedding_refusal(model_arg))
+    if crop_pct is not None:
+        metadata = metadata.replace(crop_pct=crop_pct)
+    return describe(model, metadata), metadata
 
-        if not get_spec(model_arg).classifier:
-            raise ValueError(
-                f"--model {model_arg} computes face embeddings, not classes: use "
-                f"`keras-inception embed --model {model_arg} CROP...` for embeddings or "
-                f"`keras-inception verify --model {model_arg} CROP_A CROP_B` to compare two faces."
-            )
-        size = image_size or 299
-        if weights in (None, "none"):
-            raise ValueError(
-                f"`--weights` is required to predict with {model_arg}: a preset such as "
-                "'imagenet' or a weights file (random weights give meaningless classes)."
-            )
-        model = get_builder(model_arg)(include_top=True, weights=weights,
-                                       input_shape=(size, size, 3))
-        print_weights_origin(model_arg, weights)
-        return model
-    if model_arg.endswith(".keras"):
-        return load_model(model_arg)
-    raise ValueError(
-        f"`--model` must be one of {', '.join(MODEL_CHOICES)} or a .keras file; "
-        f"received --model {model_arg!r}."
-    )
+
+def _embedding_refusal(model_arg: str) -> str:
+    name = model_arg if model_arg in MODEL_CHOICES else "facenet"
+    return (f"--model {model_arg} computes face embeddings, not classes: use "
+            f"`keras-inception embed --model {name} CROP...` for embeddings or "
+            f"`keras-inception verify --model {name} CROP_A CROP_B` to compare two faces.")
+
+
+def _build_classifier(model_arg: str, weights: str | None, image_size: int | None):
+    """A model name with a preset or weights file, and what it means: the preset's crop,
+    ImageNet's class names for an ImageNet classifier."""
+    from keras_inception.models import get_builder
+    from keras_inception.registry import get_spec
+
+    if not get_spec(model_arg).classifier:
+        raise ValueError(_embedding_refusal(model_arg))
+    size = image_size or 299
+    if weights in (None, "none"):
+        raise ValueError(
+            f"`--weights` is required to predict with {model_arg}: a preset such as "
+            "'imagenet' or a weights file (random weights give meaningless classes)."
+        )
+    model = get_builder(model_arg)(include_top=True, weights=weights, input_shape=(size, size, 3))
+    print_weights_origin(model_arg, weights)
+    return model, named_model_metadata(model_arg, weights, size)
+
+
+def named_model_metadata(model_arg: str, weights: str | None, size: int):
+    """What a classifier built from a model name means: its size, and the crop of its
+    preset (0.875 for random weights or a weights file)."""
+    from keras_inception.metadata import ModelMetadata
+    from keras_inception.registry import get_spec
+
+    crop_pct = DEFAULT_CROP_PCT
+    if weights in get_spec(model_arg).preset_names:  # unknown names: the builder says
+        from keras_inception.train.config import evaluation_crop_pct
+
+        crop_pct = evaluation_crop_pct(model_arg, weights, None)
+    return ModelMetadata(image_size=(size, size), crop_pct=crop_pct, model=model_arg)
+
+
+def output_names(metadata, outputs: int, class_names_file: str | None = None) -> list[str]:
+    """The names of a classifier's `outputs`: `--class-names FILE`, else the model's own
+    (its metadata), else ImageNet's for 1000 outputs, else `class_0`, `class_1`, ..."""
+    names = read_names_file(class_names_file) if class_names_file else metadata.class_names
+    if names is not None and len(names) != outputs:
+        where = f"--class-names {class_names_file!r} holds" if class_names_file else "The model has"
+        raise ValueError(f"{where} {len(names)} class names for a model with {outputs} outputs; "
+                         "pass --class-names with one name per output.")
+    if names is not None:
+        return list(names)
+    if outputs == 1000:
+        from keras_inception.preprocessing import imagenet_classes
+
+        return [imagenet_classes()[i][1] for i in range(1000)]
+    return [f"class_{i}" for i in range(outputs)]
 
 
 def print_weights_origin(model_name: str, weights: str | None) -> None:
@@ -85,6 +140,8 @@ def check_predict(args: argparse.Namespace) -> None:
     every image exist; `--weights` / `--image-size` are refused with a saved model."""
     check_model_file(args, "--model")
     check_model_file(args, "--tflite")
+    if args.openvino is not None:
+        _check_openvino_file(args)
     if args.model in MODEL_CHOICES:
         check_weights_file(args.weights)
     if args.class_names is not None:
@@ -93,55 +150,31 @@ def check_predict(args: argparse.Namespace) -> None:
     check_input_files(args.images)
 
 
-def predict_crop_pct(args: argparse.Namespace) -> float:
-    """`--crop-pct`, else the one the training run of a `.keras` recorded, else the preset's
-    (a model name with a preset), else 0.875."""
-    from keras_inception.preprocessing import DEFAULT_CROP_PCT
+def _check_openvino_file(args: argparse.Namespace) -> None:
+    """`--openvino FILE`: an OpenVINO IR's `.xml` with its `.bin` beside it, whose metadata
+    (if any) can be read; `--weights` / `--image-size` refused as for `--tflite`."""
+    from keras_inception.export.openvino_runtime import require_packages, weights_path
+    from keras_inception.metadata import read_openvino_metadata
 
-    if args.crop_pct is not None:
-        return args.crop_pct
-    if args.model is not None and args.model.endswith(".keras"):
-        from keras_inception.train.run_folder import recorded_crop_pct
-
-        recorded = recorded_crop_pct(args.model)
-        return DEFAULT_CROP_PCT if recorded is None else recorded
-    if args.model in MODEL_CHOICES:
-        from keras_inception.registry import get_spec
-        from keras_inception.train.config import evaluation_crop_pct
-
-        if args.weights in get_spec(args.model).preset_names:  # unknown names: the builder says
-            return evaluation_crop_pct(args.model, args.weights, None)
-    return DEFAULT_CROP_PCT
+    path = args.openvino
+    if not path.endswith(".xml"):
+        raise ValueError(f"`--openvino` must be an OpenVINO IR's .xml file (its weights in the "
+                         f".bin beside it); received --openvino {path!r}.")
+    check_input_files([path], "--openvino", "an OpenVINO IR's .xml file")
+    check_model_file(args, "--openvino")
+    read_openvino_metadata(path)  # a file that is not an IR: one line, now
+    check_input_files([weights_path(path)], f"The weights of --openvino {path!r}",
+                      "the .bin that export wrote beside the .xml")
+    require_packages()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classifies every readable image; unreadable ones are reported on stderr and make
     the exit code 1 (the others are still classified)."""
-    import numpy as np
-
-    from keras_inception.cli.images import load_input_images
-    from keras_inception.preprocessing import preprocess_input
-
-    crop_pct = predict_crop_pct(args)
-    if args.tflite:
-        from keras_inception.export.runtime import Classifier
-
-        # Without --class-names the Classifier reads the file's own names (see there).
-        names = _class_names(args) if args.class_names is not None else None
-        classifier = Classifier(args.tflite, class_names=names)
-        loaded, errors = load_input_images(args.images, classifier.input_size[0], crop_pct,
-                                           "predict")
-        top = min(args.top, classifier.num_classes)
-        decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
-                   for _, _, image in loaded]
+    if args.tflite or args.openvino:
+        loaded, errors, decoded = _predict_tflite(args)
     else:
-        model = load_classifier(args.model, args.weights, args.image_size)
-        loaded, errors = load_input_images(args.images, int(model.input_shape[1]), crop_pct,
-                                           "predict")
-        decoded = []
-        if loaded:
-            preds = model.predict(preprocess_input(np.stack([im for _, _, im in loaded])), verbose=0)
-            decoded = _decode(preds, args)
+        loaded, errors, decoded = _predict_keras(args)
     _print_predictions([path for _, path, _ in loaded], decoded)
     for message in errors:
         print(f"keras-inception predict: error: {message}", file=sys.stderr)
@@ -150,48 +183,71 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _class_names(args: argparse.Namespace) -> list[str] | None:
-    """--class-names FILE (a JSON list, or one name a line), else the names saved beside
-    the model (`FILE.class_names.json` written by `export`, or the `class_names.json`
-    that `train` writes beside `best.keras`), else None."""
+def _predict_keras(args: argparse.Namespace) -> tuple[list, list, list]:
+    import numpy as np
+
+    from keras_inception.cli.images import load_input_images
+    from keras_inception.export.runtime import scaled_input
+
+    model, metadata = load_classifier(args.model, args.weights, args.image_size, args.crop_pct)
+    loaded, errors = load_input_images(args.images, metadata.image_size[0], metadata.crop_pct,
+                                       "predict")
+    if not loaded:
+        return loaded, errors, []
+    x = scaled_input(np.stack([im for _, _, im in loaded]), metadata.input_scaling)
+    preds = model.predict(x, verbose=0)
+    if preds.shape[-1] == 1000 and metadata.class_names is None and args.class_names is None:
+        from keras_inception.preprocessing import decode_predictions
+
+        return loaded, errors, decode_predictions(preds, top=args.top)
+    names = output_names(metadata, int(preds.shape[-1]), args.class_names)
+    top = min(args.top, preds.shape[-1])
+    return loaded, errors, [[("", names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]]
+                            for row in preds]
+
+
+def _predict_tflite(args: argparse.Namespace) -> tuple[list, list, list]:
+    """A `.tflite` (or OpenVINO `.xml`) classifier, cropped and named as its own metadata
+    says (`--crop-pct` and `--class-names` override it; a file without metadata: the
+    defaults, said once)."""
+    from keras_inception.cli.images import load_input_images
+    from keras_inception.export.runtime import Classifier
+    from keras_inception.metadata import DEFAULT_CROP_PCT, assumed_line
+
+    names = read_names_file(args.class_names) if args.class_names is not None else None
+    path = args.tflite or args.openvino
+    classifier = Classifier(path, class_names=names)
+    metadata = getattr(classifier, "metadata", None)
+    crop_pct = args.crop_pct
+    if crop_pct is None:
+        crop_pct = DEFAULT_CROP_PCT if metadata is None else metadata.crop_pct
+    if metadata is None and args.crop_pct is None:
+        from keras_inception.metadata import ModelMetadata
+
+        print(assumed_line(["crop_pct"], ModelMetadata(), repr(path)), file=sys.stderr)
+    loaded, errors = load_input_images(args.images, classifier.input_size[0], crop_pct, "predict")
+    top = min(args.top, classifier.num_classes)
+    decoded = [[("", label, score) for _, label, score in classifier.top_k(image, top)[0]]
+               for _, _, image in loaded]
+    return loaded, errors, decoded
+
+
+def read_names_file(path: str) -> list[str]:
+    """`--class-names FILE`: a JSON list, or one name a line."""
     import json
 
-    from keras_inception.saving import read_class_names
-
-    if args.class_names is None:
-        return read_class_names(args.tflite or args.model)
     try:
-        with open(args.class_names, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
-        raise OSError(f"Cannot read --class-names {args.class_names!r}: {e.strerror}.") from None
+        raise OSError(f"Cannot read --class-names {path!r}: {e.strerror}.") from None
     try:
         names = json.loads(text)
     except ValueError:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not isinstance(names, list) or not names:
-        raise ValueError(f"--class-names {args.class_names!r} holds no list of names.")
+        raise ValueError(f"--class-names {path!r} holds no list of names.")
     return [str(name) for name in names]
-
-
-def _decode(preds, args: argparse.Namespace) -> list:
-    import numpy as np
-
-    from keras_inception.preprocessing import decode_predictions
-
-    if preds.shape[-1] == 1000:
-        return decode_predictions(preds, top=args.top)
-    # A model trained by `keras-inception train` has its class names saved beside it.
-    names = _class_names(args) if (args.model.endswith(".keras") or args.class_names) else None
-    if names is not None and len(names) != preds.shape[-1]:
-        raise ValueError(
-            f"{len(names)} class names for a model with {preds.shape[-1]} outputs; pass "
-            "--class-names with one name per output."
-        )
-    if names is None:
-        names = [f"class_{i}" for i in range(preds.shape[-1])]
-    top = min(args.top, preds.shape[-1])
-    return [[("", names[i], float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in preds]
 
 
 def _print_predictions(paths: list[str], decoded: list) -> int:
@@ -227,19 +283,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="top-k classes of images",
         description="Classify images with a model name + weights, a saved .keras model, or an "
-                    "exported .tflite file.",
+                    "exported .tflite file or OpenVINO .xml.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="MODEL",
                         help=f"one of {', '.join(MODEL_CHOICES)}, or a .keras file")
     source.add_argument("--tflite", metavar="FILE", help="an exported .tflite classifier")
+    source.add_argument("--openvino", metavar="FILE",
+                        help="an exported OpenVINO classifier's .xml (its .bin beside it)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png, ...)")
     add_classifier_input_options(p)
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="names of the outputs (JSON list or one a line); default: the "
-                        "model's own FILE.class_names.json (written by export), else a "
-                        "class_names.json beside it with one name per output, if any")
+                        "names the model file carries (an older version's class_names.json "
+                        "beside it, with a warning), else ImageNet's or class_<i>")
     p.set_defaults(func=cmd_predict, check=check_predict)
 
     p = sub.add_parser("weights", help="list the pretrained weight presets")

@@ -17,6 +17,7 @@ from keras_inception.cli.arguments import (
     check_input_files,
     check_output,
     check_weights_file,
+    input_paths,
     positive_int,
 )
 
@@ -78,6 +79,11 @@ def resolve_weights(weights: str, embedding_dim: int | None,
             "nor an existing file (facenet_keras.h5, a facenet-pytorch .pt, or a .weights.h5)."
         )
     kind = facenet_model._weights_kind(weights)
+    saved = _saved_metadata(weights)
+    if embedding_dim is None and saved is not None:
+        embedding_dim = saved.embedding_dim
+    if standardization is None and saved is not None and saved.input_scaling in STANDARDIZATIONS:
+        standardization = saved.input_scaling  # what the saved model was built to take
     if embedding_dim is None:
         if kind == "preset":
             embedding_dim = spec.preset(weights).embedding_dim
@@ -90,6 +96,18 @@ def resolve_weights(weights: str, embedding_dim: int | None,
     inside = facenet_model._standardization(weights, kind)
     chosen = standardization or inside
     return int(embedding_dim), chosen, chosen == inside
+
+
+def _saved_metadata(weights: str):
+    """The metadata of a FaceNet saved as `.keras` by this package (its embedding size,
+    standardisation and threshold), else None. A classifier's file is refused."""
+    from keras_inception.metadata import read_keras_metadata
+
+    metadata = read_keras_metadata(weights) if weights.endswith(".keras") else None
+    if metadata is not None and not metadata.kind == "embedding":
+        raise ValueError(f"--weights {weights!r} is a classifier ({len(metadata.class_names or ())}"
+                         " classes), not a FaceNet: use `keras-inception predict --model` for it.")
+    return metadata
 
 
 class FaceEmbedder:
@@ -135,7 +153,8 @@ def check_embed(args: argparse.Namespace) -> None:
     _check_model(args.model)
     check_weights_file(args.weights)
     check_input_files(args.images, "CROP", "a face crop image file")
-    check_output(args.out, overwrite=args.overwrite, suffix=".npy")
+    check_output(args.out, overwrite=args.overwrite, suffix=".npy", command="embed",
+                 kind="file", inputs=input_paths(args))
 
 
 def check_verify(args: argparse.Namespace) -> None:
@@ -167,7 +186,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             np.save(f, embeddings)
 
     write_atomic(out, write, overwrite=args.overwrite, suffix=".npy", create_parents=True,
-                 arg="--out")
+                 arg="--out", command="embed", kind="file", inputs=input_paths(args))
     for row, path in enumerate(args.images):
         print(f"{row:4d}  {path}")
     print(f"{len(crops)} x {embedder.embedding_dim} float32 L2-normalised embeddings "
@@ -181,8 +200,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from keras_inception.registry import get_spec
 
     crops = load_crops(args.images, DEFAULT_SIZE, "verify")
+    saved = _saved_metadata(args.weights)
     if args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
+    elif saved is not None and saved.threshold is not None:
+        threshold, source = saved.threshold, f"saved in {args.weights}"
     else:
         preset = (args.weights if args.weights in get_spec(MODEL).preset_names
                   else embeddings.DEFAULT_PRESET)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from collections.abc import Callable
 
 from keras_inception.cli.arguments import (
     MODEL_CHOICES,
@@ -20,6 +22,8 @@ from keras_inception.cli.arguments import (
     check_model_file,
     check_output,
     check_weights_file,
+    input_paths,
+    positive_int,
 )
 from keras_inception.cli.embeddings import MODEL as EMBEDDING_MODEL
 
@@ -60,23 +64,8 @@ def check_explain(args: argparse.Namespace) -> None:
             f"`--layer` applies to gradcam and gradcam++; integrated_gradients attributes the "
             f"model's input; received --method {args.method} --layer {args.layer}.")
     check_input_files(args.images)
-    check_output(args.out, overwrite=args.overwrite)
-
-
-def class_names(model_arg: str, model) -> list[str]:
-    """The names of the model's outputs: those saved beside a `.keras` (as `predict` reads
-    them), else ImageNet's for 1000 outputs, else `class_0`, `class_1`, ..."""
-    from keras_inception.cli.export import class_names_of
-
-    names = class_names_of(model_arg, model)
-    outputs = int(model.output_shape[-1])
-    if names is not None:
-        return names
-    if outputs == 1000:
-        from keras_inception.preprocessing import imagenet_classes
-
-        return [imagenet_classes()[i][1] for i in range(1000)]
-    return [f"class_{i}" for i in range(outputs)]
+    check_output(args.out, overwrite=args.overwrite, command="explain", kind="folder",
+                 inputs=input_paths(args))
 
 
 def _listed(names: list[str]) -> str:
@@ -103,31 +92,6 @@ def target_index(target: str, names: list[str]) -> int:
     return index
 
 
-def _spatial_size(layer) -> tuple[int, ...] | None:
-    import keras
-
-    shape = tuple(layer.output.shape)
-    size = shape[1:3] if keras.config.image_data_format() == "channels_last" else shape[2:4]
-    return None if any(d is None for d in size) else size
-
-
-def explained_layer(model, layer: str | None) -> tuple[str, ...]:
-    """The path of the layer `--layer` names (see `keras_inception.explain.resolve_layer`).
-    By default the network's last feature tap, unless its map is 1x1 at this input size
-    (a uniform heatmap): then the deepest tap whose map is larger."""
-    from keras_inception.explain.graph import networks_in, resolve_layer
-
-    path, found = resolve_layer(model, layer)
-    if layer is not None or max(_spatial_size(found) or (2,)) > 1:
-        return path
-    ((prefix, spec, _),) = networks_in(model)  # resolve_layer(None) found exactly one
-    for tap in reversed(spec.feature_taps[:-1]):
-        tap_path, tap_layer = resolve_layer(model, "/".join((*prefix, tap.layer)))
-        if max(_spatial_size(tap_layer) or (1,)) > 1:
-            return tap_path
-    return path
-
-
 def _input_name(model) -> str:
     import keras
 
@@ -135,16 +99,35 @@ def _input_name(model) -> str:
                  if isinstance(layer, keras.layers.InputLayer)), "input")
 
 
-def _maps(model, x, target, method: str, layer: str | None):
+def _progress(paths: list[str]) -> Callable[[int, int], None]:
+    """A line on stderr as integrated gradients finish each image, with the seconds since
+    the start: an image's path is 33 points through the network, a minute or more on a
+    CPU for a large network at 299 px."""
+    start = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        print(f"keras-inception explain: integrated gradients {done}/{total} done "
+              f"({paths[done - 1]}), {time.monotonic() - start:.1f} s", file=sys.stderr,
+              flush=True)
+
+    return report
+
+
+def _maps(model, x, target, args: argparse.Namespace, layer: str | None, paths: list[str]):
     """(N, H, W) maps in [0, 1]: Grad-CAM's, or |integrated gradients| summed over the
     channels and divided by each image's maximum."""
     import numpy as np
 
     from keras_inception import explain
 
-    if method != INTEGRATED_GRADIENTS:
-        return explain.grad_cam(model, x, target=target, layer=layer, method=method)
-    total = np.abs(explain.integrated_gradients(model, x, target=target)).sum(axis=-1)
+    if args.method != INTEGRATED_GRADIENTS:
+        return explain.grad_cam(model, x, target=target, layer=layer, method=args.method,
+                                batch_size=args.batch_size)
+    print(f"keras-inception explain: integrated gradients of {len(x)} image(s), a line as "
+          "each is done", file=sys.stderr, flush=True)
+    total = np.abs(explain.integrated_gradients(
+        model, x, target=target, batch_size=args.batch_size, progress=_progress(paths),
+    )).sum(axis=-1)
     peak = total.max(axis=(1, 2), keepdims=True)
     return np.where(peak > 0, total / np.where(peak > 0, peak, 1), 0).astype("float32")
 
@@ -201,40 +184,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from keras_inception.cli.core import load_classifier, predict_crop_pct
+    from keras_inception.cli.core import load_classifier, output_names
     from keras_inception.cli.images import load_input_images
-    from keras_inception.explain import overlay
+    from keras_inception.explain import overlay, resolve_layer
     from keras_inception.explain.graph import networks_in
+    from keras_inception.export.runtime import scaled_input
     from keras_inception.files import staged_path, write_json_atomic
-    from keras_inception.preprocessing import preprocess_input
 
     # The arguments were checked before TensorFlow was imported (check_explain).
-    crop_pct = predict_crop_pct(args)
-    model = load_classifier(args.model, args.weights, args.image_size)
+    model, metadata = load_classifier(args.model, args.weights, args.image_size, args.crop_pct)
+    crop_pct = metadata.crop_pct
     if any(not spec.classifier for _, spec, _ in networks_in(model)):
         raise _embedding_refusal(args.model)
-    names = class_names(args.model, model)
+    names = output_names(metadata, int(model.output_shape[-1]))
     chosen = None if args.target is None else target_index(args.target, names)
     if args.method == INTEGRATED_GRADIENTS:
         layer = _input_name(model)
     else:
-        layer = "/".join(explained_layer(model, args.layer))
-    loaded, errors = load_input_images(args.images, int(model.input_shape[1]), crop_pct,
-                                       "explain")
+        layer = "/".join(resolve_layer(model, args.layer)[0])  # at the model's input size
+    loaded, errors = load_input_images(args.images, metadata.image_size[0], crop_pct, "explain")
     if loaded:
         crops = np.stack([crop for _, _, crop in loaded])
-        x = preprocess_input(crops)
+        x = scaled_input(crops, metadata.input_scaling)
         probabilities = np.asarray(model.predict(x, verbose=0), dtype="float64")
         predicted = probabilities.argmax(axis=-1)
         targets = predicted if chosen is None else np.full(len(loaded), chosen)
-        maps = _maps(model, x, targets, args.method,
-                     None if args.method == INTEGRATED_GRADIENTS else layer)
+        maps = _maps(model, x, targets, args,
+                     None if args.method == INTEGRATED_GRADIENTS else layer,
+                     [path for _, path, _ in loaded])
         records = [_record(args, layer, names, path, png_name(position, path, len(args.images)),
                            probabilities[row], int(targets[row]), maps[row])
                    for row, (position, path, _) in enumerate(loaded)]
         out = os.path.abspath(args.out)
-        with staged_path(out, overwrite=args.overwrite, create_parents=True,
-                         arg="--out") as staged:
+        with staged_path(out, overwrite=args.overwrite, create_parents=True, arg="--out",
+                         command="explain", kind="folder", inputs=input_paths(args)) as staged:
             os.mkdir(staged)
             for record, (_, _, crop), heatmap in zip(records, loaded, maps, strict=True):
                 Image.fromarray(overlay(crop, heatmap)).save(os.path.join(staged, record["png"]))
@@ -273,6 +256,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the layer Grad-CAM reads: a layer name or path, e.g. block17_10_ac "
                         "(default: the network's last feature map, or the deepest one larger "
                         "than 1x1 where the last is 1x1 at a small input size)")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="images (gradcam, gradcam++), or points of the paths of "
+                        "integrated_gradients (33 per image), per forward and backward pass: "
+                        "bounds the memory (default: as many as make 4 images of 299x299 px, "
+                        "about 3 GB for Inception-ResNet-v2 on a CPU; 63 at 75 px)")
     add_classifier_input_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_explain, check=check_explain)

@@ -1,4 +1,5 @@
-"""`export` subcommand: SavedModel, TFLite (float32/float16/dynamic_int8/int8) and ONNX."""
+"""`export` subcommand: SavedModel, TFLite (float32/float16/dynamic_int8/int8), ONNX and
+OpenVINO (float32/int8)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from keras_inception.cli.arguments import (
     check_model_file,
     check_output,
     check_weights_file,
+    input_paths,
     positive_int,
 )
 
-FORMATS = ("saved_model", "tflite", "onnx")
+FORMATS = ("saved_model", "tflite", "onnx", "openvino")
+# A SavedModel is a folder of any name; an OpenVINO model is PATH.xml and PATH.bin.
+SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 QUANTIZATIONS = ("float16", "dynamic_int8", "int8")
 
 
@@ -29,11 +33,13 @@ def _need_weights(model_arg: str) -> ValueError:
 def build_model(model_arg: str, weights: str | None, image_size: int | None, classes: int):
     """A model name (+ weights, size, classes) or a `.keras` file -> a Keras model (the
     options a `.keras` file does not take are refused by `check_export`)."""
-    from keras_inception.cli.core import load_classifier, print_weights_origin
+    from keras_inception.cli.core import named_model_metadata, print_weights_origin
+    from keras_inception.metadata import describe
     from keras_inception.registry import get_spec
+    from keras_inception.train.evaluation import load_saved_model
 
     if model_arg not in MODEL_CHOICES:
-        return load_classifier(model_arg, None, None)
+        return load_saved_model(model_arg)[0]  # carrying its meaning
     if weights is None:
         raise _need_weights(model_arg)
     spec = get_spec(model_arg)
@@ -45,6 +51,7 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
                              include_preprocessing=True)
     else:
         model = spec.builder(weights=weights, input_shape=(size, size, 3), classes=classes)
+        model = describe(model, named_model_metadata(model_arg, weights, size))
     print_weights_origin(model_arg, weights)
     return model
 
@@ -56,9 +63,9 @@ def check_export(args: argparse.Namespace) -> None:
     if args.model in MODEL_CHOICES and args.weights is None:
         raise _need_weights(args.model)
     check_weights_file(args.weights)
-    if args.format != "tflite" and (args.quantize or args.calibration_data):
+    if args.format not in ("tflite", "openvino") and (args.quantize or args.calibration_data):
         raise ValueError(
-            f"`--quantize` and `--calibration-data` apply to --format tflite; "
+            f"`--quantize` and `--calibration-data` apply to --format tflite and openvino; "
             f"received --format {args.format}."
         )
     if args.calibration_data and args.quantize != "int8":
@@ -76,34 +83,37 @@ def check_export(args: argparse.Namespace) -> None:
             "--uint8-input adds the classifiers' [-1, 1] scaling; a FaceNet export already takes "
             "raw 0-255 face crops (its standardisation is inside): leave --uint8-input out."
         )
-    if args.uint8_input and args.format == "onnx":
+    if args.uint8_input and args.format in ("onnx", "openvino"):
         raise ValueError("`--uint8-input` applies to saved_model and int8 tflite exports.")
-    check_output(args.out, overwrite=args.overwrite)
+    check_output(args.out, overwrite=args.overwrite, suffix=SUFFIXES.get(args.format),
+                 command="export", kind="folder" if args.format == "saved_model" else "file",
+                 inputs=input_paths(args))
+    if args.format == "openvino":
+        _check_openvino(args)
 
 
-def class_names_of(model_arg: str, model) -> list[str] | None:
-    """The class names saved with a trained `.keras` model (None for a model name)."""
-    from keras_inception.saving import read_class_names
+def _check_openvino(args: argparse.Namespace) -> None:
+    """--format openvino: int8 is its one quantization, its packages are installed (the
+    `openvino` extra), and the .xml / .bin pair at --out may be written."""
+    from keras_inception.export.openvino import check_openvino_destination
+    from keras_inception.export.openvino_runtime import require_packages
 
-    if not model_arg.endswith(".keras"):
-        return None
-    return read_class_names(model_arg, int(model.output_shape[-1]))
+    if args.quantize not in (None, "int8"):
+        raise ValueError(f"--format openvino takes `--quantize int8` (float32 without it); "
+                         f"received --quantize {args.quantize}.")
+    require_packages(args.quantize)
+    check_openvino_destination(args.out, overwrite=args.overwrite, arg="--out")
 
 
-def _keep_class_names(names: list[str] | None, exported: str) -> str | None:
-    """Writes `names` beside the export under its own name (`FILE.class_names.json`, what
-    `predict --tflite` reads first); without names, removes a previous export's there.
-    Returns the path written, if any."""
-    from keras_inception.files import write_json_atomic
+def _drop_stale_class_names(exported: str) -> None:
+    """Removes the class names an older version wrote beside an export at the same path
+    (`FILE.class_names.json`): they describe the file just replaced, and the names now
+    travel inside the file (its metadata)."""
     from keras_inception.saving import class_names_path
 
-    target = class_names_path(exported)
-    if names is None:
-        if os.path.isfile(target):  # another model's, exported here before
-            os.remove(target)
-        return None
-    write_json_atomic(target, names)
-    return target
+    stale = class_names_path(exported)
+    if os.path.isfile(stale):
+        os.remove(stale)
 
 
 def _announce(model, args: argparse.Namespace) -> None:
@@ -126,15 +136,23 @@ def _announce(model, args: argparse.Namespace) -> None:
 
 
 def _calibration(model, args: argparse.Namespace):
-    """The calibration images of --calibration-data, in the values `model` takes: 0-255
-    face crops for a model that scales pixels itself (FaceNet), else [-1, 1]."""
+    """The calibration images of --calibration-data, as the model's metadata says it takes
+    them: its crop (whole face crops for FaceNet), then 0-255 pixels for a model that
+    scales them itself, FaceNet's standardisation for one without that layer, else
+    [-1, 1]."""
     from keras_inception import export
-    from keras_inception.export.checks import PIXEL_RANGE, input_range, is_embedding_model
+    from keras_inception.export.checks import PIXEL_RANGE, input_range
+    from keras_inception.metadata import infer_metadata
 
-    pixels = input_range(model) == PIXEL_RANGE
-    crop = {"crop_pct": 1.0} if is_embedding_model(model) else {}  # face crops: whole
+    metadata, _ = infer_metadata(model)
+    preprocess = True
+    if input_range(model) == PIXEL_RANGE:
+        preprocess = False
+    elif metadata.input_scaling in ("prewhiten", "fixed"):
+        preprocess = metadata.input_scaling
     return export.calibration_dataset(args.calibration_data, tuple(model.input_shape[1:3]),
-                                      count=args.calibration_size, preprocess=not pixels, **crop)
+                                      count=args.calibration_size, preprocess=preprocess,
+                                      crop_pct=metadata.crop_pct)
 
 
 def _export(model, args: argparse.Namespace) -> str:
@@ -147,6 +165,11 @@ def _export(model, args: argparse.Namespace) -> str:
         )
     if args.format == "onnx":
         return export.export_onnx(model, args.out, overwrite=args.overwrite, create_parents=True)
+    if args.format == "openvino":
+        return export.export_openvino(
+            model, args.out, quantization=args.quantize, overwrite=args.overwrite,
+            representative_data=_calibration(model, args) if args.calibration_data else None,
+            create_parents=True)
     return export.export_tflite(
         model,
         args.out,
@@ -166,34 +189,36 @@ def _checked(args: argparse.Namespace, path: str) -> str:
     if args.quantize == "dynamic_int8":
         return ("checked to run on probe images (int8 weights change the outputs: measure its "
                 "accuracy on validation images)")
+    rel_l2 = getattr(path, "rel_l2", None)  # OpenVINO: measured on probe images
+    if rel_l2 is not None:
+        return f"checked against the Keras model (relative L2 {rel_l2:.2g})"
     return "checked against the Keras model"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     # The arguments were checked before TensorFlow was imported (check_export).
     model = build_model(args.model, args.weights, args.image_size, args.classes)
-    names = class_names_of(args.model, model)
     _announce(model, args)
     try:
         path = _export(model, args)
     except (FileExistsError, ImportError) as e:
         raise ValueError(str(e)) from None
-    names_file = _keep_class_names(names, path)
+    _drop_stale_class_names(path)
     size = sum(
         os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
     ) if os.path.isdir(path) else os.path.getsize(path)
+    if args.format == "openvino":
+        size += os.path.getsize(path.weights)  # the .bin beside the .xml
     print(f"Exported {model.name} ({args.format}"
           f"{', ' + args.quantize if args.quantize else ''}) to {path} ({size / 2**20:.1f} MiB), "
           f"{_checked(args, path)}.")
-    if names_file:
-        print(f"Class names: {names_file}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to SavedModel, TFLite or ONNX",
+        help="export a model to SavedModel, TFLite, ONNX or OpenVINO",
         description=(
             "Export a model (a name + weights, or a .keras file) after checking that the "
             "exported artifact computes what the Keras model computes."
@@ -206,7 +231,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=positive_int, default=1000, help="classes of the head")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
-                   help="TFLite quantization (default float32)")
+                   help="TFLite quantization (default float32); OpenVINO: int8 (NNCF) only")
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="images (any depth under DIR) to calibrate --quantize int8")
     p.add_argument("--calibration-size", type=positive_int, default=100,
@@ -218,5 +243,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "quantized uint8 input/output for --quantize int8")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--out", required=True, metavar="PATH",
-                   help="destination (.tflite / .onnx file, or SavedModel directory)")
+                   help="destination (.tflite / .onnx file, OpenVINO .xml with its .bin "
+                        "beside it, or SavedModel directory)")
     p.set_defaults(func=cmd_export, check=check_export)

@@ -6,9 +6,18 @@ converters' temporary files), loaded back and compared with the Keras model, and
 only then moved into place: a failed or killed export leaves nothing behind, and
 an existing destination is replaced only with `overwrite=True`.
 
-Modules: `saved_model`, `tflite` (with `calibration` for int8), `onnx`; `runtime`
-(LiteRT `Classifier` and FaceNet `Embedder`, `load_interpreter`, op listing); `fold_bn`
-(BatchNorm folding for inference); `staging` and `checks` (what the exporters share). The names below
+Every export carries what the model means (`keras_inception.metadata.ModelMetadata`:
+input size, crop, scaling, class names or embedding facts), in its own format: a
+SavedModel's `assets/keras_inception_metadata.json`, a `.tflite` flatbuffer's metadata
+(`tflite_metadata`), an ONNX model's `metadata_props` (`onnx_metadata`);
+`keras_inception.metadata.read_metadata` reads any of them, and the runtimes use it.
+
+Modules: `saved_model`, `tflite` (with `calibration` for int8 and `tflite_metadata`),
+`onnx`; `openvino` (OpenVINO IR, float32 or NNCF int8, and its runner: the `openvino`
+extra, imported only when used); `runtime` (LiteRT `Classifier` and FaceNet `Embedder`,
+`load_interpreter`, op listing; OpenVINO `.xml` files too); `fold_bn` (BatchNorm folding
+for inference); `staging`, `checks` and
+`artifact_metadata` (what the exporters share). The names below
 are imported on first use (PEP 562): `import keras_inception.export` imports
 neither TensorFlow nor Keras.
 """
@@ -31,8 +40,14 @@ _EXPORTS = {
     "calibration_dataset": "calibration",
     "export_onnx": "onnx",
     "onnx_memory_estimate": "onnx",
+    "export_openvino": "openvino",
+    "OPENVINO_QUANTIZATIONS": "openvino",
+    "OpenVINOFile": "openvino",
+    "OpenVINOImageModel": "openvino",
+    "read_openvino_metadata": "openvino",
     "Classifier": "runtime",
     "Embedder": "runtime",
+    "TFLiteImageModel": "runtime",
     "load_interpreter": "runtime",
     "list_ops": "runtime",
     "non_integer_ops": "runtime",

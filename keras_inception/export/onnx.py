@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from keras_inception import _compat
+from keras_inception.export.artifact_metadata import artifact_metadata
 from keras_inception.export.checks import (
     INPUT_NAME,
     check_close,
@@ -13,7 +14,9 @@ from keras_inception.export.checks import (
     probe_batch,
     require_fixed_shape,
 )
+from keras_inception.export.onnx_metadata import ONNX_EXTRA, append_metadata_props
 from keras_inception.export.staging import staged_export
+from keras_inception.metadata import METADATA_KEY, ModelMetadata
 
 # Largest difference accepted when onnxruntime's outputs are compared with Keras'.
 ONNX_ATOL = 1e-4
@@ -39,7 +42,7 @@ def _import_onnx_packages() -> Any:
     except ImportError as e:
         raise ImportError(
             "ONNX export needs the optional packages tf2onnx, onnx and onnxruntime "
-            f"(missing: {e.name}); install them with: pip install 'keras_inception[onnx]'."
+            f"(missing: {e.name}); install them with: {ONNX_EXTRA}."
         ) from None
     return onnxruntime
 
@@ -51,6 +54,7 @@ def export_onnx(
     opset: int | None = None,
     overwrite: bool = False,
     create_parents: bool = False,
+    metadata: ModelMetadata | None = None,
 ) -> str:
     """Exports `model` to ONNX through Keras' `model.export(format="onnx")`; returns the path.
 
@@ -58,10 +62,15 @@ def export_onnx(
     The graph takes `images` `(None, height, width, 3)` float32 in [-1, 1] and is
     checked with onnxruntime against the Keras model before it is moved to `path`
     (ending with `.onnx`); `create_parents=True` creates the folders above it.
+
+    The model carries what it means in its `metadata_props`, under `METADATA_KEY`
+    (`keras_inception.metadata.read_onnx_metadata`): `metadata` if given, else the model's own
+    (`infer_metadata`), with the exported input size.
     """
     import tensorflow as tf
 
     shape = require_fixed_shape(model, "ONNX")
+    meaning = artifact_metadata(model, metadata, shape)
     spec = tf.TensorSpec([None, *shape], tf.float32, name=INPUT_NAME)
     with staged_export(path, overwrite=overwrite, kind="file", what="an ONNX model",
                        suffix=".onnx", create_parents=create_parents) as staged:
@@ -69,6 +78,7 @@ def export_onnx(
         with _compat.lean_tf2onnx():  # one copy of the weights, not dozens: see there
             model.export(staged, format="onnx", input_signature=[spec], opset_version=opset,
                          verbose=False)
+        append_metadata_props(staged, {METADATA_KEY: meaning.to_json()})
         session = onnxruntime.InferenceSession(staged, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
         for batch in (1, 2):
@@ -76,6 +86,7 @@ def export_onnx(
             got = session.run(None, {input_name: images})[0]
             check_close("The ONNX model", got, keras_outputs(model, images), atol=ONNX_ATOL)
     return os.path.abspath(os.fspath(path))
+
 
 
 __all__ = ["export_onnx", "onnx_memory_estimate"]

@@ -1,14 +1,23 @@
 """Running exported TFLite (LiteRT) models: `Classifier` (preprocessing, top-k decoding) and
-`Embedder` (FaceNet embeddings), both with quantized I/O; and listing a model's ops
+`Embedder` (FaceNet embeddings), both with quantized I/O and the meaning the file carries
+(`keras_inception.metadata`: input scaling, crop, class names); and listing a model's ops
 (`list_ops`, `non_integer_ops`)."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from keras_inception.metadata import (
+    DEFAULT_CROP_PCT,
+    MetadataError,
+    ModelMetadata,
+    read_tflite_metadata,
+)
 
 # dtypes allowed inside a fully integer model: int8 activations/weights, int32 biases
 # and shape operands. uint8 appears only where the caller asked for uint8 I/O.
@@ -94,14 +103,53 @@ def non_integer_ops(path: str | os.PathLike) -> list[str]:
     return offenders
 
 
-class _TFLiteImageModel:
-    """What `Classifier` and `Embedder` share: one image input `(batch, H, W, 3)` and one
-    output, quantized inputs and dequantized outputs, one image per call."""
+def scaled_input(batch: np.ndarray, scaling: str) -> np.ndarray:
+    """0-255 images as an input of `input_scaling` `scaling` takes them (see
+    `keras_inception.metadata.INPUT_SCALINGS`)."""
+    if scaling == "inception":
+        from keras_inception.preprocessing import preprocess_input
+
+        return preprocess_input(batch)
+    if scaling in ("prewhiten", "fixed"):
+        from keras_inception.embeddings import preprocess_input
+
+        return preprocess_input(batch, scaling)
+    return batch
+
+
+class TFLiteImageModel:
+    """A `.tflite` model with one image input `(batch, H, W, 3)` and one output, run on
+    inputs as the file takes them (`run`): inputs quantized and outputs dequantized for
+    integer tensors, one image per call. What `Classifier` and `Embedder` share.
+
+    `metadata` is the `ModelMetadata` the file carries (None for a file without it,
+    e.g. exported by an older version); one whose image size is not the input's is a
+    `MetadataError`.
+    """
 
     _what = "a model"
 
-    def __init__(self, path: str | os.PathLike, *, num_threads: int | None, delegates: bool) -> None:
+    def __new__(cls, path: str | os.PathLike, *args: Any, **kwargs: Any) -> TFLiteImageModel:
+        """An OpenVINO IR (`.xml`) is run by OpenVINO: the same class with OpenVINO's
+        `_open` and `_run` (`keras_inception.export.openvino_runtime.openvino_class`)."""
+        if os.fspath(path).endswith(".xml"):
+            from keras_inception.export.openvino_runtime import openvino_class
+
+            cls = openvino_class(cls)
+        return super().__new__(cls)
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None,
+                 delegates: bool = True) -> None:
         self.path = os.fspath(path)
+        self._open(num_threads, delegates)
+        if self.metadata is not None and self.metadata.image_size != self.input_size:
+            raise MetadataError(
+                f"The metadata of {self.path!r} says image_size {self.metadata.image_size}, but "
+                f"its input is {self.input_size}.")
+
+    def _open(self, num_threads: int | None, delegates: bool) -> None:
+        """Loads the file: `interpreter`, `_input` and `_output` (LiteRT's tensor details),
+        `input_size`, `input_dtype` and `metadata`."""
         self.interpreter = load_interpreter(self.path, num_threads=num_threads, delegates=delegates)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
@@ -118,6 +166,20 @@ class _TFLiteImageModel:
             )
         self.input_size: tuple[int, int] = (shape[1], shape[2])
         self.input_dtype = np.dtype(self._input["dtype"])
+        self.metadata: ModelMetadata | None = read_tflite_metadata(self.path)
+
+    def _refuse_kind(self, kind: str, use: str) -> None:
+        """A one-line ValueError when the file's metadata says it is a model of `kind`,
+        which the class `use` opens instead."""
+        if self.metadata is not None and self.metadata.kind == kind:
+            what = "an embedding model" if kind == "embedding" else "a classifier"
+            raise ValueError(f"{self.path!r} is {what} (its metadata says kind {kind!r}), not "
+                             f"{self._what}: open it with keras_inception.export.{use}.")
+
+    def run(self, images: Any) -> np.ndarray:
+        """Float32 outputs `(N, ...)` for `images` `(N, H, W, 3)` (or one `(H, W, 3)`) in
+        the values the file's input takes: nothing is scaled here."""
+        return self._run(self._batch(images).astype(np.float32))
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         if self.input_dtype.kind == "f":
@@ -162,25 +224,28 @@ class _TFLiteImageModel:
         return size
 
 
-class Classifier(_TFLiteImageModel):
+class Classifier(TFLiteImageModel):
     """Image classification with an exported `.tflite` model.
 
     Takes RGB images with values 0-255 (uint8 or float, shape `(H, W, 3)` or
-    `(N, H, W, 3)`), applies the "tf" preprocessing (scaling to [-1, 1]) unless
-    `preprocess=False` (for models exported with preprocessing inside), quantizes
-    the input when the model has an int8/uint8 input tensor and dequantizes its
-    output, so `predict` always returns float scores.
+    `(N, H, W, 3)`) and scales them as the file's metadata says (`input_scaling`:
+    [-1, 1] for "inception", nothing for "raw", a file with the scaling inside; [-1, 1]
+    for a file without metadata) unless `preprocess=False` (the images are then passed
+    as the model takes them); quantizes the input when the model has an int8/uint8 input
+    tensor and dequantizes its output, so `predict` always returns float scores. A file
+    whose metadata says it is an embedding model is refused (use `Embedder`).
 
     Args:
-        path: the `.tflite` file.
-        class_names: names of the classes, one per output. By default the file's
-            own names, `FILE.class_names.json` beside it (written by `keras-inception
-            export`; a count that does not fit the outputs is a ValueError naming it);
-            else a `class_names.json` in its folder if it has one name per output (one
-            that does not fit, another model's, gives a `ClassNamesWarning` and is not
-            used); else the ImageNet names for 1000 outputs and `class_<i>` otherwise.
+        path: the `.tflite` file, or an OpenVINO IR's `.xml` (run by OpenVINO, which
+            also takes `inference_precision`: see `export.openvino.OpenVINOImageModel`).
+        class_names: names of the classes, one per output. By default the names the
+            file carries (its metadata); else, for a file of an older version, the names
+            beside it (`FILE.class_names.json`, or a `class_names.json` in its folder
+            with one name per output: `keras_inception.saving.read_class_names`), with a
+            `SidecarWarning`; else the ImageNet names for 1000 outputs and `class_<i>`
+            otherwise. Names whose count does not fit the outputs are a ValueError.
         num_threads: CPU threads of the interpreter (default: LiteRT's choice).
-        preprocess: whether to scale 0-255 images to [-1, 1] before the model.
+        preprocess: whether to scale 0-255 images as the file's input expects.
         delegates: `False` runs LiteRT's built-in kernels without the default
             XNNPACK delegate (for comparisons, or where XNNPACK misbehaves).
     """
@@ -197,12 +262,27 @@ class Classifier(_TFLiteImageModel):
         delegates: bool = True,
     ) -> None:
         super().__init__(path, num_threads=num_threads, delegates=delegates)
+        self._refuse_kind("embedding", "Embedder")
         self.num_classes = int(self._output["shape"][-1])
         self.preprocess = bool(preprocess)
         self.class_names: list[str] = self._class_names(class_names)
 
+    @property
+    def input_scaling(self) -> str:
+        """What `predict` does to 0-255 images: the metadata's scaling ("inception" without
+        metadata), "raw" with `preprocess=False`."""
+        if not self.preprocess:
+            return "raw"
+        return self.metadata.input_scaling if self.metadata is not None else "inception"
+
+    @property
+    def crop_pct(self) -> float:
+        """The evaluation crop of `classify_files`: the metadata's, else 0.875."""
+        return self.metadata.crop_pct if self.metadata is not None else DEFAULT_CROP_PCT
+
     def _class_names(self, given: Sequence[str] | None) -> list[str]:
-        """`given` (checked), else the file's own or its folder's names, else the defaults."""
+        """`given` (checked), else the file's metadata's, else the names beside the file
+        (an older version's), else the defaults."""
         if given is not None:
             names = [str(c) for c in given]
             if len(names) != self.num_classes:
@@ -211,9 +291,13 @@ class Classifier(_TFLiteImageModel):
                     f"received {len(names)} names."
                 )
             return names
-        from keras_inception.saving import read_class_names
-
-        names = read_class_names(self.path, self.num_classes)
+        if self.metadata is not None and self.metadata.class_names is not None:
+            if len(self.metadata.class_names) != self.num_classes:
+                raise MetadataError(
+                    f"The metadata of {self.path!r} holds {len(self.metadata.class_names)} "
+                    f"class names, but the model has {self.num_classes} outputs.")
+            return list(self.metadata.class_names)
+        names = self._names_beside()
         if names is not None:
             return names
         if self.num_classes == 1000:
@@ -222,14 +306,33 @@ class Classifier(_TFLiteImageModel):
             return [imagenet_classes()[i][1] for i in range(1000)]
         return [f"class_{i}" for i in range(self.num_classes)]
 
-    def predict(self, images: Any) -> np.ndarray:
-        """Float scores of shape `(N, num_classes)` for 0-255 RGB images."""
-        batch = self._batch(images).astype(np.float32)
-        if self.preprocess:
-            from keras_inception.preprocessing import preprocess_input
+    def _names_beside(self) -> list[str] | None:
+        """The class names an older version wrote beside the file (`read_class_names`),
+        with a `SidecarWarning` naming the file they were read from."""
+        from keras_inception.saving import (
+            CLASS_NAMES_FILE,
+            SidecarWarning,
+            class_names_path,
+            read_class_names,
+        )
 
-            batch = preprocess_input(batch)
-        return self._run(batch)
+        names = read_class_names(self.path, self.num_classes)
+        if names is None:
+            return None
+        source = class_names_path(self.path)
+        if not os.path.isfile(source):
+            source = os.path.join(os.path.dirname(os.path.abspath(self.path)), CLASS_NAMES_FILE)
+        warnings.warn(
+            f"{self.path!r} carries no class names: read them from {source!r}, a file that an "
+            "older version of keras_inception wrote beside it. Export the model again to "
+            "carry them in the file.", SidecarWarning, stacklevel=4)
+        return names
+
+    def predict(self, images: Any) -> np.ndarray:
+        """Float scores of shape `(N, num_classes)` for 0-255 RGB images (scaled as
+        `input_scaling` says)."""
+        batch = self._batch(images).astype(np.float32)
+        return self._run(scaled_input(batch, self.input_scaling))
 
     def top_k(self, images: Any, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Top-`k` `(class_index, class_name, score)` per image, best first."""
@@ -244,16 +347,18 @@ class Classifier(_TFLiteImageModel):
         return results
 
     def classify_files(
-        self, paths: Iterable[str | os.PathLike], k: int = 5, crop_pct: float = 0.875
+        self, paths: Iterable[str | os.PathLike], k: int = 5, crop_pct: float | None = None
     ) -> list[list[tuple[int, str, float]]]:
-        """Top-`k` classes of image files, center-cropped to the model's input size."""
+        """Top-`k` classes of image files, center-cropped to the model's input size with
+        `crop_pct` (default: the file's, `self.crop_pct`)."""
         from keras_inception.preprocessing import load_image
 
         size = self._square_size()
-        return [self.top_k(load_image(p, size, crop_pct=crop_pct), k)[0] for p in paths]
+        crop = self.crop_pct if crop_pct is None else crop_pct
+        return [self.top_k(load_image(p, size, crop_pct=crop), k)[0] for p in paths]
 
 
-class Embedder(_TFLiteImageModel):
+class Embedder(TFLiteImageModel):
     """Face embeddings with an exported FaceNet `.tflite` model.
 
     Takes face crops (RGB 0-255, uint8 or float, `(H, W, 3)` or `(N, H, W, 3)`, e.g.
@@ -262,17 +367,21 @@ class Embedder(_TFLiteImageModel):
     (int8/uint8) input and output tensors are quantized and dequantized here; the
     output is normalised again, as quantized outputs are not exactly unit vectors.
 
-    Export the model with its standardisation inside
-    (`FaceNet(..., include_preprocessing=True)`, the recommended way): raw crops go
-    in and `standardization` stays None. For a model exported without it, pass the
-    weights' standardisation (`"prewhiten"` for ms_celeb_1m / facenet_keras.h5,
-    `"fixed"` for the facenet-pytorch weights): it is applied here, before the model
-    (`keras_inception.embeddings.preprocess_input`).
+    A file exported by this package says how its input is standardised (its metadata's
+    `input_scaling`): "raw" for a model with its standardisation inside
+    (`FaceNet(..., include_preprocessing=True)`, the recommended way), else the weights'
+    standardisation, applied here before the model
+    (`keras_inception.embeddings.preprocess_input`). For a file without metadata (an
+    older version's), pass it: `"prewhiten"` for ms_celeb_1m / facenet_keras.h5,
+    `"fixed"` for the facenet-pytorch weights, None for raw crops. A file whose metadata
+    says it is a classifier is refused (use `Classifier`).
 
     Args:
-        path: the `.tflite` file.
-        standardization: `None` (the model standardises raw crops itself),
-            `"prewhiten"` or `"fixed"`.
+        path: the `.tflite` file, or an OpenVINO IR's `.xml` (as for `Classifier`).
+        standardization: `"auto"` (default): the file's metadata's (None for a file
+            without metadata); or `None` (the model standardises raw crops itself),
+            `"prewhiten"` or `"fixed"`. A value that contradicts the file's metadata is
+            a ValueError.
         num_threads: CPU threads of the interpreter (default: LiteRT's choice).
         delegates: `False` runs LiteRT's built-in kernels without XNNPACK.
     """
@@ -283,25 +392,46 @@ class Embedder(_TFLiteImageModel):
         self,
         path: str | os.PathLike,
         *,
-        standardization: str | None = None,
+        standardization: str | None = "auto",
         num_threads: int | None = None,
         delegates: bool = True,
     ) -> None:
         from keras_inception.layers import STANDARDIZATIONS
 
-        if standardization is not None and standardization not in STANDARDIZATIONS:
+        if standardization not in ("auto", None, *STANDARDIZATIONS):
             raise ValueError(
-                f"`standardization` must be None (inside the model) or one of {STANDARDIZATIONS}; "
-                f"received standardization={standardization!r}."
+                f"`standardization` must be 'auto' (the file's), None (inside the model) or one "
+                f"of {STANDARDIZATIONS}; received standardization={standardization!r}."
             )
         super().__init__(path, num_threads=num_threads, delegates=delegates)
+        self._refuse_kind("classifier", "Classifier")
         if len(self._output["shape"]) != 2:
             raise ValueError(
                 f"{self.path!r} returns shape {tuple(int(d) for d in self._output['shape'])}; "
                 "an embedding model returns (batch, embedding_dim)."
             )
         self.embedding_dim = int(self._output["shape"][-1])
-        self.standardization = standardization
+        self.input_scaling: str = self._input_scaling(standardization)
+        self.standardization = (self.input_scaling if self.input_scaling in STANDARDIZATIONS
+                                else None)
+
+    def _input_scaling(self, given: str | None) -> str:
+        """What `embed` does to 0-255 crops: the file's metadata's scaling, or `given` for
+        a file without metadata ("raw": nothing)."""
+        if self.metadata is None:
+            return "raw" if given in ("auto", None) else given
+        scaling = self.metadata.input_scaling
+        if given != "auto" and (given or "raw") != scaling:
+            inside = " (raw crops: the model standardises them itself)" if scaling == "raw" else ""
+            raise ValueError(
+                f"`standardization={given!r}` contradicts {self.path!r}, whose metadata says "
+                f"input_scaling={scaling!r}{inside}: leave `standardization` out.")
+        return scaling
+
+    @property
+    def crop_pct(self) -> float:
+        """The crop of `embed_files`: the metadata's, else 1.0 (face crops resized whole)."""
+        return self.metadata.crop_pct if self.metadata is not None else 1.0
 
     def embed(self, crops: Any) -> np.ndarray:
         """L2-normalised float32 embeddings `(N, embedding_dim)` of 0-255 RGB face crops."""
@@ -309,23 +439,21 @@ class Embedder(_TFLiteImageModel):
 
         batch = self._batch(crops)
         check_pixels(batch)
-        if self.standardization is not None:
-            from keras_inception.embeddings import preprocess_input
-
-            batch = preprocess_input(batch, self.standardization)
-        embeddings = self._run(batch.astype(np.float32))
+        embeddings = self._run(scaled_input(batch.astype(np.float32), self.input_scaling))
         norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
         return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def embed_files(self, paths: Iterable[str | os.PathLike]) -> np.ndarray:
-        """Embeddings of face-crop image files, each resized whole to the model's input."""
+        """Embeddings of face-crop image files, resized to the model's input with the
+        file's crop (`crop_pct`; whole crops for a file without metadata)."""
         from keras_inception.preprocessing import load_image
 
         size = self._square_size()
-        crops = [load_image(p, size, crop_pct=1.0) for p in paths]
+        crops = [load_image(p, size, crop_pct=self.crop_pct) for p in paths]
         if not crops:
             return np.zeros((0, self.embedding_dim), np.float32)
         return self.embed(np.stack(crops))
 
 
-__all__ = ["Classifier", "Embedder", "TFLiteOp", "list_ops", "load_interpreter", "non_integer_ops"]
+__all__ = ["Classifier", "Embedder", "TFLiteImageModel", "TFLiteOp", "list_ops", "load_interpreter",
+           "non_integer_ops", "scaled_input"]

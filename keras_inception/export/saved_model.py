@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from keras_inception.export.artifact_metadata import artifact_metadata
 from keras_inception.export.checks import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -15,6 +16,7 @@ from keras_inception.export.checks import (
     require_fixed_shape,
 )
 from keras_inception.export.staging import staged_export
+from keras_inception.metadata import ModelMetadata, write_saved_model_metadata
 from keras_inception.preprocessing import preprocess_input
 
 # Largest difference accepted when the SavedModel is reloaded and compared with Keras.
@@ -44,6 +46,7 @@ def export_saved_model(
     include_preprocessing: bool = False,
     overwrite: bool = False,
     create_parents: bool = False,
+    metadata: ModelMetadata | None = None,
 ) -> str:
     """Exports `model` as a TensorFlow SavedModel for serving; returns the path.
 
@@ -53,10 +56,16 @@ def export_saved_model(
     images that the signature scales itself. The export is reloaded and compared
     with the Keras model (batches of 1 and 2) before it is moved to `path` (a
     folder); `create_parents=True` creates the folders above `path`.
+
+    The folder carries what the model means in `assets/keras_inception_metadata.json`
+    (`keras_inception.metadata.read_metadata` reads it): `metadata` if given, else the
+    model's own (`infer_metadata`), with the exported input size and, with
+    `include_preprocessing=True`, `input_scaling="raw"` (see `artifact_metadata`).
     """
     import tensorflow as tf
 
     shape = require_fixed_shape(model, "SavedModel")
+    meaning = artifact_metadata(model, metadata, shape, scales_pixels=include_preprocessing)
     dtype = tf.uint8 if include_preprocessing else tf.float32
     spec = tf.TensorSpec([None, *shape], dtype, name=INPUT_NAME)
 
@@ -67,6 +76,7 @@ def export_saved_model(
     with staged_export(path, overwrite=overwrite, kind="folder", what="a SavedModel",
                        create_parents=create_parents) as staged:
         write_serving_archive(staged, serve, spec)
+        write_saved_model_metadata(staged, meaning)
         signature = tf.saved_model.load(staged).signatures["serving_default"]
         for batch in (1, 2):
             images = probe_batch(shape, batch, raw=include_preprocessing, seed=batch)

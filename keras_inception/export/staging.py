@@ -8,6 +8,9 @@ On top of it, `staged_export`
 * checks the destination first, with one-line errors that name the path and say
   what to do (a file where a folder is expected and the reverse, a parent that is a
   file, a missing or unwritable folder);
+* names the command "export" to `files.check_replaceable`: `overwrite=True` replaces a
+  SavedModel folder only if an export made it (the `files.OUTPUT_MARKER` that
+  `staged_path` leaves in it lists what it wrote; `tf.saved_model.load` ignores it);
 * keeps every temporary file of the converters (Keras' LiteRT export, the TFLite
   converter, tf2onnx all create them through `tempfile`) inside the staging
   folder, so that an export leaves nothing in the system's temporary folder, not
@@ -23,7 +26,10 @@ import threading
 from collections.abc import Iterator
 from typing import Literal
 
-from keras_inception.files import check_destination, staged_path
+from keras_inception.files import checked_path, staged_path
+
+# The command an export's folders are marked with (the command line's `export` too).
+EXPORT_COMMAND = "export"
 
 
 class DestinationError(OSError, ValueError):
@@ -102,14 +108,15 @@ def staged_export(
     """`files.staged_path` for an export of `kind` ("file" or "folder"; `what` names
     it in errors, e.g. "a SavedModel"), with the destination checked first and
     `tempfile` pointed inside the staging folder while the block runs."""
-    # Suffix and mount point first (overwrite=True: existence is checked below).
-    path = check_destination(path, overwrite=True, suffix=suffix, arg=arg)
+    # The suffix first; existence and what may be replaced are checked by staged_path.
+    path = checked_path(path, suffix=suffix, arg=arg)
     _check_kind(path, kind, what, arg)
     _check_parent(path, create_parents, arg)
     with contextlib.ExitStack() as stack:
         try:
             staged = stack.enter_context(staged_path(
                 path, overwrite=overwrite, suffix=suffix, create_parents=create_parents, arg=arg,
+                command=EXPORT_COMMAND, kind=kind,
             ))
         except (FileExistsError, FileNotFoundError, ValueError):
             raise
@@ -119,4 +126,4 @@ def staged_export(
         yield staged
 
 
-__all__ = ["DestinationError", "staged_export", "temporary_files_inside"]
+__all__ = ["EXPORT_COMMAND", "DestinationError", "staged_export", "temporary_files_inside"]

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from keras_inception.export.artifact_metadata import artifact_metadata
 from keras_inception.export.checks import (
     INPUT_NAME,
     PIXEL_RANGE,
+    check_input_values,
     input_range,
     is_embedding_model,
     keras_outputs,
@@ -22,6 +24,8 @@ from keras_inception.export.checks import (
 )
 from keras_inception.export.saved_model import write_serving_archive
 from keras_inception.export.staging import staged_export
+from keras_inception.export.tflite_metadata import with_entry
+from keras_inception.metadata import METADATA_KEY, ModelMetadata
 
 TFLITE_QUANTIZATIONS = (None, "float16", "dynamic_int8", "int8")
 INPUT_TYPES = ("float32", "uint8", "int8")
@@ -36,9 +40,6 @@ TFLITE_REL_L2 = {None: 1e-4, "float16": 2e-2}
 MIN_CALIBRATION_IMAGES = 100
 MIN_TOP1_AGREEMENT = 0.90  # classifiers: share of images whose top class is Keras'
 MIN_MEAN_COSINE = 0.98  # embedding models: mean cosine to the Keras embeddings
-# Calibration values may leave the model's range by this much (resampling, rounding).
-PIXEL_TOLERANCE = 0.5
-SCALED_TOLERANCE = 0.01
 
 
 class QuantizationWarning(UserWarning):
@@ -160,28 +161,10 @@ def _check_arguments(quantization, representative_data, input_type, batch_size) 
 
 
 def check_calibration_range(model: Any, images: list[np.ndarray]) -> None:
-    """A one-line ValueError when calibration `images` are not in the values the model
-    takes (`checks.input_range`): [-1, 1] images for a model that takes 0-255 pixels
-    (FaceNet standardises raw crops itself) give activation ranges that real inputs
-    never match, and the reverse."""
-    low = float(min(image.min() for image in images))
-    high = float(max(image.max() for image in images))
-    expected = input_range(model)
-    if expected == PIXEL_RANGE:
-        # All values within [0, 1] are scaled data (or black images), not pixels.
-        fits = (low >= PIXEL_RANGE[0] - PIXEL_TOLERANCE and high > 1.0 + 1e-6
-                and high <= PIXEL_RANGE[1] + PIXEL_TOLERANCE)
-        takes = "raw 0-255 pixels (its first layer scales them)"
-        hint = "pass 0-255 images (calibration_dataset(..., preprocess=False))"
-    else:
-        fits = low >= -1.0 - SCALED_TOLERANCE and high <= 1.0 + SCALED_TOLERANCE
-        takes = "images scaled to [-1, 1]"
-        hint = "pass preprocess_input(images) (calibration_dataset(...) does)"
-    if not fits:
-        raise ValueError(
-            f"`representative_data` holds values in [{round(low, 3):g}, {round(high, 3):g}], "
-            f"but {model.name} takes {takes}: {hint}."
-        )
+    """A one-line ValueError when calibration `images` are not the values the model takes
+    (`checks.check_input_values`): activation ranges calibrated on other values are
+    ranges that real inputs never match."""
+    check_input_values(model, images, "representative_data")
 
 
 def _configure(converter: Any, quantization: str | None, input_type: str,
@@ -223,7 +206,7 @@ def _convert(model: Any, spec: Any, quantization: str | None, input_type: str,
 def _check_converted(staged: str, model: Any, quantization: str | None, shape: tuple) -> None:
     """RuntimeErrors for an int8 model with float ops, a shape or non-finite mismatch, or
     (float32 / float16) a relative L2 difference from Keras above `TFLITE_REL_L2`."""
-    from keras_inception.export.runtime import Classifier, non_integer_ops
+    from keras_inception.export.runtime import TFLiteImageModel, non_integer_ops
 
     if quantization == "int8":
         offenders = non_integer_ops(staged)
@@ -235,7 +218,7 @@ def _check_converted(staged: str, model: Any, quantization: str | None, shape: t
             )
     # Probes in the model's input range (0-255 or [-1, 1]): no preprocessing.
     probes = probe_batch(shape, 2, raw=input_range(model) == PIXEL_RANGE).astype(np.float32)
-    got = Classifier(staged, preprocess=False).predict(probes)
+    got = TFLiteImageModel(staged).run(probes)
     expected = keras_outputs(model, probes)
     if got.shape != expected.shape or not np.all(np.isfinite(got)):
         raise RuntimeError(
@@ -255,10 +238,10 @@ def measure_agreement(path: str, model: Any, images: list[np.ndarray]) -> Agreem
     """The `Agreement` of the TFLite file at `path` with `model` on `images` (single
     images `(1, H, W, C)` in the model's input range): cosine of the outputs for an
     embedding model, top-1 agreement for a classifier."""
-    from keras_inception.export.runtime import Classifier
+    from keras_inception.export.runtime import TFLiteImageModel
 
     batch = np.concatenate(images)
-    got = Classifier(path, preprocess=False).predict(batch)
+    got = TFLiteImageModel(path).run(batch)
     expected = keras_outputs(model, batch)
     if not is_embedding_model(model):
         top1 = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
@@ -293,6 +276,7 @@ def export_tflite(
     batch_size: int | None = 1,
     overwrite: bool = False,
     create_parents: bool = False,
+    metadata: ModelMetadata | None = None,
 ) -> TFLiteFile:
     """Exports `model` as a TFLite (LiteRT) flatbuffer; returns its path (a `TFLiteFile`).
 
@@ -321,8 +305,10 @@ def export_tflite(
             labels; ~100-500 images suffice. Classifiers take [-1, 1]
             (`preprocess_input`, `calibration_dataset(...)`); a model whose first layer
             scales raw pixels (FaceNet with `include_preprocessing=True`) takes 0-255
-            (`calibration_dataset(..., preprocess=False)`). Data in the other range is
-            a ValueError.
+            (`calibration_dataset(..., preprocess=False)`); FaceNet without it takes crops
+            standardised in its weights' mode (`embeddings.preprocess_input(crops, mode)`,
+            `calibration_dataset(..., preprocess=mode)`; prewhitened crops are unbounded).
+            Other values are a ValueError (`checks.check_input_values`).
         input_type: `"float32"` (default), or `"uint8"` / `"int8"` with
             `quantization="int8"`: the input and output tensors are then
             quantized too (see `keras_inception.export.runtime.Classifier`).
@@ -330,11 +316,17 @@ def export_tflite(
             delegates expect); `None` for a dynamic batch.
         overwrite: replace an existing `path`.
         create_parents: create the folders above `path` if they do not exist.
+        metadata: what the model means, written into the file's flatbuffer metadata
+            (`keras_inception.export.tflite_metadata`) instead of the model's own
+            (`infer_metadata`); either way `image_size` becomes the exported input's.
+            `input_scaling` describes the real-valued input: with an integer
+            `input_type`, the input tensor's quantization encodes those values.
     """
     import tensorflow as tf
 
     input_type = _check_arguments(quantization, representative_data, input_type, batch_size)
     shape = require_fixed_shape(model, "TFLite")
+    meaning = artifact_metadata(model, metadata, shape)
     calibration = None
     if quantization == "int8":
         calibration = _as_image_list(representative_data, shape)
@@ -344,7 +336,8 @@ def export_tflite(
     with staged_export(path, overwrite=overwrite, kind="file", what="a TFLite model",
                        suffix=".tflite", create_parents=create_parents) as staged:
         with open(staged, "wb") as file:
-            file.write(_convert(model, spec, quantization, input_type, calibration))
+            flatbuffer = _convert(model, spec, quantization, input_type, calibration)
+            file.write(with_entry(flatbuffer, METADATA_KEY, meaning.to_json().encode("utf-8")))
         _check_converted(staged, model, quantization, shape)
         if calibration is not None:
             agreement = measure_agreement(staged, model, calibration)

@@ -21,7 +21,13 @@ import keras
 from keras import layers
 
 from keras_inception.convert import facenet_files as facenet_convert
-from keras_inception.layers import STANDARDIZATIONS, FaceStandardization, L2Normalize
+from keras_inception.layers import (
+    STANDARDIZATIONS,
+    DescribedModel,
+    FaceStandardization,
+    L2Normalize,
+)
+from keras_inception.metadata import ModelMetadata
 from keras_inception.models.blocks import channel_axis
 from keras_inception.models.builder import check_rate, resolve_input_shape, validate_weights
 from keras_inception.models.inception_resnet_v1 import SPEC as IR_V1_SPEC
@@ -184,9 +190,26 @@ def FaceNet(
     x = layers.Dense(embedding_dim, use_bias=False, name="bottleneck")(x)
     x = layers.BatchNormalization(scale=False, epsilon=1e-3, name="bottleneck_bn")(x)
     outputs = L2Normalize(name="embedding")(x)
-    model = keras.Model(inputs, outputs, name=name)
+    metadata = _metadata(shape, embedding_dim, weights, kind, include_preprocessing,
+                         standardization)
+    model = DescribedModel(inputs, outputs, name=name, metadata=metadata)
     _load_weights(model, spec, preset, kind, weights)
     return model
+
+
+def _metadata(shape: tuple, embedding_dim: int, weights: Any, kind: str | None,
+              include_preprocessing: bool, standardization: str | None) -> ModelMetadata:
+    """What the built FaceNet means (saved inside its `.keras`): an embedding model on face
+    crops (no margin cropped: crop_pct 1.0), standardised as its weights expect, with
+    the LFW threshold for trained weights (none for random or unknown ones)."""
+    mode = standardization or (_standardization(weights, kind) if weights is not None
+                               else STANDARDIZATIONS[0])
+    height, width = (shape[0], shape[1]) if channel_axis() == -1 else (shape[1], shape[2])
+    trained = kind in ("preset", "facenet-keras", "facenet-pytorch")
+    return ModelMetadata(
+        kind="embedding", image_size=(height or DEFAULT_SIZE, width or DEFAULT_SIZE), crop_pct=1.0,
+        input_scaling="raw" if include_preprocessing else mode, embedding_dim=embedding_dim,
+        distance="euclidean", threshold=LFW_THRESHOLD if trained else None, model=MODEL_NAME)
 
 
 def _check_arguments(spec: ModelSpec, preset: str | None, embedding_dim: Any,

@@ -5,8 +5,8 @@ stages (`recipes.plan_stages`), gives each its input source (`stages.plan_run_st
 images, cached features or cached activations), runs them with `model.fit`
 (`stages.run_stage`, from `loop.train`) and writes into `config.out`:
 
-* `best.keras`: the model of the epoch with the best validation accuracy;
-* `class_names.json`: the class names, in the order of the model's outputs;
+* `best.keras`: the model of the epoch with the best validation accuracy, carrying its
+  meaning (input size, evaluation crop, scaling, class names: `keras_inception.metadata`);
 * `history.csv`: one row per epoch (numbered from 1), rewritten atomically so that a
   resumed run never repeats or skips a row;
 * `logs/`: TensorBoard logs;

@@ -9,8 +9,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_inception.preprocessing import DEFAULT_CROP_PCT
-from keras_inception.saving import load_model, read_class_names
+from keras_inception.metadata import ModelMetadata, describe, of_model
+from keras_inception.saving import load_model, model_metadata, read_class_names
 from keras_inception.train.run_folder import recorded_crop_pct
 
 
@@ -48,30 +48,44 @@ def evaluate_model(model: keras.Model, dataset, class_names: list[str]) -> dict[
     return report
 
 
+def load_saved_model(path: str) -> tuple[keras.Model, ModelMetadata]:
+    """(Keras model carrying its meaning, its `ModelMetadata`) from a `.keras` file: the
+    file's own metadata, else an older version's run folder (a `SidecarWarning`), else
+    the defaults (a `note:` line on stderr names them). What `predict`, `explain`,
+    `export` and `evaluate` read a saved model with."""
+    model = load_model(path)
+    recorded = None if of_model(model) is not None else recorded_crop_pct(path)
+    metadata, note = model_metadata(model, path, recorded_crop_pct=recorded)
+    if note is not None:
+        print(note, file=sys.stderr)
+    return describe(model, metadata), metadata
+
+
 def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_size: int = 32,
              crop_pct: float | None = None, split: str = "val",
              max_per_class: int | None = None) -> dict[str, Any]:
     """Evaluates a saved `.keras` classifier on the `split` ("val" or "train") of `data`.
 
-    `crop_pct` defaults to the one the training run recorded in its folder
-    (`run_folder.recorded_crop_pct`), else 0.875.
+    The model's input size, crop and class names come from the file
+    (`load_saved_model`); `crop_pct` overrides its crop.
     """
     from keras_inception.train import data as data_lib
 
     if split not in ("train", "val"):
         raise ValueError(f"`split` must be 'train' or 'val'; received split={split!r}.")
-    model = load_model(model_path)
-    if crop_pct is None:
-        recorded = recorded_crop_pct(model_path)
-        crop_pct = DEFAULT_CROP_PCT if recorded is None else recorded
+    model, metadata = load_saved_model(model_path)
+    if not metadata.is_classifier:
+        raise ValueError(f"{model_path!r} computes embeddings ({metadata.embedding_dim}-d), not "
+                         "classes: evaluate takes a classifier.")
+    crop_pct = metadata.crop_pct if crop_pct is None else crop_pct
     images = data_lib.load_data(data, data_dir=data_dir, max_per_class=max_per_class)
-    names = read_class_names(model_path)
+    names = None if metadata.class_names is None else list(metadata.class_names)
     if names is not None and names != images.class_names:
         raise ValueError(
             f"The classes of {data!r} ({images.class_names}) differ from those the model was "
             f"trained on ({names})."
         )
-    size = int(model.input_shape[1])
+    size = metadata.image_size[0]
     count = images.train_count if split == "train" else images.val_count
     if batch_size > count:
         # A larger batch is one batch of every image: no more than that is allocated.
@@ -89,4 +103,4 @@ def evaluate(model_path: str, data: str, *, data_dir: str | None = None, batch_s
     return report
 
 
-__all__ = ["evaluate", "evaluate_model", "read_class_names"]
+__all__ = ["evaluate", "evaluate_model", "load_saved_model", "read_class_names"]

@@ -23,7 +23,6 @@ from typing import Any
 
 import keras
 
-from keras_inception import files
 from keras_inception.presets.fetch import file_hash
 from keras_inception.saving import load_model, load_weights
 from keras_inception.train import feature_cache, ladder, run_folder
@@ -31,7 +30,6 @@ from keras_inception.train.callbacks import read_history
 from keras_inception.train.config import (
     BACKUP_DIR,
     BEST_MODEL,
-    CLASS_NAMES_FILE,
     HISTORY_FILE,
     RUN_FILE,
     TrainConfig,
@@ -70,8 +68,9 @@ def _crop_pct(config: TrainConfig) -> float:
 def train(config: TrainConfig, strategy: Any = None) -> dict[str, Any]:
     """Runs the recipe of `config`, writes the outputs into `config.out`, returns the report.
 
-    Outputs (see `keras_inception.train`): `best.keras`, `class_names.json`,
-    `history.csv`, `logs/`, `report.json`, `curves.png`, `confusion.png`. A run
+    Outputs (see `keras_inception.train`): `best.keras` (carrying its input size, crop
+    and class names: `keras_inception.metadata`), `history.csv`, `logs/`, `report.json`,
+    `curves.png`, `confusion.png`. A run
     started again with the same `out` resumes after its last finished epoch.
 
     Args:
@@ -157,13 +156,25 @@ def _start_line(ctx: RunContext, plan: RecipePlan, weights_note: str) -> str:
     return line
 
 
-def _record_start(out: str, config: TrainConfig, class_names: list[str]) -> None:
-    """The run starts: `run.json` (unless resumed) records `config` as given, then the
-    class names. Nothing is written before, so a run refused earlier (no data, no
-    weights) leaves no trace."""
+def _record_start(out: str, config: TrainConfig) -> None:
+    """The run starts: `run.json` (unless resumed) records `config` as given. Nothing is
+    written before, so a run refused earlier (no data, no weights) leaves no trace."""
     if not os.path.isfile(os.path.join(out, RUN_FILE)):
         run_folder.record_start(out, config)
-    files.write_json_atomic(os.path.join(out, CLASS_NAMES_FILE), class_names)
+
+
+def _described(plan: RecipePlan, ctx: RunContext) -> RecipePlan:
+    """The plan whose model carries the run's meaning (`keras_inception.metadata`): its
+    input size, evaluation crop and class names travel inside `best.keras`, so a copy of
+    it anywhere, and its exports, answer as the run does."""
+    from keras_inception.metadata import ModelMetadata, describe
+
+    size = ctx.pipe["image_size"]
+    metadata = ModelMetadata(
+        kind="classifier", image_size=(size, size), crop_pct=ctx.pipe["crop_pct"],
+        interpolation="bicubic", input_scaling="inception",
+        class_names=tuple(ctx.data.class_names), model=ctx.config.model)
+    return dataclasses.replace(plan, model=describe(plan.model, metadata))
 
 
 def _run(config: TrainConfig, dist: Any, out: str,
@@ -185,11 +196,11 @@ def _run(config: TrainConfig, dist: Any, out: str,
     # that what only the chief does (saving) creates no variables in the strategy.
     with _precision_policy(config.mixed_precision):
         with dist.scope():
-            plan = plan_stages(config, ctx.data.num_classes)
+            plan = _described(plan_stages(config, ctx.data.num_classes), ctx)
         stages, cached = plan_run_stages(ctx, plan)
         weights_note = _weights_note(plan.weights_note)
         if dist.is_chief:
-            _record_start(out, requested, ctx.data.class_names)
+            _record_start(out, requested)
         print(_start_line(ctx, plan, weights_note))
         for stage in stages:
             run_stage(stage, ctx, plan.model)

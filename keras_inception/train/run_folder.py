@@ -7,7 +7,9 @@ never overwritten once finished unless asked.
   that it finished when it ends. `check(out, config, overwrite)` then tells a rerun of
   a finished run (returned as its report, nothing changed), a resume of the same run,
   and a folder holding another run (refused, with the settings that differ).
-* `overwrite=True` removes the previous run's outputs (only the files a run writes).
+* `overwrite=True` removes the previous run's outputs (only the files a run writes), by the
+  rule of every command's `--overwrite` (`files.protected_reason`): not in the current
+  folder, the home folder or the filesystem root, and never an input of the run.
 """
 
 from __future__ import annotations
@@ -106,12 +108,34 @@ def _read_json(path: str) -> Any:
         return json.load(f)
 
 
+def _inputs(config: TrainConfig) -> list[str]:
+    """The files and folders a run reads: a `--data` folder and a `--weights` file."""
+    data = resolved_data(config.data)
+    paths = [] if data == SAMPLE_NAME or data.startswith(TFDS_PREFIX) else [data]
+    weights = config.resolved_weights()
+    return paths + ([weights] if files.looks_like_path(weights) else [])
+
+
+def _check_clearable(out: str, present: list[str], config: TrainConfig) -> None:
+    """Refuses `overwrite` where removing the run's outputs (`present`, names in
+    RUN_OUTPUTS) could delete what is not the run's: `out` is (or holds) the current or
+    the home folder, or is the root; an output is, holds or lies inside an input."""
+    inputs = _inputs(config)
+    for target, among in [(out, ()), *((os.path.join(out, name), inputs) for name in present)]:
+        reason = files.protected_reason(target, among)
+        if reason is not None:
+            raise RunFolderError(
+                f"--overwrite does not clear --out {out!r}: {target!r} {reason}. Choose "
+                "another --out (nothing was changed).")
+
+
 def check(out: str, config: TrainConfig, *, overwrite: bool, chief: bool) -> dict | None:
     """Before a run: the report of a finished identical run (nothing to do), or None to
     train (fresh or resumed). Raises RunFolderError for another run's folder."""
     run_path = os.path.join(out, RUN_FILE)
     present = [name for name in RUN_OUTPUTS if os.path.lexists(os.path.join(out, name))]
     if overwrite:
+        _check_clearable(out, present, config)
         if chief:
             for name in present:
                 target = os.path.join(out, name)
