@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,train,hub,litert,onnx,jax,torch,keras-hub
+EXTRAS ?= cpu,train,hub,litert,onnx,openvino,jax,torch,keras-hub
 
 # Test tiers by marker (see pyproject.toml): the fast tier leaves out what trains or runs a
 # model beyond toy size, starts fresh interpreters or fetches from the package index.
