@@ -150,7 +150,8 @@ def test_keras_own_load_model_after_import_keras_inception(first, package_keras_
     assert result.returncode == 0, result.stderr[-3000:]
     registered, outputs = json.loads(result.stdout.strip().splitlines()[-1])
     assert registered == [f"keras_inception>{name}" for name in sorted(
-        ("FaceStandardization", "FoldedBatchNorm", "L2Normalize", "ScaledResidual"))]
+        ("DescribedModel", "FaceStandardization", "FoldedBatchNorm", "L2Normalize",
+         "ScaledResidual"))]
     seen = set()
     for path, expected in package_keras_files.items():
         values, classes = outputs[path]
