@@ -38,6 +38,9 @@ benchmarks/cpu_runtimes.json and appends a section to benchmarks/RESULTS.md.
     .venv/bin/python benchmarks/cpu_runtimes.py --models inception_resnet_v1 --image-size 75 \\
         --batch-sizes 1 2 --rounds 1 --runtimes keras_tf openvino_f32 --no-agreement \\
         --json /tmp/r.json --results /tmp/r.md                        # a toy run
+    .venv/bin/python benchmarks/cpu_runtimes.py --fidelity-only --demo-model runs/demo/best.keras \\
+        --runtimes openvino_bf16 openvino_int8 litert_int8 --json /tmp/f.json --results /tmp/f.md
+                                       # the agreement and cosine only (no timing), ~5 min
 """
 
 from __future__ import annotations
@@ -311,7 +314,7 @@ def measure_model(name: str, size: int, args, folder: Path, faces, log) -> tuple
     jax = JaxWorker(name, size) if "keras_jax" in args.runtimes else None
     rows = []
     try:
-        for batch in args.batch_sizes:
+        for batch in [] if args.fidelity_only else args.batch_sizes:
             log(f"  {name} batch {batch}")
             steps = {runtime: jax.step(batch) if runtime == "keras_jax"
                      else runner(runtime, model, paths.get(runtime), model_inputs(name, size, batch))
@@ -592,14 +595,16 @@ def markdown(report: dict) -> str:
              f"CPU: {cpu['model']}, {cpu['cpus']} logical CPUs; flags: {', '.join(cpu['flags'])}. "
              f"1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end; "
              f"niceness {report['niceness']}. {report['versions']}.", "",
-             f"Command: `{report['command']}`", "",
-             f"img/s: median of {report['config']['rounds']} rounds (one call per candidate per "
-             "round, order rotating); ratio: to keras.applications InceptionResNetV2 at 299 px on "
-             "TensorFlow (no XLA), same batch, same rounds; peak: img/s x 2 x MACs / the float32 "
-             "GEMM flop/s of the same rounds (TensorFlow's matmul, oneDNN; int8, bf16 and Winograd "
-             "convolutions can exceed 1).", "",
-             "| model | batch | runtime | img/s | ratio to ref | fraction of f32 peak | "
-             "warm-up s | export s | size MB |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Command: `{report['command']}`", ""]
+    if not report["rows"]:  # --fidelity-only
+        return "\n".join(lines + ["No timing (--fidelity-only).", ""] + _fidelity_lines(report)) + "\n"
+    lines += [f"img/s: median of {report['config']['rounds']} rounds (one call per candidate per "
+              "round, order rotating); ratio: to keras.applications InceptionResNetV2 at 299 px on "
+              "TensorFlow (no XLA), same batch, same rounds; peak: img/s x 2 x MACs / the float32 "
+              "GEMM flop/s of the same rounds (TensorFlow's matmul, oneDNN; int8, bf16 and Winograd "
+              "convolutions can exceed 1).", "",
+              "| model | batch | runtime | img/s | ratio to ref | fraction of f32 peak | "
+              "warm-up s | export s | size MB |", "|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         lines.append(
             f"| {row['model']} ({row['image_size']} px) | {row['batch']} | {row['runtime']} | "
@@ -669,6 +674,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--agreement", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the quantized variants on real images")
     parser.add_argument("--demo-model", default=None, help="the .keras that `make demo` wrote")
+    parser.add_argument("--fidelity-only", action="store_true",
+                        help="no timing: only the quantized variants' agreement (demo model) "
+                             "and FaceNet's cosine, e.g. after a change of the int8 export")
     parser.add_argument("--head-epochs", type=int, default=100)
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "cpu_runtimes.json"))
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"))
@@ -691,12 +699,15 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
               "config": {k: getattr(args, k) for k in ("models", "image_size", "batch_sizes",
                                                          "rounds", "runtimes", "calibration",
                                                          "speed_calibration",
-                                                         "gemm_size", "demo_model")},
+                                                         "gemm_size", "demo_model",
+                                                         "fidelity_only")},
               "rows": []}
     load_at_start = os.getloadavg()[0]
     faces = face_crops(log) if "facenet" in args.models else None
     with tempfile.TemporaryDirectory(prefix="cpu_runtimes.") as folder:
         for name in args.models:
+            if args.fidelity_only and name != "facenet":
+                continue  # only FaceNet has a fidelity figure of its own (the cosine)
             size = args.image_size or DEFAULT_SIZES.get(name, 299)
             rows, cosines = measure_model(name, size, args, Path(folder), faces, log)
             report["rows"] += rows

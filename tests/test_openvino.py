@@ -204,6 +204,59 @@ def test_int8_export_measures_and_prints_its_agreement(small, tmp_path):
     assert out.read_text().count('type="FakeQuantize"') > 50  # NNCF's int8 quantizers
 
 
+def _facenet_classifier():
+    """A 3-class head on FaceNet's pooled backbone at 75 px (takes [-1, 1], maps it to 0-255
+    and standardises each image inside, as the `make demo` model does), random weights."""
+    import keras
+
+    from keras_inception.models import pooled_backbone
+
+    base = pooled_backbone("facenet", None, (SIZE, SIZE, 3))
+    inputs = keras.Input((SIZE, SIZE, 3))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(base(inputs)))
+    randomize_weights(model)
+    return model
+
+
+@pytest.mark.slow
+def test_int8_keeps_the_per_image_standardisation_in_float(tmp_path):
+    """In the int8 IR of a FaceNet-based classifier no FakeQuantize feeds the ops before the
+    first convolution (the [-1, 1] -> 0-255 map, the per-image mean, square, variance,
+    max and divide): they stay float, only the first convolution's input is int8. So, as in
+    Keras, the answers do not change with an image's contrast and brightness (rounding the
+    mean and the standard deviation to 8 bits of the calibration's range would)."""
+    import openvino as ov
+
+    from keras_inception.export import QuantizationWarning, calibration_dataset
+    from keras_inception.export.checks import keras_outputs
+
+    model = _facenet_classifier()
+    calibration = np.stack(list(calibration_dataset(FLOWERS / "train", SIZE, count=8,
+                                                    crop_pct=1.0).as_numpy_iterator()))
+    with pytest.warns(QuantizationWarning):  # 8 images, random weights
+        xml = ov_export.export_openvino(model, tmp_path / "int8.xml", quantization="int8",
+                                        representative_data=calibration,
+                                        fast_bias_correction=True)  # a shorter export
+    ir = ov.Core().read_model(xml)
+    front = set(ov_export.input_preprocessing_ops(ir))
+    ops = [op for op in ir.get_ops() if op.get_friendly_name() in front]
+    assert {"ReduceMean", "Subtract", "Power", "Maximum", "Divide"} <= {
+        op.get_type_name() for op in ops}
+    quantized = [op.get_type_name() for op in ops if any(
+        value.get_node().get_type_name() == "FakeQuantize" for value in op.input_values())]
+    assert quantized == []
+    first = [op.input_value(0).get_node() for op in ir.get_ops()
+             if op.get_type_name() == "Convolution"
+             and op.input_value(0).get_node().get_friendly_name() in front]
+    assert len(first) == 1 and first[0].get_type_name() == "FakeQuantize"  # int8 from there
+    images = calibration[:4]
+    dimmed = 0.25 * images + 0.3  # the same photos, 4x less contrast, brighter: still [-1, 1]
+    expected = keras_outputs(model, images)
+    assert rel_l2(keras_outputs(model, dimmed), expected) < 1e-4
+    runner = ov_export.OpenVINOImageModel(xml)
+    assert rel_l2(runner.run(dimmed), runner.run(images)) < 1e-2
+
+
 @pytest.mark.slow
 def test_export_refuses_what_it_did_not_write(small, tmp_path):
     """No --overwrite: an existing .xml (or .bin) is refused before any work; with it, only a
@@ -237,6 +290,12 @@ def test_bad_arguments_are_one_line(tmp_path):
         ov_export.export_openvino(model, tmp_path / "m.xml", quantization="int4")
     with pytest.raises(ValueError, match="needs `representative_data`"):
         ov_export.export_openvino(model, tmp_path / "m.xml", quantization="int8")
+    with pytest.raises(ValueError, match="fast_bias_correction` must be True or False.*'yes'"):
+        ov_export.export_openvino(model, tmp_path / "m.xml", quantization="int8",
+                                  representative_data=np.zeros((1, SIZE, SIZE, 3), np.float32),
+                                  fast_bias_correction="yes")
+    with pytest.raises(ValueError, match="fast_bias_correction` is only used with.*int8"):
+        ov_export.export_openvino(model, tmp_path / "m.xml", fast_bias_correction=True)
     with pytest.raises(ValueError, match="must end with '.xml'"):
         ov_export.export_openvino(model, tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
