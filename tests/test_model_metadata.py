@@ -142,12 +142,12 @@ def test_predict_refuses_a_saved_facenet(tmp_path):
 
 @pytest.fixture(scope="module")
 def dynamic_model(module_tmp_path):
-    """A user's own Sequential model with a dynamic input and three outputs (no metadata)."""
+    """A user's own Sequential model with a dynamic input and five outputs (no metadata)."""
     model = keras.Sequential([
         keras.Input((None, None, 3)),
         ki.InceptionResNetV1(include_top=False, input_shape=(None, None, 3), pooling="avg",
                              weights=None),
-        keras.layers.Dense(3, activation="softmax"),
+        keras.layers.Dense(5, activation="softmax"),
     ])
     path = module_tmp_path / "dynamic.keras"
     model.save(path)
@@ -156,11 +156,11 @@ def dynamic_model(module_tmp_path):
 
 @pytest.mark.slow
 def test_a_model_with_a_dynamic_input_gets_the_default_size_said_once(dynamic_model, tmp_path):
-    """predict, explain and evaluate answer at the default size 299 with one `note:` line
-    naming what was assumed (it was a TypeError traceback)."""
+    """predict, explain and evaluate answer at the default size 299, predict with one `note:`
+    line naming what was assumed (it was a TypeError traceback)."""
     path, model = dynamic_model
     image = sample_image_path()
-    proc = run_cli("predict", "--model", str(path), "--top", "3", image)
+    proc = run_cli("predict", "--model", str(path), "--top", "5", image)
     assert proc.returncode == 0, proc.stderr[-2000:]
     notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "image size 299x299" in notes[0] and "crop_pct 0.875" in notes[0]
@@ -170,6 +170,10 @@ def test_a_model_with_a_dynamic_input_gets_the_default_size_said_once(dynamic_mo
     proc = run_cli("explain", "--model", str(path), image, "--out", str(tmp_path / "maps"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "maps" / "explanations.json").is_file()
+    from keras_inception.train import evaluate
+
+    report = evaluate(str(path), "flowers_sample", max_per_class=1)
+    assert (report["image_size"], report["crop_pct"], report["num_images"]) == (299, 0.875, 5)
 
 
 @pytest.mark.slow
