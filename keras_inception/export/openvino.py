@@ -51,8 +51,7 @@ from keras_inception.export.tflite import (
     MIN_TOP1_AGREEMENT,
     Agreement,
     QuantizationWarning,
-    _as_image_list,
-    check_calibration_range,
+    calibration_images,
     measure_agreement,
 )
 from keras_inception.files import checked_path, staged_path
@@ -302,10 +301,7 @@ def export_openvino(
     require_packages(quantization)
     shape = require_fixed_shape(model, "OpenVINO")
     meaning = artifact_metadata(model, metadata, shape)
-    calibration = None
-    if quantization == "int8":
-        calibration = _as_image_list(representative_data, shape)
-        check_calibration_range(model, calibration)
+    calibration = calibration_images(model, quantization, representative_data, shape)
     xml, weights = check_openvino_destination(path, overwrite=overwrite)
     with staged_export(xml, overwrite=overwrite, kind="file", what="an OpenVINO model",
                        suffix=".xml", create_parents=create_parents) as staged, \

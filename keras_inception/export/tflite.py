@@ -90,6 +90,18 @@ class TFLiteFile(str):
         return self
 
 
+def calibration_images(model: Any, quantization: str | None, representative_data: Any,
+                       shape: tuple) -> list[np.ndarray] | None:
+    """For int8 (TFLite or OpenVINO): the representative images, one `(1, H, W, C)` array
+    each, checked against the values `model` takes (`check_calibration_range`); None
+    for the other quantizations."""
+    if quantization != "int8":
+        return None
+    calibration = _as_image_list(representative_data, shape)
+    check_calibration_range(model, calibration)
+    return calibration
+
+
 def _as_image_list(data: Any, shape: tuple, limit: int | None = None) -> list[np.ndarray]:
     """Single float32 images `(1, H, W, C)` from an iterable / tf.data.Dataset of
     images or of batches, or of `(images, labels)` pairs."""
@@ -327,10 +339,7 @@ def export_tflite(
     input_type = _check_arguments(quantization, representative_data, input_type, batch_size)
     shape = require_fixed_shape(model, "TFLite")
     meaning = artifact_metadata(model, metadata, shape)
-    calibration = None
-    if quantization == "int8":
-        calibration = _as_image_list(representative_data, shape)
-        check_calibration_range(model, calibration)
+    calibration = calibration_images(model, quantization, representative_data, shape)
     spec = tf.TensorSpec([batch_size, *shape], tf.float32, name=INPUT_NAME)
     agreement = None
     with staged_export(path, overwrite=overwrite, kind="file", what="a TFLite model",
@@ -348,4 +357,4 @@ def export_tflite(
 
 __all__ = ["INPUT_TYPES", "MIN_CALIBRATION_IMAGES", "MIN_MEAN_COSINE", "MIN_TOP1_AGREEMENT",
            "TFLITE_QUANTIZATIONS", "Agreement", "QuantizationWarning", "TFLiteFile",
-           "check_calibration_range", "export_tflite", "measure_agreement"]
+           "calibration_images", "check_calibration_range", "export_tflite", "measure_agreement"]
