@@ -60,7 +60,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # tests/support: shared with the tests, never installed
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RUNTIMES = ("keras_tf", "keras_tf_xla", "keras_jax", "openvino_f32", "openvino_bf16",
@@ -155,8 +155,9 @@ def model_inputs(name: str, size: int, batch: int):
 def flower_images(split: str, size: int, crop_pct: float, scaled: bool):
     """The flowers_sample photos of `split` through the evaluation transform: float32,
     [-1, 1] when `scaled`, else 0-255; with their class indices."""
+    from support.random_backbone import load_flowers_split
+
     from keras_inception.preprocessing import preprocess_input
-    from testing_support.random_backbone import load_flowers_split
 
     images, labels = load_flowers_split(FLOWERS, split, size, crop_pct)
     return (preprocess_input(images) if scaled else images), labels

@@ -46,12 +46,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# The repository root: testing_support/ (test and benchmark support, not installed).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# tests/support/: what the tests, benchmarks and notebooks share (never installed).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from support.faces import face_crop  # noqa: E402
 
 import keras_inception as ki  # noqa: E402
 from keras_inception import embeddings as face_embeddings  # noqa: E402
@@ -64,7 +65,6 @@ from keras_inception.apps.benchmark import (  # noqa: E402
 )
 from keras_inception.export.runtime import Embedder  # noqa: E402
 from keras_inception.registry import get_spec  # noqa: E402
-from testing_support.faces import face_crop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = "ms_celeb_1m"

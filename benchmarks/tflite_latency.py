@@ -29,13 +29,18 @@ import tempfile
 import time
 from pathlib import Path
 
-# The repository root: testing_support/ (test and benchmark support, not installed).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# tests/support/: what the tests, benchmarks and notebooks share (never installed).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from support.random_backbone import (  # noqa: E402
+    estimate_batchnorm_statistics,
+    fit_head_on_random_backbone,
+    load_flowers_split,
+)
 
 import keras_inception as ki  # noqa: E402
 from keras_inception import export  # noqa: E402
@@ -45,11 +50,6 @@ from keras_inception.apps.benchmark import (  # noqa: E402
     machine_description,
 )
 from keras_inception.export.runtime import Classifier  # noqa: E402
-from testing_support.random_backbone import (  # noqa: E402
-    estimate_batchnorm_statistics,
-    fit_head_on_random_backbone,
-    load_flowers_split,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 

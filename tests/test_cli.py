@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from support.helpers import randomize_weights
 
 import keras_inception as ki
 from keras_inception import explain
@@ -125,7 +125,7 @@ def test_convert_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
 def readonly(tmp_path, monkeypatch):
     """A folder nothing can be written into, for root too (who writes through permission
     bits): creating a file there fails as on a read-only mount."""
-    from helpers import refuse_writes_into
+    from support.helpers import refuse_writes_into
 
     folder = tmp_path / "readonly"
     folder.mkdir()

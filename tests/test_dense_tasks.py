@@ -1,7 +1,7 @@
 """keras-hub's DeepLabV3 and RetinaNet, unchanged, on `InceptionBackbone`: they learn,
 and the segmenter exports with parity.
 
-The synthetic set (`testing_support.segmentation`): discs, squares and triangles of
+The synthetic set (`tests/support/segmentation.py`): discs, squares and triangles of
 random colours pasted on the flower photos. DeepLabV3 trains on FaceNet's pretrained
 Inception-ResNet-v1 with aligned maps at output stride 16; the backbone is frozen, so
 its pyramid maps are computed once and the head trains on them.
@@ -13,10 +13,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-
-from keras_inception.embeddings import preprocess_input as face_preprocess_input
-from keras_inception.keras_hub import InceptionBackbone
-from testing_support.segmentation import (
+from support.segmentation import (
     NUM_CLASSES,
     deeplab_segmenter,
     fit_on_cached_maps,
@@ -24,6 +21,9 @@ from testing_support.segmentation import (
     make_boxes_set,
     make_shapes_set,
 )
+
+from keras_inception.embeddings import preprocess_input as face_preprocess_input
+from keras_inception.keras_hub import InceptionBackbone
 
 SIZE = 96
 TRAIN, HELD_OUT = 400, 100

@@ -1,7 +1,7 @@
 """Multi-device and multi-worker training (keras_inception.train.distribute).
 
 Devices, clusters and backends are fixed when TensorFlow or JAX starts, so each
-distributed run is a subprocess (tests/distribute_worker.py), bounded by a timeout:
+distributed run is a subprocess (tests/support/distribute_worker.py), bounded by a timeout:
 
 * `mirrored` over 2 logical CPU devices against one device, same global batch;
 * `multi_worker`: two `keras-inception train` processes on 127.0.0.1 with their own
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import rel_l2
 from support.crash import CRASH_AFTER_EPOCH_ENV
+from support.helpers import rel_l2
 
 from keras_inception import train as training
 from keras_inception.cli import main
@@ -35,7 +35,7 @@ from keras_inception.train import distribute, resume
 MODEL = "inception_resnet_v1"
 SIZE = 75
 REPO = Path(__file__).resolve().parents[1]
-WORKER = Path(__file__).with_name("distribute_worker.py")
+WORKER = Path(__file__).parent / "support" / "distribute_worker.py"
 TIMEOUT_S = 420
 
 

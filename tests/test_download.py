@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import LoopbackServer, randomize_weights
+from support.helpers import LoopbackServer, randomize_weights
 
 import keras_inception as ki
 from keras_inception import _compat, registry

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from support.helpers import randomize_weights
 
 import keras_inception as ki
 from keras_inception import explain

@@ -12,7 +12,11 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from helpers import refuse_writes_into, rel_l2
+from support.helpers import refuse_writes_into, rel_l2
+from support.random_backbone import (
+    fit_head_on_random_backbone,
+    load_flowers_split,
+)
 
 import keras_inception as ki
 from keras_inception import export
@@ -20,10 +24,6 @@ from keras_inception.cli import main
 from keras_inception.export.runtime import Classifier, list_ops, load_interpreter, non_integer_ops
 from keras_inception.export.staging import DestinationError
 from keras_inception.preprocessing import load_image, preprocess_input
-from testing_support.random_backbone import (
-    fit_head_on_random_backbone,
-    load_flowers_split,
-)
 
 FLOWERS_SIZE = 80
 CALIBRATION_IMAGES = 100
@@ -858,7 +858,7 @@ def test_cli_int8_facenet_is_calibrated_on_pixels_and_prints_its_agreement(flowe
     crops (the model standardises them itself; calibrating on [-1, 1] gave the trained
     network cosine 0.46-0.68), prints the cosine to the Keras embeddings measured on those
     images, and warns that 10 images are fewer than 100."""
-    from helpers import randomize_weights
+    from support.helpers import randomize_weights
     from support.runners import run_cli
 
     from keras_inception.export.runtime import Embedder

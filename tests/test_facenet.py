@@ -21,10 +21,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import registry_files
-from face_crops import face_crop
-from facenet_reference import prewhiten, reference_embeddings
-from helpers import randomize_weights, rel_l2
+from support import registry_files
+from support.face_crops import face_crop
+from support.facenet_reference import prewhiten, reference_embeddings
+from support.helpers import randomize_weights, rel_l2
 
 import keras_inception as ki
 from keras_inception import embeddings as face_embeddings

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import rel_l2
+from support.helpers import rel_l2
 from support.runners import run_cli
 
 import keras_inception as ki
@@ -55,8 +55,8 @@ def _loo_1nn_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float:
 def faces(face_crops_by_person, facenet_ms_celeb):
     """Crops with person labels, split into calibration and evaluation sets, and the float
     Keras embeddings of the evaluation crops."""
-    import registry_files
-    from face_crops import face_crop
+    from support import registry_files
+    from support.face_crops import face_crop
 
     crops, labels, calibration = [], [], []
     photos = registry_files.facenet_example_photos()
@@ -275,8 +275,8 @@ def test_cli_convert_facenet_keras_round_trip(facenet_h5, facenet_ms_celeb, face
 
 @pytest.mark.torch
 def test_cli_convert_facenet_pytorch(faces, tmp_path):
-    import registry_files
     import torch  # the torch extra, installed by make test: a missing torch fails here
+    from support import registry_files
 
     module = registry_files.load_facenet_pytorch_module()
     torch.manual_seed(0)

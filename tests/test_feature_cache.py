@@ -164,7 +164,7 @@ def test_an_unreadable_cache_is_computed_again_with_one_warning(tmp_path):
 def test_split_base_composes_to_the_base(name, size):
     """bottom then top is the base, and the top holds exactly the fine-tuned layers."""
     import keras
-    from helpers import randomize_weights
+    from support.helpers import randomize_weights
 
     model = recipes.build_transfer_model(name, 5, size, None)
     randomize_weights(model, seed=3)

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights, rel_l2
+from support.helpers import randomize_weights, rel_l2
 
 import keras_inception as ki
 from keras_inception.presets import WeightsDownloadError, cache_dir, converted, get_preset, hub
@@ -180,7 +180,7 @@ def run_offline(tmp_path: Path, hf_cache: Path, fixtures: Path, spec: dict) -> d
 
 @pytest.fixture(scope="module")
 def v4_fixture(shared_dir):
-    from helpers import timm_parity_recipes
+    from support.helpers import timm_parity_recipes
 
     folder, make_state = timm_parity_recipes(shared_dir)
     spec = json.loads((folder / "inception_v4.spec.json").read_text())

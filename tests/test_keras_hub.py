@@ -15,7 +15,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from helpers import LoopbackServer, randomize_weights, timm_parity_recipes
+from support.helpers import LoopbackServer, randomize_weights, timm_parity_recipes
 
 import keras_inception as ki
 from keras_inception import _compat, registry

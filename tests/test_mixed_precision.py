@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from backend_worker import feature_model
-from helpers import rel_l2
+from support.backend_worker import feature_model
+from support.helpers import rel_l2
 from support.networks import EXPECTED
 
 from keras_inception.layers import ScaledResidual

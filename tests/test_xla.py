@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import rel_l2
+from support.helpers import rel_l2
 
 from keras_inception.export.fold_bn import FoldedBatchNorm, fuse_batchnorm
 from keras_inception.registry import classifier_names

@@ -391,7 +391,7 @@ split into train and val). It then measures:
 **No photo and no face crop is shown or stored.** The photos are extracted to a temporary
 folder at run time, the faces are cropped there with the faceie MTCNN detector (GPL-3.0,
 a test-only dependency from `requirements-test.txt`, used through the repository's
-`testing_support/faces.py`, not the package; the crop follows facenet-pytorch's
+`tests/support/faces.py`, not the package; the crop follows facenet-pytorch's
 `extract_face`: largest face, 32 px margin, 160x160), and everything is deleted at the
 end. The outputs hold only numbers and plots of distances, labelled by person name.
 
@@ -439,13 +439,13 @@ print(f"{archive.name}: {sum(len(p) for v in photos.values() for p in v.values()
 for person in PEOPLE:
     print(f"  {person:<16} {len(photos[person]['train']):>3} train {len(photos[person]['val']):>3} val")"""),
     new_code_cell("""\
-# The repository's face cropper (testing_support/, not part of the package): faceie's MTCNN
+# The repository's face cropper (tests/support/, not part of the package): faceie's MTCNN
 # (GPL-3.0, a test-only dependency), FaceNet's 160 px crops with a 32-pixel margin, as
 # facenet-pytorch's extract_face makes them.
 import sys
 import keras_inception
-sys.path.insert(0, str(Path(keras_inception.__file__).resolve().parents[1]))  # the clone's root
-from testing_support.faces import SIZE, face_crop
+sys.path.insert(0, str(Path(keras_inception.__file__).resolve().parents[1] / "tests"))  # the clone's tests/
+from support.faces import SIZE, face_crop
 
 t0 = time.perf_counter()
 crops, labels, splits, missed = [], [], [], []
@@ -616,7 +616,7 @@ Inception-ResNet-v1), with the two dense-prediction options of the builders:
 
 The set: discs, squares and triangles (colours from a band of hues per class) pasted on the
 package's `flowers_sample` photos (train photos for training, val photos held out), masks
-known (`testing_support/segmentation.py` in the repository). The backbone is frozen: its maps
+known (`tests/support/segmentation.py` in the repository). The backbone is frozen: its maps
 are computed once and DeepLabV3's head trains on them. The trained segmenter is then exported
 to TFLite (float32) and compared with Keras.
 
@@ -630,8 +630,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 import keras
 import keras_inception
-sys.path.insert(0, str(Path(keras_inception.__file__).resolve().parents[1]))  # the clone's root
-from testing_support import segmentation as seg
+sys.path.insert(0, str(Path(keras_inception.__file__).resolve().parents[1] / "tests"))  # the clone's tests/
+from support import segmentation as seg
 from keras_inception.train.data import sample_dir
 
 SIZE = 96 if QUICK else 128

@@ -4,5 +4,5 @@
 * `benchmark`: throughput against keras.applications (`keras-inception benchmark`).
 
 Test and benchmark scaffolding (face cropping, a random backbone) lives outside the
-package, in the repository's `testing_support/`.
+package, in the repository's `tests/support/`.
 """

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from registry_files import cache_dir
 
-from testing_support import faces
+from support import faces
+from support.registry_files import cache_dir
 
 _CROP_VERSION = "v1"  # bump when the crop procedure changes
 
@@ -41,7 +41,7 @@ def _save_atomic(target: Path, array: np.ndarray) -> None:
 
 def face_crop(path: str | os.PathLike, size: int = 160, margin: int = 32) -> np.ndarray | None:
     """The (size, size, 3) float32 0..255 crop of the largest face in one photo (None: no face),
-    from `testing_support.faces`, cached by photo content hash and settings."""
+    from `support.faces`, cached by photo content hash and settings."""
     path = Path(path)
     folder = cache_dir() / "face_crops"
     folder.mkdir(parents=True, exist_ok=True)

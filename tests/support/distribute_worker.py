@@ -30,13 +30,13 @@ def run_mirrored(workdir: str) -> None:
 
     import keras
     import numpy as np
-    from helpers import randomize_weights
 
     from keras_inception import files
     from keras_inception import train as training
     from keras_inception.models import get_builder
     from keras_inception.train import data as data_lib
     from keras_inception.train import distribute
+    from support.helpers import randomize_weights
 
     dist = distribute.resolve("mirrored")
     per_replica, epochs = 5, 3
@@ -95,11 +95,11 @@ def run_mirrored(workdir: str) -> None:
 def run_train(dump_dir: str, args: list[str]) -> int:
     import keras
     import numpy as np
-    from support import crash
 
     from keras_inception import files
     from keras_inception.cli import main
     from keras_inception.train import distribute
+    from support import crash
 
     keras.config.disable_traceback_filtering()  # full tracebacks in the logs
     os.makedirs(dump_dir, exist_ok=True)
@@ -132,7 +132,7 @@ def run_train(dump_dir: str, args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
     mode, target = sys.argv[1], sys.argv[2]
     if mode == "mirrored":
         run_mirrored(target)

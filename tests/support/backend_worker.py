@@ -5,7 +5,7 @@ per backend. It reads what the TensorFlow process prepared in `WORKDIR` (inputs.
 and one `{model}.weights.h5` per network), and writes `{backend}.json` (facts and any
 error per check) plus `{backend}_{model}.npz` (outputs) for the parent to assert on.
 
-    KERAS_BACKEND=jax python tests/backend_worker.py WORKDIR
+    KERAS_BACKEND=jax python tests/support/backend_worker.py WORKDIR
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU on every backend
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import keras  # noqa: E402

@@ -1,5 +1,6 @@
-"""The package's layout: no import cycles, a library core without the training app or
-TensorFlow, a lazy public API, and the keras.applications drop-in points."""
+"""The architecture rules of the repository: no import cycles, a library core without the
+training app or TensorFlow, a lazy public API, extras that install what their modules
+import, and one home for test support (tests/support/), which the package never imports."""
 
 from __future__ import annotations
 
@@ -7,13 +8,10 @@ import ast
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import keras
-import numpy as np
 import pytest
 
 import keras_inception as ki
@@ -221,81 +219,6 @@ def test_cli_model_choices_come_from_the_registry():
             assert dests["model"].option_strings == ["--model"], name
 
 
-def test_predict_tflite_is_a_real_option(capsys):
-    from keras_inception.cli import build_parser
-
-    args = build_parser().parse_args(["predict", "--tflite", "m.tflite", "a.jpg", "b.jpg"])
-    assert (args.tflite, args.model, args.images) == ("m.tflite", None, ["a.jpg", "b.jpg"])
-    with pytest.raises(SystemExit) as info:
-        build_parser().parse_args(["predict", "--tflite", "m.tflite", "--model", "x.keras", "a.jpg"])
-    assert info.value.code == 2
-    assert "not allowed with argument" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_every_named_keras_applications_layer_exists_in_ours():
-    reference = keras.applications.InceptionResNetV2(weights=None)
-    generated = re.compile(
-        r"(input_layer|conv2d|batch_normalization|activation|max_pooling2d|average_pooling2d|"
-        r"concatenate|custom_scale_layer|lambda)(_\d+)?")
-    named = [layer.name for layer in reference.layers if not generated.fullmatch(layer.name)]
-    ours = {layer.name for layer in ki.InceptionResNetV2(weights=None).layers}
-    assert len(named) >= 120
-    assert [name for name in named if name not in ours] == []
-    for name in ("block35_1_ac", "block17_20_ac", "block8_9_ac"):
-        assert isinstance(ki.InceptionResNetV2(weights=None, include_top=False, input_shape=(
-            75, 75, 3)).get_layer(name), keras.layers.Activation)
-
-
-def test_ensemble_of_backbones_on_one_input_tensor():
-    inputs = keras.Input((96, 96, 3))
-    a = ki.InceptionResNetV2(weights=None, include_top=False, input_tensor=inputs, pooling="avg")
-    b = ki.InceptionV4(weights=None, include_top=False, input_tensor=inputs, pooling="avg")
-    c = ki.InceptionResNetV2(weights=None, include_top=False, input_tensor=inputs, pooling="avg",
-                             name="second_inception_resnet_v2")
-    ensemble = keras.Model(inputs, keras.layers.Concatenate()([a.output, b.output, c.output]))
-    assert ensemble.output_shape == (None, 1536 * 3)
-    x = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
-    out = np.asarray(ensemble(x))
-    np.testing.assert_allclose(out[:, :1536], np.asarray(a(x)), atol=1e-5)
-    np.testing.assert_allclose(out[:, 1536:3072], np.asarray(b(x)), atol=1e-5)
-    # The network is reachable as the nested layer, and the library still recognises it.
-    assert a.get_layer("inception_resnet_v2").get_layer("block17_20_ac") is not None
-    assert ki.feature_info(a)[3].layer == "block17_20_ac"
-
-
-def test_input_tensor_after_other_layers():
-    """keras.applications' own test: a custom input tensor computed by a layer."""
-    inputs = keras.Input((200, 200, 4), name="custom_input")
-    x = keras.layers.Conv2D(3, (2, 2), padding="valid", strides=(2, 2))(inputs)
-    model = ki.InceptionResNetV2(weights=None, include_top=False, input_tensor=x)
-    assert model.output_shape[-1] == 1536
-    assert model.inputs[0].name == inputs.name
-
-
-def test_backend_tensor_as_input_tensor_is_refused_clearly():
-    tensor = keras.ops.zeros((1, 96, 96, 3))
-    with pytest.raises(ValueError, match=r"symbolic Keras tensor.*input_shape=tensor.shape\[1:\]"):
-        ki.InceptionResNetV1(weights=None, include_top=False, input_tensor=tensor)
-
-
-@pytest.mark.subprocess
-def test_load_model_registers_the_layers_in_a_fresh_process(tmp_path):
-    model = ki.InceptionResNetV1(weights=None, input_shape=(75, 75, 3), classes=3)
-    path = tmp_path / "m.keras"
-    model.save(path)
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 75, 75, 3)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    proc = _run(
-        "import sys, numpy as np, keras_inception as ki\n"
-        f"m = ki.load_model({str(path)!r})\n"
-        f"print(float(np.abs(np.asarray(m(np.load({str(tmp_path / 'x.npy')!r})))).sum()))"
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert float(proc.stdout.split()[-1]) == pytest.approx(float(np.abs(np.asarray(model(x))).sum()),
-                                                           rel=1e-5)
-
-
 def _extra(name: str) -> set[str]:
     import configparser
 
@@ -349,17 +272,21 @@ def _top_level_imports(path: Path) -> set[str]:
     return names
 
 
+def _test_support_modules(repo: Path) -> set[str]:
+    return {p.stem for p in (repo / "tests" / "support").glob("*.py")}
+
+
 def test_the_package_ships_no_test_scaffolding_and_nothing_gpl():
     """Nothing under keras_inception/ imports faceie (GPL-3.0) or the repository's test
     and benchmark support; no extra of setup.cfg names a GPL package (`pip install
     keras_inception[anything]` pulls nothing GPL); the test-only packages come from
     requirements-test.txt."""
     repo = PACKAGE.parent
-    tests = {p.stem for p in (repo / "tests").glob("*.py")}
+    tests = {p.stem for p in (repo / "tests").glob("*.py")} | _test_support_modules(repo)
     offenders = {
         f"{path.relative_to(repo)}: {name}"
         for path in PACKAGE.rglob("*.py")
-        for name in _top_level_imports(path) & (GPL_PACKAGES | {"testing_support", "tests"} | tests)
+        for name in _top_level_imports(path) & (GPL_PACKAGES | {"support", "tests"} | tests)
     }
     assert not offenders, offenders
     import configparser
@@ -368,25 +295,52 @@ def test_the_package_ships_no_test_scaffolding_and_nothing_gpl():
     config.read(repo / "setup.cfg")
     extras = config["options.extras_require"]
     assert {name for extra in extras for name in _extra(extra)} & GPL_PACKAGES == set()
-    assert "testing_support" not in config["options.packages.find"]["include"]
+    assert config["options.packages.find"]["include"].split() == ["keras_inception*"]
     required = (repo / "requirements-test.txt").read_text()
     assert all(re.search(rf"^{name}\b", required, re.M) for name in (*GPL_PACKAGES, "pytest"))
 
 
-def test_benchmarks_and_testing_support_import_nothing_from_tests():
-    """The rule: tests may import testing_support/; benchmarks/ and testing_support/ share
-    it and never reach into tests/."""
+# What the benchmarks and notebooks may borrow from tests/support/.
+SHARED_SUPPORT = {"support.faces", "support.random_backbone", "support.segmentation"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_test_support_has_one_home():
+    """tests/ holds test modules, conftest.py and support/, nothing else that is Python;
+    support/ imports no test module; the benchmarks and notebooks take only the shared
+    modules of support/, and no top-level folder besides tests/ holds test helpers."""
     repo = PACKAGE.parent
-    tests = {p.stem for p in (repo / "tests").glob("*.py")} | {"tests"}
+    loose = [p.name for p in (repo / "tests").glob("*.py")
+             if not p.name.startswith("test_") and p.name != "conftest.py"]
+    assert loose == []
+    assert not (repo / "testing_support").exists()
+    test_modules = {p.stem for p in (repo / "tests").glob("test_*.py")}
     offenders = {
         f"{path.relative_to(repo)}: {name}"
-        for folder in ("benchmarks", "testing_support")
-        for path in (repo / folder).rglob("*.py")
-        for name in _top_level_imports(path) & tests
+        for path in (repo / "tests" / "support").glob("*.py")
+        for name in _top_level_imports(path) & test_modules
     }
     assert not offenders, offenders
+    borrowed = {
+        (path.relative_to(repo).as_posix(), name)
+        for path in (repo / "benchmarks").rglob("*.py")
+        for name in _imported_modules(path)
+        if name.split(".")[0] in {"support", "tests"} | test_modules
+    }
+    assert borrowed and {name for _, name in borrowed} <= SHARED_SUPPORT | {"support"}, borrowed
+    notebooks = "".join(p.read_text() for p in (repo / "notebooks").glob("*.ipynb"))
+    assert "from support" in notebooks and "testing_support" not in notebooks
     # What moved out of the package is there.
-    assert (repo / "testing_support" / "faces.py").is_file()
+    assert (repo / "tests" / "support" / "faces.py").is_file()
     assert not (PACKAGE / "apps" / "faces.py").exists()
     assert not (PACKAGE / "apps" / "random_backbone.py").exists()
 
@@ -420,7 +374,7 @@ def test_modules_named_by_the_benchmarks_and_tools_exist():
         (path.name, match)
         for folder in ("benchmarks", "tools")
         for path in (repo / folder).glob("*.py")
-        for match in re.findall(r"(?:keras_inception|testing_support|tests)/[\w/]+\.py", path.read_text())
+        for match in re.findall(r"(?:keras_inception|tests)/[\w/]+\.py", path.read_text())
     }
     assert named and [(name, p) for name, p in sorted(named) if not (repo / p).is_file()] == []
 
@@ -436,36 +390,6 @@ def test_the_minimum_input_size_is_one_value():
     assert benchmark.MIN_SIZE is builder.MIN_SIZE
     with pytest.raises(ValueError, match=r"at least 75"):
         ki.InceptionResNetV1(weights=None, include_top=False, input_shape=(74, 74, 3))
-
-
-def test_a_run_without_room_for_its_files_stops_with_one_line(tmp_path, monkeypatch):
-    """The disk check of the run's start: one line naming the folder, the free space and the
-    way out; the folder is the existing one under `--basetemp` or the system's temp folder."""
-    import tempfile
-
-    from support import disk
-
-    # A fixed free space: the disk is shared, and another process may write between calls.
-    usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(disk.shutil, "disk_usage", lambda path: usage)
-    assert disk.shortage(tmp_path, needed_gib=0) is None
-    free_gib = usage.free / 2**30
-    message = disk.shortage(tmp_path, needed_gib=free_gib + 2)
-    assert message is not None and "\n" not in message
-    assert str(tmp_path) in message and f"{free_gib:.1f} GiB free" in message
-    assert "--basetemp" in message
-    assert disk.NEEDED_GIB > disk.PEAK_GIB
-
-    class Options:
-        basetemp = str(tmp_path / "not" / "yet" / "made")
-
-    class Config:
-        option = Options()
-
-    assert disk.temporary_root(Config()) == tmp_path
-    Options.basetemp = None
-    assert disk.temporary_root(Config()) == Path(os.environ.get("PYTEST_DEBUG_TEMPROOT")
-                                                 or tempfile.gettempdir())
 
 
 def test_the_openvino_extra_installs_what_only_its_modules_import():
