@@ -118,6 +118,20 @@ def _spellings(path: str | os.PathLike) -> set[str]:
     return {os.path.abspath(os.fspath(path)), os.path.realpath(path)}
 
 
+def _meets(path: str, other: str | os.PathLike,
+           relations: tuple[str, ...] = ("is", "holds", "is inside")) -> tuple[str, str] | None:
+    """The first of `relations` between `path` and `other` over both spellings of each
+    (`_spellings`): ("is" | "holds" | "is inside", the spelling of `other` it meets)."""
+    for here in _spellings(other):
+        for there in _spellings(path):
+            found = {"is": here == there, "holds": _within(here, there),
+                     "is inside": _within(there, here)}
+            for relation in relations:
+                if found[relation]:
+                    return relation, here
+    return None
+
+
 def _protected_place(path: str) -> str | None:
     """Why the existing folder `path` is never replaced: it is the filesystem root, or is
     (or holds) the home folder or the current folder. None otherwise."""
@@ -127,26 +141,19 @@ def _protected_place(path: str) -> str | None:
     with contextlib.suppress(OSError):  # a working directory that was removed
         places.append(("the current folder", os.getcwd()))
     for what, place in places:
-        for here in _spellings(place):
-            for there in _spellings(path):
-                if here == there:
-                    return f"is {what}"
-                if _within(here, there):
-                    return f"holds {what} ({here!r})"
+        met = _meets(path, place, ("is", "holds"))
+        if met is not None:
+            relation, spelling = met
+            return f"is {what}" if relation == "is" else f"holds {what} ({spelling!r})"
     return None
 
 
 def _input_conflict(path: str, inputs: Iterable[str | os.PathLike]) -> str | None:
     """How `path` meets one of the command's inputs (is it, holds it, lies inside it)."""
     for value in inputs:
-        for source in _spellings(value):
-            for there in _spellings(path):
-                if source == there:
-                    return f"is an input of the command ({os.fspath(value)!r})"
-                if _within(source, there):
-                    return f"holds an input of the command ({os.fspath(value)!r})"
-                if _within(there, source):
-                    return f"is inside an input of the command ({os.fspath(value)!r})"
+        met = _meets(path, value)
+        if met is not None:
+            return f"{met[0]} an input of the command ({os.fspath(value)!r})"
     return None
 
 
