@@ -1,11 +1,12 @@
-"""Every code block of the README runs as written.
+"""Every code block of the README and of the pages in docs/ runs as written.
 
 Each Python block runs alone in a fresh interpreter (as a reader pastes it), in a scratch
 folder holding the files they name. Where a block needs what this machine cannot
 have (ImageNet weights: no network) or would take an hour (299 px, 10 epochs), the
-substitutions below say what changes; each must match, so a README edit cannot silently
-escape the test. Shell blocks run through `python -m keras_inception.cli` the same way;
-the two that cannot run here are listed with the reason.
+page's substitutions say what changes; each must match, so an edit of a page cannot
+silently escape the test. Shell blocks run through `python -m keras_inception.cli` the same
+way; the blocks that cannot run here are listed with the reason. The README stays a front
+page: at most 300 lines, linking every page of docs/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,65 +27,174 @@ from support.runners import run_cli_process
 RUNS_A_BLOCK = [pytest.mark.slow, pytest.mark.subprocess]
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+README_MAX_LINES = 300
 
-# (block index, text in the README, what runs instead): only unreachable weights and sizes.
-PYTHON_SUBSTITUTIONS = [
-    (0, "ki.InceptionResNetV2()", "ki.InceptionResNetV2(weights=None)"),
-    (3, 'weights="imagenet")', 'weights=None)'),
-    (4, 'InceptionImageClassifier.from_preset("inception_resnet_v2_imagenet")',
-     'InceptionImageClassifier.from_preset("inception_resnet_v2_imagenet", load_weights=False)'),
-    (4, 'InceptionBackbone.from_preset("facenet_ms_celeb_1m", ',
-     'InceptionBackbone.from_preset("facenet_ms_celeb_1m", load_weights=False, '),
-    (5, 'ki.InceptionResNetV2(weights="imagenet")',
-     'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
-    (5, 'calibration_dataset("data/train", 299, count=100)',
-     'calibration_dataset("data/train", 75, count=10)'),
-    (5, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
-    (6, 'data="path/to/photos", weights="auto", epochs=10)',
-     'data="path/to/photos", weights="auto", epochs=2, stage1_epochs=1, image_size=75,'
-     ' max_per_class=4)'),
-    (7, 'ki.InceptionResNetV2(weights="imagenet")',
-     'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
-    (7, "load_image(sample_image_path(), 299)", "load_image(sample_image_path(), 75)"),
-    (7, "integrated_gradients(model, images, steps=32)",
-     "integrated_gradients(model, images, steps=2)"),
-    (8, 'ki.InceptionResNetV2(weights="imagenet")',
-     'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'),
-]
-# Shell blocks that cannot run on one machine, with the reason.
-SHELL_NOT_RUN = {
-    0: "`make demo` / `make test`: CI runs `make test` itself, tests/test_demo.py the demo",
-    5: "two machines (TF_CONFIG with host1 and host2): tests/test_distribute.py runs the same "
-       "on 127.0.0.1",
+IRV2_IMAGENET = 'ki.InceptionResNetV2(weights="imagenet")'
+IRV2_75 = 'ki.InceptionResNetV2(weights=None, input_shape=(75, 75, 3))'
+DAISY_299 = "load_image(sample_image_path(), 299)"
+DAISY_75 = "load_image(sample_image_path(), 75)"
+
+
+@dataclass
+class Page:
+    """What the tests do with the code blocks of one page; block indices count per language.
+
+    `python_subs` / `shell_subs`: (block, text on the page, what runs instead), only
+    unreachable weights and sizes. `python_checks`: block -> (printed texts, paths it leaves;
+    a path ending in "/" is a folder). `shell_groups`: the shell blocks that run, in groups
+    sharing a folder, in order, with `shell_commands` (block -> its number of commands) and
+    `shell_leaves` (group -> paths). `shell_not_run` / `other_not_run`: the shell blocks and
+    the blocks of other languages (output, synopses) that do not run, with the reason."""
+
+    python: int = 0
+    shell: int = 0
+    python_subs: list[tuple[int, str, str]] = field(default_factory=list)
+    python_checks: dict[int, tuple[list[str], list[str]]] = field(default_factory=dict)
+    shell_subs: list[tuple[int, str, str]] = field(default_factory=list)
+    shell_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    shell_commands: dict[int, int] = field(default_factory=dict)
+    shell_leaves: dict[str, list[str]] = field(default_factory=dict)
+    shell_not_run: dict[int, str] = field(default_factory=dict)
+    other_not_run: dict[int, str] = field(default_factory=dict)
+
+
+PAGES = {
+    "README.md": Page(
+        python=4, shell=3,
+        python_subs=[
+            (0, "ki.InceptionResNetV2()", "ki.InceptionResNetV2(weights=None)"),
+            (1, 'weights="imagenet")', 'weights=None)'),
+            (3, IRV2_IMAGENET, IRV2_75),
+            (3, DAISY_299, DAISY_75),
+            (3, "integrated_gradients(model, images, steps=32)",
+             "integrated_gradients(model, images, steps=2)"),
+        ],
+        python_checks={1: (["FeatureInfo(index=1"], []), 3: ([], ["daisy_gradcam.png"])},
+        shell_subs=[
+            (1, "--image-size 299 \\\n    --epochs 10 --weights imagenet",
+             "--image-size 75 \\\n    --epochs 2 --stage1-epochs 1 --max-per-class 4 "
+             "--weights base.weights.h5"),
+            (2, "--model inception_resnet_v2 --weights imagenet --format tflite",
+             "--model inception_resnet_v2 --weights none --image-size 75 --format tflite"),
+            (2, "--calibration-data data/train",
+             "--calibration-data data/train --calibration-size 10"),
+        ],
+        # training first: the export block exports the model it trains
+        shell_groups={"train_export": (1, 2)},
+        shell_commands={1: 3, 2: 3},
+        shell_leaves={"train_export": ["runs/photos/report.json", "irv2_int8.tflite",
+                                       "serving/1/"]},
+        shell_not_run={0: "`make demo` / `make test`: CI runs `make test` itself, "
+                          "tests/test_demo.py the demo"},
+    ),
+    "docs/weights.md": Page(
+        python=1, shell=1,
+        shell_groups={"convert": (0,)}, shell_commands={0: 3},
+        shell_leaves={"convert": ["v4.weights.h5", "irv2.weights.h5",
+                                  "irv2_keras.weights.h5"]},
+    ),
+    "docs/dense_prediction.md": Page(
+        python=1,
+        python_subs=[
+            (0, 'InceptionImageClassifier.from_preset("inception_resnet_v2_imagenet")',
+             'InceptionImageClassifier.from_preset("inception_resnet_v2_imagenet", '
+             'load_weights=False)'),
+            (0, 'InceptionBackbone.from_preset("facenet_ms_celeb_1m", ',
+             'InceptionBackbone.from_preset("facenet_ms_celeb_1m", load_weights=False, '),
+        ],
+        python_checks={0: (["(1, 1000)", "(1, 128, 128, 4)"], [])},
+    ),
+    "docs/deployment.md": Page(
+        python=2,
+        python_subs=[
+            (0, IRV2_IMAGENET, IRV2_75),
+            (1, IRV2_IMAGENET, IRV2_75),
+            (1, 'calibration_dataset("data/train", 299, count=100)',
+             'calibration_dataset("data/train", 75, count=10)'),
+            (1, DAISY_299, DAISY_75),
+        ],
+        python_checks={
+            0: ([], ["irv2_savedmodel/", "irv2_raw/", "irv2.onnx", "irv2.xml", "irv2.bin"]),
+            1: (["[("], ["irv2.tflite", "irv2_f16.tflite", "irv2_dyn.tflite",
+                         "irv2_int8.tflite"]),
+        },
+    ),
+    "docs/training.md": Page(
+        python=1, shell=2,
+        python_subs=[
+            (0, 'data="path/to/photos", weights="auto", epochs=10)',
+             'data="path/to/photos", weights="auto", epochs=2, stage1_epochs=1, image_size=75,'
+             ' max_per_class=4)'),
+        ],
+        python_checks={0: ([], ["runs/photos/report.json"])},
+        shell_subs=[
+            (0, "--batch-size 32 --data path/to/photos --out runs/photos",
+             "--batch-size 8 --data path/to/photos --out runs/mirrored --image-size 75 "
+             "--epochs 1 --max-per-class 4 --weights none"),
+        ],
+        shell_groups={"mirrored": (0,)}, shell_commands={0: 1},
+        shell_leaves={"mirrored": ["runs/mirrored/report.json"]},
+        shell_not_run={1: "two machines (TF_CONFIG with host1 and host2): "
+                          "tests/test_distribute.py runs the same on 127.0.0.1"},
+        other_not_run={0: "the output of a full `make demo` run (network access, minutes); "
+                          "tests/test_demo.py runs the demo"},
+    ),
+    "docs/explanations.md": Page(
+        other_not_run={0: "a synopsis of `keras-inception explain` and its options; "
+                          "tests/test_explain_inputs.py runs the command"},
+    ),
+    "docs/performance.md": Page(
+        python=1, python_subs=[(0, IRV2_IMAGENET, IRV2_75)],
+    ),
+    "docs/architecture.md": Page(
+        other_not_run={0: "the registry line a new network adds, not a program; "
+                          "tests/test_add_network.py adds one"},
+    ),
+    "docs/faces.md": Page(),
+    "docs/what_happens_when.md": Page(),
+    "docs/changes.md": Page(),
+    "docs/testing.md": Page(),
 }
-SHELL_SUBSTITUTIONS = [
-    (2, "--model inception_resnet_v2 --weights imagenet --format tflite",
-     "--model inception_resnet_v2 --weights none --image-size 75 --format tflite"),
-    (2, "--calibration-data data/train", "--calibration-data data/train --calibration-size 10"),
-    (3, "--image-size 299 \\\n    --epochs 10 --weights imagenet",
-     "--image-size 75 \\\n    --epochs 2 --stage1-epochs 1 --max-per-class 4 --weights base.weights.h5"),
-    (4, "--batch-size 32 --data path/to/photos --out runs/photos",
-     "--batch-size 8 --data path/to/photos --out runs/mirrored --image-size 75 --epochs 1 "
-     "--max-per-class 4 --weights none"),
-]
+PYTHON_BLOCKS = [(page, i) for page, spec in PAGES.items() for i in range(spec.python)]
+SHELL_GROUPS = [(page, group) for page, spec in PAGES.items() for group in spec.shell_groups]
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
+def _id(page: str) -> str:
+    """A page's name in test IDs: no "/" (tests/support/schedule.py splits node IDs there)."""
+    return Path(page).stem
 
 
-def _substitute(code: list[str], substitutions) -> list[str]:
+def blocks(page: str, language: str) -> list[str]:
+    """The page's fenced blocks of `language` ("python", "bash"; "" for every other)."""
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```", (REPO / page).read_text(),
+                        flags=re.S | re.M)
+    if language:
+        return [code for lang, code in fenced if lang == language]
+    return [code for lang, code in fenced if lang not in ("python", "bash")]
+
+
+def _substitute(page: str, code: list[str], substitutions) -> list[str]:
     code = list(code)
     for index, old, new in substitutions:
-        assert old in code[index], f"README block {index} no longer contains {old!r}"
+        assert old in code[index], f"{page} block {index} no longer contains {old!r}"
         code[index] = code[index].replace(old, new)
     return code
 
 
+def _commands(block: str) -> list[str]:
+    commands = [line.split("#")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+    return [command for command in commands if command]
+
+
+def _check_leaves(folder: Path, paths: list[str]) -> None:
+    for name in paths:
+        found = (folder / name).is_dir() if name.endswith("/") else (folder / name).is_file()
+        assert found, name
+
+
 @pytest.fixture(scope="session")  # its tests spread over the workers: once per worker
 def scratch(tmp_path_factory, flowers_dir, facenet_h5, face_crops_by_person):
-    """A folder with the files the README's examples name, and an environment whose
+    """A folder with the files the pages' examples name, and an environment whose
     weights cache holds FaceNet's file (the `auto` and `ms_celeb_1m` paths)."""
     from PIL import Image
     from safetensors.numpy import save_file
@@ -148,70 +259,129 @@ def _copy(scratch, folder: Path) -> tuple[Path, dict]:
     return folder, {**env, "KERAS_INCEPTION_CACHE": str(folder / "weights_cache")}
 
 
-# What each Python block leaves behind, checked after it runs: (printed text, files).
-PYTHON_CHECKS = {
-    3: (["FeatureInfo(index=1"], []),
-    4: (["(1, 1000)", "(1, 128, 128, 4)"], []),
-    5: ([], ["irv2_savedmodel", "irv2.tflite", "irv2_int8.tflite", "irv2.onnx"]),
-    6: ([], ["runs/photos/report.json"]),
-    7: ([], ["daisy_gradcam.png"]),
-}
-# The shell blocks that run, in groups that share a folder, in order (training, block 3,
-# before the export block, 2, which exports the model it trains), with their command counts.
-SHELL_GROUPS = {"convert": (1,), "train_export": (3, 2), "mirrored": (4,)}
-SHELL_COMMANDS = {1: 3, 2: 3, 3: 3, 4: 1}
+@pytest.mark.parametrize("page", [pytest.param(p, id=_id(p)) for p in PAGES])
+def test_doc_blocks_are_all_covered(page):
+    """Every block of the page runs below (or is listed with its reason), every substitution
+    still finds its text, and the counts are the page's: a block added to or removed from a
+    page, or a page edit, cannot silently escape the block tests."""
+    spec, text = PAGES[page], (REPO / page).read_text()
+    fences = len(re.findall(r"^```", text, flags=re.M))
+    assert fences == 2 * sum(len(blocks(page, lang)) for lang in ("python", "bash", "")), page
+    code = _substitute(page, blocks(page, "python"), spec.python_subs)
+    assert len(code) == spec.python, f"a Python block of {page} was added or removed"
+    assert set(spec.python_checks) <= set(range(spec.python))
+    shell = _substitute(page, blocks(page, "bash"), spec.shell_subs)
+    assert len(shell) == spec.shell, f"a shell block of {page} was added or removed"
+    grouped = [index for group in spec.shell_groups.values() for index in group]
+    assert sorted(grouped) == sorted(spec.shell_commands)
+    assert not set(grouped) & set(spec.shell_not_run)
+    assert set(spec.shell_not_run) | set(grouped) == set(range(len(shell)))
+    assert all(len(_commands(shell[index])) == spec.shell_commands[index] for index in grouped)
+    assert set(spec.shell_leaves) <= set(spec.shell_groups)
+    other = blocks(page, "")
+    assert set(spec.other_not_run) == set(range(len(other))), f"a block of {page} in another language"
 
 
-def test_readme_blocks_are_all_covered():
-    """Every README block runs below (or is listed with its reason), and every substitution
-    still finds its text: a README edit cannot silently escape the block tests."""
-    code = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)
-    assert len(code) == 9, "a README Python block was added or removed: update this test"
-    shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
-    assert len(shell) == 6, "a README shell block was added or removed: update this test"
-    grouped = [index for group in SHELL_GROUPS.values() for index in group]
-    assert sorted(grouped) == sorted(SHELL_COMMANDS) and not set(grouped) & set(SHELL_NOT_RUN)
-    assert set(SHELL_NOT_RUN) | set(grouped) == set(range(len(shell)))
-    assert sum(SHELL_COMMANDS.values()) == 10
-    assert all(len(_commands(shell[index])) == SHELL_COMMANDS[index] for index in grouped)
+def test_documentation_covers_the_pages_and_totals():
+    """Every page of docs/ has its table, and the runs add up: 10 Python blocks and 10
+    commands in 3 groups (a block moved between pages keeps running)."""
+    pages = {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
+    assert pages | {"README.md"} == set(PAGES)
+    assert len(PYTHON_BLOCKS) == 10
+    assert sum(sum(spec.shell_commands.values()) for spec in PAGES.values()) == 10
+    groups = [group for _, group in SHELL_GROUPS]
+    assert len(groups) == len(set(groups)) == 3
 
 
-def _commands(block: str) -> list[str]:
-    commands = [line.split("#")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
-    return [command for command in commands if command]
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation other than - and _ dropped,
+    spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-@pytest.mark.parametrize("index", [pytest.param(i, marks=RUNS_A_BLOCK) for i in range(9)])
-def test_readme_python_block_runs(scratch, index, tmp_path):
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    return {_slug(h) for h in re.findall(r"^#+ (.*)$", text, flags=re.M)}
+
+
+def _links(page: str) -> list[tuple[Path, str]]:
+    """The page's links to files of the repository: (target, anchor or "")."""
+    text = re.sub(r"^```.*?^```", "", (REPO / page).read_text(), flags=re.S | re.M)
+    found = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        found.append(((REPO / page).parent / path if path else REPO / page, anchor))
+    return found
+
+
+def test_readme_is_a_front_door():
+    """The README is at most 300 lines, links every page of docs/, and each page it links
+    exists."""
+    lines = (REPO / "README.md").read_text().count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES})"
+    linked = {path.resolve() for path, _ in _links("README.md")}
+    docs = {path.resolve() for path in (REPO / "docs").glob("*.md")}
+    linked_docs = {path for path in linked if path.parent == (REPO / "docs").resolve()}
+    assert all(path.is_file() for path in linked_docs), sorted(map(str, linked_docs - docs))
+    assert docs <= linked, f"pages the README does not link: {sorted(map(str, docs - linked))}"
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, id=_id(p)) for p in PAGES])
+def test_doc_links_resolve(page):
+    """Each link of a page to a file of the repository finds the file, and its #anchor a
+    heading there (moving text between pages cannot leave a dead link)."""
+    for path, anchor in _links(page):
+        assert path.exists(), f"{page} links {path}, which does not exist"
+        if anchor and path.suffix == ".md":
+            assert anchor in _anchors(path), f"{page} links #{anchor} of {path.name}"
+
+
+REPO_FILE = re.compile(r"(?<![\w/.-])((?:tests|tools|benchmarks|notebooks|keras_inception)/"
+                       r"[\w/.-]*\.(?:py|ipynb|json|md|txt|sh))")
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, id=_id(p)) for p in PAGES])
+def test_doc_named_files_exist(page):
+    """Each file of the repository a page names (a test, tool, benchmark, notebook or
+    module path) exists: a renamed file cannot leave the pages pointing at nothing."""
+    named = set(REPO_FILE.findall((REPO / page).read_text()))
+    missing = sorted(name for name in named if not (REPO / name).exists())
+    assert not missing, f"{page} names files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("page, index", [pytest.param(p, i, marks=RUNS_A_BLOCK, id=f"{_id(p)}-{i}")
+                                         for p, i in PYTHON_BLOCKS])
+def test_doc_python_block_runs(scratch, page, index, tmp_path):
     """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
     them would hold every model at once, gigabytes): a block that uses a name it does not
     import or define fails here. What it produced is checked: features, exports, training."""
+    spec = PAGES[page]
     folder, env = _copy(scratch, tmp_path / f"python{index}")
-    block = _substitute(blocks("python"), PYTHON_SUBSTITUTIONS)[index]
-    proc = subprocess.run([sys.executable, "-c", block + "\nprint('README-OK')\n"], cwd=folder,
+    block = _substitute(page, blocks(page, "python"), spec.python_subs)[index]
+    proc = subprocess.run([sys.executable, "-c", block + "\nprint('BLOCK-OK')\n"], cwd=folder,
                           env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0 and "README-OK" in proc.stdout, (index, proc.stderr[-4000:])
-    printed, files = PYTHON_CHECKS.get(index, ([], []))
+    assert proc.returncode == 0 and "BLOCK-OK" in proc.stdout, (page, index, proc.stderr[-4000:])
+    printed, paths = spec.python_checks.get(index, ([], []))
     for text in printed:
-        assert text in proc.stdout, (index, text)
-    for name in files:
-        assert (folder / name).exists(), name
+        assert text in proc.stdout, (page, index, text)
+    _check_leaves(folder, paths)
 
 
-@pytest.mark.parametrize("group", [pytest.param(g, marks=RUNS_A_BLOCK) for g in SHELL_GROUPS])
-def test_readme_shell_blocks_run(scratch, group, tmp_path):
+@pytest.mark.parametrize("page, group", [pytest.param(p, g, marks=RUNS_A_BLOCK, id=f"{_id(p)}-{g}")
+                                         for p, g in SHELL_GROUPS])
+def test_doc_shell_blocks_run(scratch, page, group, tmp_path):
     """The shell blocks' commands, each in a fresh interpreter as a shell runs them (the
     multi-device training among them), in the scratch folder with its environment."""
+    spec = PAGES[page]
     folder, env = _copy(scratch, tmp_path / f"shell_{group}")
-    shell = _substitute(blocks("bash"), SHELL_SUBSTITUTIONS)
-    for index in SHELL_GROUPS[group]:
+    shell = _substitute(page, blocks(page, "bash"), spec.shell_subs)
+    for index in spec.shell_groups[group]:
         commands = _commands(shell[index])
-        assert len(commands) == SHELL_COMMANDS[index]
+        assert len(commands) == spec.shell_commands[index]
         for command in commands:
             assert command.startswith("keras-inception "), command
             proc = run_cli_process(*command.split()[1:], cwd=folder, env=env, timeout=1800)
             assert proc.returncode == 0, (command, proc.stderr[-3000:])
-    if group == "convert":
-        assert (folder / "v4.weights.h5").is_file()
-    if group == "train_export":
-        assert (folder / "serving" / "1").is_dir()
+    _check_leaves(folder, spec.shell_leaves.get(group, []))

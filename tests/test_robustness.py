@@ -1,8 +1,8 @@
 """Bad input and damaged files: one clear line naming the argument or file, exit code 2
-from the CLI, never a traceback, never a silent substitute (see the README's "What
-happens when..." table). CLI cases run `keras_inception.cli.main` in this process with its
-output captured (tests/support/runners.py): the exit code and stderr a user sees, without
-importing TensorFlow again for every case."""
+from the CLI, never a traceback, never a silent substitute (see the "What happens
+when..." table, docs/what_happens_when.md). CLI cases run `keras_inception.cli.main` in
+this process with its output captured (tests/support/runners.py): the exit code and
+stderr a user sees, without importing TensorFlow again for every case."""
 
 from __future__ import annotations
 

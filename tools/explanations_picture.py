@@ -1,5 +1,5 @@
-"""Writes docs/explanations.png, the README's picture of Grad-CAM, and the credits of the
-photos it shows (docs/explanations_credits.txt).
+"""Writes docs/explanations.png, the picture of Grad-CAM in docs/explanations.md, and the credits
+of the photos it shows (docs/explanations_credits.txt).
 
 The model is the one `make demo` trains (runs/demo/best.keras: the FaceNet backbone with a
 flowers head), explained on validation photos of the embedded `flowers_sample` (CC BY 2.0,
