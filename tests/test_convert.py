@@ -24,13 +24,14 @@ from keras_inception.convert import (
     read_state_dict,
     timm_key_map,
 )
+from keras_inception.convert.naming import SLIM, TIMM, naming_table
 from keras_inception.features import feature_extractor
 from keras_inception.models import get_builder
 from keras_inception.presets import file_hash
-from keras_inception.registry import classifier_names, get_spec
+from keras_inception.registry import classifier_names
 
 # The networks that timm has (a parity fixture each in ../shared/fixtures/timm_parity).
-BUILDERS = {name: get_builder(name) for name in classifier_names() if get_spec(name).timm_classifier}
+BUILDERS = {name: get_builder(name) for name in classifier_names() if naming_table(TIMM, name)}
 TOLERANCE = 1e-4
 
 
@@ -316,18 +317,20 @@ _PARAM = re.compile(
 
 
 def test_each_timm_network_has_its_fixture_and_slim_names(shared_dir):
-    """A network that declares timm names (its ModelSpec) is checked against timm: its
-    parity fixture and its TF-slim names (when it has a slim scope) are its tests."""
+    """A network with a timm naming table is checked against timm: its parity fixture
+    and its TF-slim names (when it has a TF-slim naming table) are its tests."""
     assert {"inception_v4", "inception_resnet_v2"} <= set(BUILDERS)
     for name in BUILDERS:
         assert (shared_dir / "fixtures" / "timm_parity" / f"{name}.spec.json").is_file(), name
-        assert get_spec(name).slim_scope is None or SLIM_NAMES[name][0] == get_spec(name).slim_scope
+        slim = naming_table(SLIM, name)
+        assert slim is None or SLIM_NAMES[name][0] == slim.scope
 
 
 def slim_variables(name: str, state: dict, rng) -> dict[str, np.ndarray]:
     """The fixture state under TF-slim names, with a background class and AuxLogits."""
     scope, table = SLIM_NAMES[name]
-    classifier = get_spec(name).timm_classifier  # its keys: checked by the timm key map test
+    # The timm classifier's module: its keys are checked by the timm key map test.
+    classifier = naming_table(TIMM, name).names["predictions"]
     out = {}
     for key, value in state.items():
         m = _PARAM.match(key)

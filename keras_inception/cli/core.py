@@ -79,9 +79,9 @@ def _build_classifier(model_arg: str, weights: str | None, image_size: int | Non
     """A model name with a preset or weights file, and what it means: the preset's crop,
     ImageNet's class names for an ImageNet classifier."""
     from keras_inception.models import get_builder
-    from keras_inception.registry import get_spec
+    from keras_inception.registry import CLASSIFIER, model_kind
 
-    if not get_spec(model_arg).classifier:
+    if model_kind(model_arg) != CLASSIFIER:
         raise ValueError(_embedding_refusal(model_arg))
     size = image_size or 299
     if weights in (None, "none"):

@@ -187,15 +187,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from keras_inception.cli.core import load_classifier, output_names
     from keras_inception.cli.images import load_input_images
     from keras_inception.explain import overlay, resolve_layer
-    from keras_inception.explain.graph import networks_in
     from keras_inception.export.runtime import scaled_input
     from keras_inception.files import staged_path, write_json_atomic
 
-    # The arguments were checked before TensorFlow was imported (check_explain).
+    # The arguments were checked before TensorFlow was imported (check_explain); an
+    # embedding model is refused by its metadata (load_classifier).
     model, metadata = load_classifier(args.model, args.weights, args.image_size, args.crop_pct)
     crop_pct = metadata.crop_pct
-    if any(not spec.classifier for _, spec, _ in networks_in(model)):
-        raise _embedding_refusal(args.model)
     names = output_names(metadata, int(model.output_shape[-1]))
     chosen = None if args.target is None else target_index(args.target, names)
     if args.method == INTEGRATED_GRADIENTS:

@@ -35,7 +35,7 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
     options a `.keras` file does not take are refused by `check_export`)."""
     from keras_inception.cli.core import named_model_metadata, print_weights_origin
     from keras_inception.metadata import describe
-    from keras_inception.registry import get_spec
+    from keras_inception.registry import CLASSIFIER, get_spec, model_kind
     from keras_inception.train.evaluation import load_saved_model
 
     if model_arg not in MODEL_CHOICES:
@@ -45,7 +45,7 @@ def build_model(model_arg: str, weights: str | None, image_size: int | None, cla
     spec = get_spec(model_arg)
     size = image_size or spec.default_size
     weights = None if weights == "none" else weights
-    if not spec.classifier:
+    if model_kind(model_arg) != CLASSIFIER:
         # An embedding network: raw 0-255 face crops in, standardised inside.
         model = spec.builder(weights=weights, input_shape=(size, size, 3),
                              include_preprocessing=True)

@@ -8,8 +8,10 @@
 Each converter is strict and all-or-nothing (`keras_inception.convert.engine`): every
 source tensor must be used and every Keras weight assigned, with matching shapes;
 otherwise a ValueError lists the offending names and the model is left unchanged.
-The network is recognised through `keras_inception.registry`, whose specs hold each
-network's timm and TF-slim names.
+The network is recognised through `keras_inception.registry`; how each source names
+its weights is the network's naming table in that source
+(`keras_inception.convert.naming`: `timm_names`, `slim_names`, `facenet_names`, or one
+that another network's module registers with `register_naming`).
 """
 
 import os

@@ -1,11 +1,10 @@
-"""The strict, all-or-nothing engine shared by the converters (`timm`, `slim`).
+"""The strict, all-or-nothing engine shared by the converters (`timm`, `slim`, FaceNet's).
 
-A *dialect* names each weighted unit of one of our models in a source's convention;
-the engine plans every assignment before making any. The name mapping is derived
-from the Keras layer names the builders set (block, branch, step) and from the
-network's `ModelSpec` (its timm / TF-slim names), never from the order of the weights
-nor from a table of one network's blocks: a new network built from the package's
-blocks needs no change here. Loading is all-or-nothing: every
+A *dialect* is a source's layout of parameters (`.conv.weight`, `/BatchNorm/beta`,
+OIHW kernels, ...); the source's names of a network's layers come from its naming
+table (`keras_inception.convert.naming`), looked up by Keras layer name. The engine
+knows no network: it walks the model's weighted layers, names each through the table
+and plans every assignment before making any. Loading is all-or-nothing: every
 source tensor must be used and every Keras weight assigned, with matching shapes;
 otherwise a ValueError lists the offending names and the model is left unchanged.
 
@@ -20,133 +19,60 @@ statistics are used.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
-from keras_inception.layers import ScaledResidual
-from keras_inception.registry import ModelSpec, network_of
+from keras_inception.convert.naming import NamingTable, naming_table, naming_tables
+from keras_inception.registry import network_of
 
 # How many offending names an error message lists before summarising.
 _MAX_LISTED = 12
 
-# The names `blocks.inception_branches` gives a branch's steps.
-_BRANCH = re.compile(r"^(?P<block>.+)_branch(?P<b>\d+)_(?P<k>\d+)(?P<split>[ab]?)(?:_pool)?$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Residual:
-    """Where an Inception-ResNet block (`blocks.residual_stage`'s `{stage}_{n}`) sits."""
-
-    stage: str  # the stage's name prefix, e.g. "block35"
-    index: int  # the stage's position among the network's residual stages, from 0
-    n: int  # the block's number in its stage, from 1
-    last: bool  # the stage's final block is linear (no activation): a module of its own
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    """One step of a branch: a conv (with its BN) or a pool."""
-
-    layer: keras.layers.Layer
-    k: int
-    split: str  # "", "a" or "b" (Inception-v4's Inception-C split convs)
-
-    @property
-    def is_conv(self) -> bool:
-        return isinstance(self.layer, keras.layers.Conv2D)
-
-    @property
-    def valid(self) -> bool:
-        return self.layer.padding == "valid"
-
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-    """A weighted unit of the Keras model and where it sits in the network."""
+    """A weighted unit of the Keras model: a layer and the BatchNorm that follows it."""
 
     kind: str  # "conv_bn", "conv_bias", "dense" or "dense_bn"
-    layers: tuple[str, ...]  # Keras layers: (conv, bn), (conv,) or (dense,)
-    where: tuple  # ("stem", name) | ("branch", block, b, step) | ("up", block) | ("head",)
+    layers: tuple[str, ...]  # Keras layers: (conv, bn), (conv,), (dense,) or (dense, bn)
 
 
 class Structure:
-    """Blocks, branches and steps of one of our models, read from its layer names."""
+    """The weighted units of one of our models, and the naming table of a source for it."""
 
-    def __init__(self, model: keras.Model) -> None:
+    def __init__(self, model: keras.Model, dialect: Dialect) -> None:
         self.spec, model = network_of(model)
         self.family = self.spec.name
         self.model = model
         self.layers = {layer.name: layer for layer in model.layers}
-        self.branches: dict[str, dict[int, list[Step]]] = {}
-        for layer in model.layers:
-            m = _BRANCH.match(layer.name)
-            pooling = (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
-            if m and isinstance(layer, (keras.layers.Conv2D, *pooling)):
-                steps = self.branches.setdefault(m["block"], {}).setdefault(int(m["b"]), [])
-                steps.append(Step(layer, int(m["k"]), m["split"]))
-        for block in self.branches.values():
-            for steps in block.values():
-                steps.sort(key=lambda s: (s.k, s.split))
-        # Blocks in network order: Inception-v4's timm modules are numbered by it.
-        self.mixed = [
-            layer.name for layer in model.layers
-            if isinstance(layer, keras.layers.Concatenate) and layer.name in self.branches
-        ]
-        # Convs outside the blocks (no branch, no residual up-projection), in network order.
-        self.stem = [
-            layer.name for layer in model.layers
-            if isinstance(layer, keras.layers.Conv2D) and not layer.use_bias
-            and not _BRANCH.match(layer.name)
-        ]
-        self._residuals = self._find_residuals()
-
-    def _find_residuals(self) -> dict[str, Residual]:
-        """The residual blocks, found by their `ScaledResidual` sum, by stage."""
-        blocks = [layer.name for layer in self.model.layers if isinstance(layer, ScaledResidual)]
-        stages: dict[str, list[tuple[int, str]]] = {}
-        for name in blocks:
-            stage, _, n = name.rpartition("_")
-            if not (stage and n.isdigit()):
-                raise ValueError(
-                    f"Residual block {name!r} of model {self.model.name!r} is not named "
-                    "`{stage}_{n}` (blocks.residual_stage): not a keras_inception layout."
-                )
-            stages.setdefault(stage, []).append((int(n), name))
-        found = {}
-        for index, (stage, members) in enumerate(stages.items()):
-            final = max(n for n, _ in members)
-            for n, name in members:
-                linear = f"{name}_ac" not in self.layers
-                found[name] = Residual(stage, index, n, n == final and linear)
-        return found
+        table = dialect.table(self.family)
+        if table is None:
+            raise ValueError(
+                f"{self.spec.title} has no {dialect.label} counterpart: {dialect.label} ships "
+                "no such network, so there are no weights of it to convert."
+            )
+        self.table: NamingTable = table
 
     def units(self) -> Iterator[Unit]:
         for layer in self.model.layers:
             if not layer.weights:
                 continue
             name = layer.name
+            bn = f"{name}_bn"  # conv2d_bn's BatchNorm; FaceNet's bottleneck's
             if isinstance(layer, keras.layers.Dense):
-                bn = f"{name}_bn"  # FaceNet's bottleneck: Dense -> BatchNormalization
-                if bn in self.layers:
-                    yield Unit("dense_bn", (name, bn), ("head",))
-                else:
-                    yield Unit("dense", (name,), ("head",))
+                yield Unit("dense_bn", (name, bn)) if bn in self.layers else Unit("dense", (name,))
             elif isinstance(layer, keras.layers.Conv2D):
-                bn = f"{name}_bn"
                 if layer.use_bias:
-                    block = name[: -len("_conv")]
-                    yield Unit("conv_bias", (name,), ("up", block))
-                    continue
-                m = _BRANCH.match(name)
-                where = (
-                    ("branch", m["block"], int(m["b"]), f"{m['k']}{m['split']}")
-                    if m else ("stem", name)
-                )
-                yield Unit("conv_bn", (name, bn) if bn in self.layers else (name,), where)
+                    yield Unit("conv_bias", (name,))  # a residual block's up-projection
+                else:
+                    yield Unit("conv_bn", (name, bn) if bn in self.layers else (name,))
+
+    def name(self, unit: Unit) -> str | None:
+        """The source's name of a unit (its table's name of its first layer), or None."""
+        return self.table.names.get(unit.layers[0])
 
     def targets(self, unit: Unit) -> dict[str, Any]:
         """Slot -> Keras variable of a unit (Keras BN weights: beta, moving mean, variance)."""
@@ -165,32 +91,26 @@ class Structure:
             )
         return dict(zip(slots, variables, strict=True))
 
-    def branch_step(self, block: str, b: int, step: str) -> tuple[list[Step], int]:
-        steps = self.branches[block][b]
-        position = next(i for i, s in enumerate(steps) if f"{s.k}{s.split}" == step)
-        return steps, position
-
-    def residual(self, block: str) -> Residual | None:
-        """Where the residual block `block` (`block35_3`, ...) sits; None for other blocks."""
-        return self._residuals.get(block)
-
 
 class Dialect:
-    """Naming and layout conventions of one source of weights."""
+    """The layout of one source's parameters; its names are in its naming tables."""
 
     label = ""
+    source = ""  # the source's key in `naming.TABLES`
     # Whether key maps also list the BatchNorm gamma keys that are folded into kernels.
     lists_folded_gamma = False
 
-    def supports(self, spec: ModelSpec) -> bool:
-        """Whether the source has this network at all."""
-        raise NotImplementedError
+    def table(self, network: str) -> NamingTable | None:
+        """The source's naming table of `network`; None: the source has no such network."""
+        return naming_table(self.source, network)
 
-    def source_family(self, keys: list[str]) -> str | None:
-        raise NotImplementedError
-
-    def name(self, s: Structure, where: tuple) -> str:
-        raise NotImplementedError
+    def family_of(self, keys: list[str], own: NamingTable) -> str | None:
+        """The network whose file `keys` are, when they are another network's than `own`'s
+        (by the tables' markers); None when they are `own`'s or nobody's."""
+        if own.marks(keys):
+            return None
+        return next((t.network for t in naming_tables(self.source).values() if t.marks(keys)),
+                    None)
 
     def keys(self, kind: str, prefix: str) -> list[tuple[str, str, bool]]:
         """(slot, key, required) for a unit; slots: kernel, bias, gamma, beta, mean, var."""
@@ -202,8 +122,15 @@ class Dialect:
     def to_keras(self, kind: str, slot: str, value: np.ndarray) -> np.ndarray:
         return value
 
-    def ignored(self, key: str, spec: ModelSpec, has_top: bool) -> bool:
-        raise NotImplementedError
+    def skipped(self, key: str) -> bool:
+        """Keys of the source's bookkeeping that no network loads (`global_step`, ...)."""
+        return False
+
+    def ignored(self, key: str, table: NamingTable, has_top: bool) -> bool:
+        """Keys left unused without complaint: the source's bookkeeping, what the table
+        ignores, and the classifier's keys when the model has no head."""
+        return (self.skipped(key) or key.startswith(table.ignored)
+                or (not has_top and key.startswith(table.top)))
 
 
 def _listing(items: list[str]) -> str:
@@ -212,14 +139,9 @@ def _listing(items: list[str]) -> str:
     return shown + (f" (and {more} more)" if more > 0 else "")
 
 
-def structure(model: keras.Model, dialect: Dialect) -> Structure:
-    s = Structure(model)
-    if not dialect.supports(s.spec):
-        raise ValueError(
-            f"{s.spec.title} has no {dialect.label} counterpart: {dialect.label} ships no such "
-            "network, so there are no weights of it to convert."
-        )
-    return s
+def _unnamed_message(dialect: Dialect, s: Structure, unnamed: list[str]) -> str:
+    return (f"Keras layers that the {dialect.label} naming table of {s.family} does not "
+            f"name: {_listing(unnamed)}")
 
 
 @dataclasses.dataclass
@@ -228,13 +150,15 @@ class _Problems:
 
     missing: list[str] = dataclasses.field(default_factory=list)
     bad_shapes: list[str] = dataclasses.field(default_factory=list)
+    unnamed: list[str] = dataclasses.field(default_factory=list)
     used: set[str] = dataclasses.field(default_factory=set)
     class_message: str = ""
 
-    def raise_if_any(self, dialect: Dialect, family: str, model: keras.Model,
+    def raise_if_any(self, dialect: Dialect, s: Structure, model: keras.Model,
                      unexpected: list[str], uncovered: list[str]) -> None:
         label = dialect.label
         problems = [text for found, text in (
+            (self.unnamed, _unnamed_message(dialect, s, self.unnamed)),
             (self.missing, f"missing {label} keys: {_listing(self.missing)}"),
             (unexpected, f"unexpected {label} keys (not used): {_listing(unexpected)}"),
             (self.bad_shapes, f"wrong shapes: {_listing(self.bad_shapes)}"),
@@ -242,7 +166,7 @@ class _Problems:
         ) if found]
         if problems:
             raise ValueError(
-                f"Cannot load {label} weights into {model.name!r} ({family}); nothing "
+                f"Cannot load {label} weights into {model.name!r} ({s.family}); nothing "
                 f"was changed. " + "; ".join(problems) + "." + self.class_message
             )
 
@@ -299,11 +223,11 @@ def plan_assignments(
     model: keras.Model, source: Mapping[str, Any], dialect: Dialect
 ) -> list[tuple[Any, np.ndarray]]:
     """Checks everything and returns (variable, value) pairs; assigns nothing."""
-    s = structure(model, dialect)
+    s = Structure(model, dialect)
     model = s.model  # the network itself, when nested in `model`
     keys = list(source)
-    found = dialect.source_family(keys)
-    if found is not None and found != s.family:
+    found = dialect.family_of(keys, s.table)
+    if found is not None:
         raise ValueError(
             f"Wrong model family: the {dialect.label} weights are for {found} (keys such as "
             f"{keys[0]!r}), but model {model.name!r} is {s.family}. Build the matching "
@@ -315,18 +239,21 @@ def plan_assignments(
     covered: set[int] = set()
     for unit in s.units():
         target = s.targets(unit)
-        values = _unit_values(unit, target, dialect.name(s, unit.where), source, dialect,
-                              model, problems)
         covered.update(id(v) for v in target.values())
+        prefix = s.name(unit)
+        if prefix is None:
+            problems.unnamed.append(unit.layers[0])
+            continue
+        values = _unit_values(unit, target, prefix, source, dialect, model, problems)
         if not all(slot in values for slot in target):
             continue  # reported as missing or wrong shape
         _fold_gamma(values, unit, problems)
         assignments += [(target[slot], values[slot].astype(target[slot].dtype))
                         for slot in target]
     unexpected = [k for k in keys
-                  if k not in problems.used and not dialect.ignored(k, s.spec, has_top)]
+                  if k not in problems.used and not dialect.ignored(k, s.table, has_top)]
     uncovered = [v.path for v in model.weights if id(v) not in covered]
-    problems.raise_if_any(dialect, s.family, model, unexpected, uncovered)
+    problems.raise_if_any(dialect, s, model, unexpected, uncovered)
     return assignments
 
 
@@ -336,11 +263,16 @@ def assign(plan: list[tuple[Any, np.ndarray]]) -> None:
 
 
 def key_map(model: keras.Model, dialect: Dialect) -> dict[str, str]:
-    s = structure(model, dialect)
+    """Source key -> Keras weight path of every weight of `model` (its table must name
+    every weighted layer)."""
+    s = Structure(model, dialect)
+    units = list(s.units())
+    unnamed = [unit.layers[0] for unit in units if s.name(unit) is None]
+    if unnamed:
+        raise ValueError(_unnamed_message(dialect, s, unnamed) + ".")
     mapping = {}
-    for unit in s.units():
-        prefix = dialect.name(s, unit.where)
-        by_slot = {slot: key for slot, key, _ in dialect.keys(unit.kind, prefix)}
+    for unit in units:
+        by_slot = {slot: key for slot, key, _ in dialect.keys(unit.kind, s.name(unit))}
         target = s.targets(unit)
         for slot, variable in target.items():
             mapping[by_slot[slot]] = variable.path

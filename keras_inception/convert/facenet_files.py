@@ -26,12 +26,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_inception.convert.engine import Structure, assign, key_map, plan_assignments
+from keras_inception.convert.engine import assign, key_map, plan_assignments
+from keras_inception.convert.naming import FACENET_KERAS, FACENET_PYTORCH
 from keras_inception.convert.slim import SlimDialect
 from keras_inception.convert.timm import TimmDialect
 
-KERAS_SOURCE = "facenet-keras"
-PYTORCH_SOURCE = "facenet-pytorch"
+KERAS_SOURCE = FACENET_KERAS
+PYTORCH_SOURCE = FACENET_PYTORCH
 # A layer that only FaceNet's Keras file has (its residual sums are Lambda layers).
 _KERAS_MARKER = "Block35_1_ScaleSum"
 TORCH_HINT = "pip install 'keras_inception[torch]'"
@@ -42,32 +43,12 @@ PYTORCH_ACCEPTED = (
 )
 
 
-def _family(keys: list[str], prefix: str) -> str | None:
-    return "facenet" if any(k.startswith(prefix) for k in keys) else None
-
-
 class FacenetKerasDialect(SlimDialect):
     label = "facenet_keras.h5"
+    source = FACENET_KERAS
 
     def __init__(self) -> None:
         super().__init__(background_class=False)
-
-    def supports(self, spec):
-        return KERAS_SOURCE in spec.sources
-
-    def source_family(self, keys):
-        return _family(keys, "Block35_1_")
-
-    def _block(self, s: Structure, block: str) -> str:
-        residual = s.residual(block)
-        if residual is None:
-            return block[0].upper() + block[1:]  # mixed_6a -> Mixed_6a
-        return f"{residual.stage.capitalize()}_{residual.n}"  # block35_1 -> Block35_1
-
-    head_parts = ("Bottleneck",)
-
-    def path(self, s, *parts):
-        return "_".join(parts)  # slim's names joined by `_`, without the network's scope
 
     def keys(self, kind, prefix):
         if kind in ("conv_bn", "dense_bn"):
@@ -87,24 +68,13 @@ class FacenetKerasDialect(SlimDialect):
     def to_keras(self, kind, slot, value):
         return value
 
-    def ignored(self, key, spec, has_top):
+    def skipped(self, key):
         return False
 
 
 class FacenetPytorchDialect(TimmDialect):
     label = "facenet-pytorch"
-
-    def stage_module(self, index):
-        return f"repeat_{index + 1}"  # repeat_1, repeat_2, repeat_3
-
-    def supports(self, spec):
-        return PYTORCH_SOURCE in spec.sources
-
-    def source_family(self, keys):
-        return _family(keys, "repeat_1.0.")
-
-    def name(self, s, where):
-        return "last_linear" if where[0] == "head" else super().name(s, where)
+    source = FACENET_PYTORCH
 
     def keys(self, kind, prefix):
         if kind == "dense_bn":
@@ -122,9 +92,6 @@ class FacenetPytorchDialect(TimmDialect):
 
     def to_keras(self, kind, slot, value):
         return super().to_keras("dense" if kind == "dense_bn" else kind, slot, value)
-
-    def ignored(self, key, spec, has_top):
-        return key.endswith(".num_batches_tracked") or key.startswith("logits.")
 
 
 def _model_config(f) -> str | None:

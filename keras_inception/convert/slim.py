@@ -1,10 +1,9 @@
 """TF-slim checkpoints -> our models (`InceptionV4/...`, `InceptionResnetV2/...`).
 
-Variables are named `Scope/Block/Branch_B/Conv2d_{0|1}{letter}_{kh}x{kw}/weights`;
-the released checkpoints have 1001 classes (class 0 is "background") and no
-BatchNorm gamma (scale=False, as our layers). A network's scope and its exceptions to
-the naming rule are declared in its `ModelSpec` (`slim_scope`, `slim_conv_0a_blocks`,
-`slim_conv2d_1x1`).
+Variables are named `Scope/Block/Branch_B/Conv2d_{0|1}{letter}_{kh}x{kw}/weights`
+(each network's names are its naming table in `slim_names`); the released checkpoints
+have 1001 classes (class 0 is "background") and no BatchNorm gamma (scale=False, as
+our layers).
 """
 
 from __future__ import annotations
@@ -13,73 +12,16 @@ import os
 
 import keras
 
-from keras_inception.convert.engine import Dialect, Structure, assign, key_map, plan_assignments
-from keras_inception.registry import get_spec, model_names
+from keras_inception.convert.engine import Dialect, assign, key_map, plan_assignments
+from keras_inception.convert.naming import SLIM
 
 
 class SlimDialect(Dialect):
     label = "TF-slim"
+    source = SLIM
 
     def __init__(self, background_class: bool) -> None:
         self.background_class = background_class
-
-    def supports(self, spec):
-        return spec.slim_scope is not None
-
-    def source_family(self, keys):
-        for spec in map(get_spec, model_names()):
-            if spec.slim_scope and any(k.startswith(spec.slim_scope + "/") for k in keys):
-                return spec.name
-        return None
-
-    def _block(self, s: Structure, block: str) -> str:
-        residual = s.residual(block)
-        if residual is None:
-            return block[0].upper() + block[1:]  # mixed_5b -> Mixed_5b
-        if residual.last:
-            return residual.stage.capitalize()  # the final, linear block: Block8
-        # slim.repeat's scopes: Repeat, Repeat_1, ... in network order.
-        index = residual.index
-        return f"{f'Repeat_{index}' if index else 'Repeat'}/{block}"
-
-    # The classifier's scope below the network's.
-    head_parts: tuple[str, ...] = ("Logits", "Logits")
-
-    def path(self, s: Structure, *parts: str) -> str:
-        """A variable scope from its parts: `Scope/Part/Part` (dialects of slim names that
-        join them otherwise override this)."""
-        return "/".join((s.spec.slim_scope, *parts))
-
-    def name(self, s, where):
-        kind = where[0]
-        if kind == "head":
-            return self.path(s, *self.head_parts)
-        if kind == "stem":
-            kh, kw = s.layers[where[1]].kernel_size
-            return self.path(s, f"Conv2d_{where[1][len('conv_'):]}_{kh}x{kw}")
-        if kind == "up":
-            return self.path(s, self._block(s, where[1]), "Conv2d_1x1")
-        _, block, b, step = where
-        return self.path(s, self._block(s, block), f"Branch_{b}", self.conv_name(s, block, b, step))
-
-    @staticmethod
-    def conv_name(s: Structure, block: str, b: int, step: str) -> str:
-        """`Conv2d_{0|1}{letter}_{kh}x{kw}` (or `Conv2d_1x1`) of a branch step, the
-        TF-slim convention that FaceNet's files follow too."""
-        steps, position = s.branch_step(block, b, step)
-        current = steps[position]
-        kh, kw = current.layer.kernel_size
-        if block in s.spec.slim_conv_0a_blocks:
-            # Scopes that break the rule below (a VALID conv named 0a).
-            conv = f"Conv2d_0a_{kh}x{kw}"
-        elif s.spec.slim_conv2d_1x1 and len(steps) == 1 and (kh, kw) == (1, 1):
-            conv = "Conv2d_1x1"  # Inception-ResNet single 1x1 branches
-        else:
-            # Conv2d_{0|1}{letter}_{kh}x{kw}: 1 for VALID steps, letters count the
-            # branch's earlier steps (pools included) of the same kind.
-            earlier = sum(1 for st in steps[:position] if st.valid == current.valid)
-            conv = f"Conv2d_{int(current.valid)}{chr(ord('a') + earlier)}_{kh}x{kw}"
-        return conv
 
     def keys(self, kind, prefix):
         if kind == "conv_bn":
@@ -102,11 +44,8 @@ class SlimDialect(Dialect):
             return value[..., 1:]  # class 0 is slim's "background"
         return value
 
-    def ignored(self, key, spec, has_top):
-        scope = spec.slim_scope
-        if key == "global_step" or key.startswith(f"{scope}/AuxLogits/"):
-            return True
-        return not has_top and key.startswith(f"{scope}/Logits/")
+    def skipped(self, key):
+        return key == "global_step"
 
 
 def slim_key_map(model: keras.Model, background_class: bool = True) -> dict[str, str]:

@@ -19,10 +19,10 @@ from keras_inception.explain._autodiff import value_and_grad
 from keras_inception.explain.graph import (
     ExplainedGraph,
     feature_tap_names,
-    networks_in,
     rebuild,
 )
 from keras_inception.explain.placement import PlacementError, cell_centres, centred_cells
+from keras_inception.metadata import infer_metadata
 
 METHODS = ("gradcam", "gradcam++")
 _BATCH_SIZE = 16  # images per forward pass of `scores`
@@ -125,7 +125,9 @@ def _prepare(model: keras.Model, images: Any, target: Any, layer: str | None,
 
 
 def _is_embedding_model(model: keras.Model) -> bool:
-    return any(not spec.classifier for _, spec, _ in networks_in(model))
+    """Whether `model` outputs embeddings, by its metadata (its own, else what its
+    structure tells: an `L2Normalize` output)."""
+    return not infer_metadata(model)[0].is_classifier
 
 
 def _tap_shape(explained: ExplainedGraph, x: np.ndarray) -> tuple[int, ...]:

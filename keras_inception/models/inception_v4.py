@@ -133,9 +133,4 @@ SPEC = register_model(ModelSpec(
             crop_pct=0.875,
         ),
     ),
-    timm_classifier="last_linear",
-    timm_key_prefixes=("features.", "last_linear."),
-    timm_sequential=True,
-    slim_scope="InceptionV4",
-    slim_conv_0a_blocks=("mixed_3a",),
 ))

@@ -12,7 +12,13 @@ from typing import Any
 
 from keras_inception.presets.fetch import WeightsDownloadError, cache_dir, download, file_hash
 from keras_inception.presets.loader import load_preset, load_weights_file
-from keras_inception.registry import RemoteFile, WeightsPreset, all_presets, get_spec
+from keras_inception.registry import (
+    EmbeddingPreset,
+    RemoteFile,
+    WeightsPreset,
+    all_presets,
+    get_spec,
+)
 
 
 def get_preset(model_name: str, name: str) -> WeightsPreset:
@@ -29,6 +35,9 @@ def list_weights(print_table: bool = True) -> list[dict[str, Any]]:
     rows = []
     for entry in all_presets():
         row = dataclasses.asdict(entry)
+        # An embedding preset's facts stay columns of the table (empty for a classifier's).
+        row.update(row.pop("embedding") or dict.fromkeys(
+            field.name for field in dataclasses.fields(EmbeddingPreset)))
         for key in ("top", "notop"):
             row[key] = row[key]["url"] if row[key] else None
         rows.append(row)

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from keras_inception.registry import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from keras_inception.registry import CLASSIFIER, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, model_kind
 from keras_inception.saving import CLASS_NAMES_FILE
 
 RECIPES = ("transfer", "paper")
@@ -139,7 +139,7 @@ class TrainConfig:
 
     def _check_weights(self, spec: Any) -> None:
         weights = self.resolved_weights()
-        if not spec.classifier and (self.recipe == "paper" or weights is None):
+        if model_kind(spec.name) != CLASSIFIER and (self.recipe == "paper" or weights is None):
             raise ValueError(
                 f"{spec.title} is trained from its pretrained weights with the transfer recipe "
                 f"(weights: {', '.join(spec.preset_names)} or a file); received recipe="
@@ -166,8 +166,9 @@ class TrainConfig:
         if self.weights is None:
             if self.recipe != "transfer":
                 return None
-            spec = get_spec(self.model)
-            return "imagenet" if spec.classifier else spec.presets[0].name
+            if model_kind(self.model) == CLASSIFIER:
+                return "imagenet"
+            return get_spec(self.model).presets[0].name
         return None if str(self.weights).lower() == "none" else self.weights
 
 

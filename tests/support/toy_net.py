@@ -1,4 +1,5 @@
-"""A toy network: the package's stem, two residual stages and four reductions.
+"""A toy network: the package's stem, two residual stages and four reductions, with
+its timm and TF-slim naming tables (registered as another network's module would).
 
 `test_add_network` adds this file to a copy of the package as a fifth network;
 `test_explain` imports it (which registers it) for a network small enough to train in
@@ -11,6 +12,7 @@ from typing import Any
 
 import keras
 
+from keras_inception.convert.naming import SLIM, TIMM, Block, NamingTable, register_naming
 from keras_inception.models.blocks import (
     MAX_POOL,
     Geometry,
@@ -79,8 +81,52 @@ SPEC = register_model(ModelSpec(
     ),
     fine_tune_from="block_b_",
     no_imagenet_reason="The toy network has no pretrained weights.",
-    timm_classifier="head",
-    timm_key_prefixes=("head.",),
-    slim_scope="ToyNet",
-    slim_conv2d_1x1=True,
+))
+
+# How timm and TF-slim would name its weights, along the architecture: the stem, the
+# reductions (one conv each), the residual stages (`repeat`, `repeat_1`; slim's
+# `Repeat`, `Repeat_1`) whose final, linear block is a module of its own, the head.
+TIMM_REDUCTION = {"branch0_0": "conv"}  # branch 1 is the max pool
+TIMM_BLOCK = {"branch0_0": "branch0", "branch1_0": "branch1.0", "branch1_1": "branch1.1",
+              "conv": "conv2d"}
+TIMM_NAMES = register_naming(TIMM, NamingTable(
+    network=MODEL_NAME,
+    markers=("head.",),
+    layers={"conv_1a": "conv2d_1a", "conv_2a": "conv2d_2a", "conv_2b": "conv2d_2b",
+            "predictions": "head"},
+    blocks=(
+        Block("mixed_3a", "mixed_3a", TIMM_REDUCTION),
+        Block("block_a_1", "repeat.0", TIMM_BLOCK),
+        Block("block_a_2", "repeat.1", TIMM_BLOCK),
+        Block("mixed_4a", "mixed_4a", TIMM_REDUCTION),
+        Block("block_b_1", "repeat_1.0", TIMM_BLOCK),
+        Block("block_b_2", "block_b", TIMM_BLOCK),
+        Block("mixed_5a", "mixed_5a", TIMM_REDUCTION),
+        Block("mixed_6a", "mixed_6a", TIMM_REDUCTION),
+    ),
+    top=("head.",),
+))
+
+SLIM_REDUCTION = {"branch0_0": "Branch_0/Conv2d_1a_3x3"}
+SLIM_BLOCK = {"branch0_0": "Branch_0/Conv2d_1x1", "branch1_0": "Branch_1/Conv2d_0a_1x1",
+              "branch1_1": "Branch_1/Conv2d_0b_3x3", "conv": "Conv2d_1x1"}
+SLIM_NAMES = register_naming(SLIM, NamingTable(
+    network=MODEL_NAME,
+    markers=("ToyNet/",),
+    scope="ToyNet",
+    sep="/",
+    layers={"conv_1a": "Conv2d_1a_3x3", "conv_2a": "Conv2d_2a_3x3", "conv_2b": "Conv2d_2b_3x3",
+            "predictions": "Logits/Logits"},
+    blocks=(
+        Block("mixed_3a", "Mixed_3a", SLIM_REDUCTION),
+        Block("block_a_1", "Repeat/block_a_1", SLIM_BLOCK),
+        Block("block_a_2", "Repeat/block_a_2", SLIM_BLOCK),
+        Block("mixed_4a", "Mixed_4a", SLIM_REDUCTION),
+        Block("block_b_1", "Repeat_1/block_b_1", SLIM_BLOCK),
+        Block("block_b_2", "Block_b", SLIM_BLOCK),
+        Block("mixed_5a", "Mixed_5a", SLIM_REDUCTION),
+        Block("mixed_6a", "Mixed_6a", SLIM_REDUCTION),
+    ),
+    top=("ToyNet/Logits/",),
+    ignored=("ToyNet/AuxLogits/",),
 ))
