@@ -29,8 +29,8 @@ from keras_inception.keras_hub import (
     _compat,
     preset_dirs,
     preset_names,
+    preset_weights,
 )
-from keras_inception.keras_hub import classifier as classifier_module
 from keras_inception.keras_hub.image_converter import cover_shape
 from keras_inception.preprocessing import (
     load_image,
@@ -206,7 +206,7 @@ def tiny_preset(monkeypatch, tmp_path):
         built.append(preset)
         return network
 
-    monkeypatch.setattr(classifier_module, "build_network", build_network)
+    monkeypatch.setattr(preset_weights, "build_network", build_network)
     assert "inception_resnet_v1_tiny" in preset_dirs.register_presets()
     yield network, built
     _compat.unregister_presets(["inception_resnet_v1_tiny"], InceptionBackbone)
@@ -214,8 +214,9 @@ def tiny_preset(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_keras_hub_base_class_loads_a_package_preset_by_name(tiny_preset):
-    """keras_hub.models.ImageClassifier.from_preset(name): the preset directory is written
-    once into the weights cache by the family's own from_preset, then read by keras-hub."""
+    """keras_hub.models.ImageClassifier.from_preset(name): the preset directory in the
+    weights cache gets its weights once through the package's loader, then keras-hub
+    reads them from it."""
     network, built = tiny_preset
     x = np.random.default_rng(2).uniform(-1, 1, (1, SIZE, SIZE, 3)).astype("float32")
     for _ in range(2):

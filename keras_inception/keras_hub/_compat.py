@@ -8,7 +8,7 @@ release that changes one fails loudly there instead of silently elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import keras
@@ -48,3 +48,35 @@ def set_converter_resizing(converter: keras_hub.layers.ImageConverter,
     converter puts a `Resizing` subclass that does in its place.
     """
     converter.resizing = resizing
+
+
+def use_family_model_cards(is_family: Callable[[str], bool], write_card: Callable[[str], Any]) -> None:
+    """Makes `keras_hub.upload_preset` upload the family's model card with the family's
+    preset directories (`is_family(preset)`), through `create_model_card` and
+    `delete_model_card` of `keras_hub.src.utils.preset_utils`.
+
+    To a Hugging Face repository without a card, `upload_preset` writes keras-hub's
+    generic card into the directory with `create_model_card(preset)` (replacing a
+    README.md there), uploads, then removes it with `delete_model_card(preset)`; keras-hub
+    0.32 has no argument or hook for the card. For the family's directories the card is
+    `write_card(preset)` instead, and it is kept afterwards (`save_to_preset` wrote the same
+    card there). Other directories keep keras-hub's behaviour. Installed once; checked
+    through `keras_hub.upload_preset` in `tests/test_keras_hub_presets.py`.
+    """
+    create, delete = preset_utils.create_model_card, preset_utils.delete_model_card
+    if getattr(create, "family_card_writer", False):
+        return
+
+    def create_model_card(preset: str) -> None:
+        if is_family(preset):
+            write_card(preset)
+        else:
+            create(preset)
+
+    def delete_model_card(preset: str) -> None:
+        if not is_family(preset):
+            delete(preset)
+
+    create_model_card.family_card_writer = True
+    preset_utils.create_model_card = create_model_card
+    preset_utils.delete_model_card = delete_model_card

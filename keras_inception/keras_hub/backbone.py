@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import keras
 import keras_hub
 
-from keras_inception.keras_hub.presets import (
-    PresetTable,
-    build_network,
-    check_keywords,
-    load_with_keras_hub,
-    resolve_preset,
-)
+from keras_inception.keras_hub import preset_weights
+from keras_inception.keras_hub.preset_loading import PresetLoading
+from keras_inception.keras_hub.preset_weights import copy_weights
+from keras_inception.keras_hub.presets import check_keywords
 from keras_inception.models.blocks import Geometry
 from keras_inception.models.builder import check_rate, dense_geometry, resolve_input_shape
 from keras_inception.models.facenet import MODEL_NAME as FACENET
-from keras_inception.registry import ModelSpec, get_spec, model_names, network_of
+from keras_inception.registry import (
+    CLASSIFIER,
+    ModelSpec,
+    get_spec,
+    model_kind,
+    model_names,
+    network_of,
+)
 
 # The global pooling layer of the builders' networks: the backbone ends at its input.
 POOL_LAYER = "avg_pool"
@@ -82,7 +85,8 @@ def build_body(spec: ModelSpec, image_shape: tuple, drop_path_rate: float, *,
                                    dense_geometry(align_feature_maps, output_stride))
         output = network.output
     else:
-        head = {"include_top": False, "pooling": "avg"} if spec.classifier else {}
+        head = ({"include_top": False, "pooling": "avg"} if model_kind(spec.name) == CLASSIFIER
+                else {})
         network = spec.builder(weights=None, input_shape=image_shape, drop_path_rate=drop_path_rate,
                                align_feature_maps=align_feature_maps, output_stride=output_stride,
                                **head)
@@ -92,36 +96,8 @@ def build_body(spec: ModelSpec, image_shape: tuple, drop_path_rate: float, *,
     return network.input, output, pyramid
 
 
-def copy_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copies the weights of `source`'s layers into `target`'s layers of the same names.
-
-    Args:
-        source: a model holding every weighted layer of `target` (by name).
-        target: the model to fill.
-
-    Raises:
-        ValueError: a weighted layer of `target` is missing from `source` or has other
-            shapes there; `target` is then unchanged.
-    """
-    pairs = []
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        try:
-            values = source.get_layer(layer.name).get_weights()
-        except ValueError:
-            raise ValueError(f"{source.name!r} has no layer {layer.name!r} to copy.") from None
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if [v.shape for v in values] != shapes:
-            raise ValueError(f"Layer {layer.name!r}: {source.name!r} has weights of shapes "
-                             f"{[v.shape for v in values]}, {target.name!r} needs {shapes}.")
-        pairs.append((layer, values))
-    for layer, values in pairs:
-        layer.set_weights(values)
-
-
 @keras.saving.register_keras_serializable(package="keras_inception")
-class InceptionBackbone(keras_hub.models.FeaturePyramidBackbone):
+class InceptionBackbone(PresetLoading, keras_hub.models.FeaturePyramidBackbone):
     """Inception-v4, Inception-ResNet-v1/-v2 or FaceNet's body as a keras-hub backbone.
 
     The body is built by the package's builder (`keras_inception.registry`), so its
@@ -159,7 +135,7 @@ class InceptionBackbone(keras_hub.models.FeaturePyramidBackbone):
     ```
     """
 
-    presets = PresetTable()
+    preset_keywords = (*BACKBONE_ARGS, *LAYER_ARGS)
 
     def __init__(
         self,
@@ -221,35 +197,11 @@ class InceptionBackbone(keras_hub.models.FeaturePyramidBackbone):
         copy_weights(network, backbone)
         return backbone
 
-    @classmethod
-    def from_preset(cls, preset: str, load_weights: bool = True, **kwargs: Any) -> InceptionBackbone:
-        """A backbone from a preset.
-
-        Args:
-            preset: a preset name of `keras_inception.list_weights()` as
-                `<model>_<preset>` (`"inception_resnet_v2_imagenet"`; `cls.presets`
-                lists them), an `hf://timm/<model>.<tag>` handle (converted by the
-                package's timm converter), or what keras-hub loads: a local directory
-                written by `save_to_preset`, a `kaggle://` or `hf://` handle of one.
-            load_weights: whether to load the weights (else random initialization).
-            **kwargs: the backbone's other arguments (`image_shape`, `output_stride`,
-                `align_feature_maps`, `dtype`, ...): the kernels fit any of them.
-
-        Raises:
-            ValueError: an unknown preset name (the message lists the presets), or an
-                unknown keyword argument.
-            ConnectionError: a remote handle's host cannot be reached (offline).
-        """
-        entry = resolve_preset(preset)
-        if entry is None:
-            return load_with_keras_hub(os.fspath(preset), lambda: super(InceptionBackbone, cls)
-                                       .from_preset(preset, load_weights=load_weights, **kwargs))
-        check_keywords("InceptionBackbone.from_preset", kwargs,
-                       ["architecture", *BACKBONE_ARGS, *LAYER_ARGS])
-        if kwargs.get("architecture", entry.model) != entry.model:
-            raise ValueError(f"Preset {preset!r} is a {entry.model}; received "
-                             f"architecture={kwargs['architecture']!r}.")
-        kwargs["architecture"] = entry.model
-        if not load_weights:
-            return cls(**kwargs)
-        return cls.from_network(build_network(entry, include_top=False), **kwargs)
+    def load_weights(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
+        """Keras' `load_weights`; a placeholder weights file of a preset directory in the
+        weights cache (`preset_dirs`) is filled through the package's loader first."""
+        placeholder = preset_weights.placeholder_of(filepath)
+        if placeholder is None:
+            super().load_weights(filepath, *args, **kwargs)
+        elif getattr(self, "filled_from", None) != placeholder["preset"]:
+            preset_weights.fill_backbone(self, filepath, placeholder)

@@ -9,16 +9,12 @@ from typing import Any
 import keras
 import keras_hub
 
+from keras_inception.keras_hub import preset_weights
 from keras_inception.keras_hub.backbone import BACKBONE_ARGS, LAYER_ARGS, InceptionBackbone
 from keras_inception.keras_hub.preprocessor import InceptionImageClassifierPreprocessor
-from keras_inception.keras_hub.presets import (
-    PresetTable,
-    build_network,
-    check_keywords,
-    load_with_keras_hub,
-    resolve_preset,
-)
-from keras_inception.registry import get_spec, network_of
+from keras_inception.keras_hub.preset_loading import PresetLoading
+from keras_inception.keras_hub.presets import check_keywords
+from keras_inception.registry import network_of
 
 # The classification head of the package's classifiers, and of keras-hub's.
 HEAD_LAYER = "predictions"
@@ -39,13 +35,15 @@ def _backbone_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 @keras.saving.register_keras_serializable(package="keras_inception")
-class InceptionImageClassifier(keras_hub.models.ImageClassifier):
+class InceptionImageClassifier(PresetLoading, keras_hub.models.ImageClassifier):
     """An image classifier on `InceptionBackbone`: global pooling, dropout, `Dense`.
 
     `from_preset("inception_resnet_v2_imagenet")` gives the 1000-class ImageNet
-    classifier (the package's `predictions` head); `from_network(model)` the classifier
-    of a model built by the package's builders with `include_top=True`. Outputs are
-    logits unless `activation="softmax"`.
+    classifier (the package's `predictions` head; `num_classes=N` puts a new head on the
+    preset's backbone, as an embedding network's preset needs, and the backbone's
+    arguments `image_shape`, `output_stride`, ... reach the backbone); `from_network(model)`
+    the classifier of a model built by the package's builders with `include_top=True`.
+    Outputs are logits unless `activation="softmax"`.
 
     Args:
         backbone: an `InceptionBackbone`.
@@ -63,7 +61,8 @@ class InceptionImageClassifier(keras_hub.models.ImageClassifier):
 
     backbone_cls = InceptionBackbone
     preprocessor_cls = InceptionImageClassifierPreprocessor
-    presets = PresetTable()
+    preset_keywords = tuple(name for name in (*classifier_args(), *BACKBONE_ARGS)
+                            if name != "backbone")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_keywords("InceptionImageClassifier", kwargs, classifier_args())
@@ -81,9 +80,9 @@ class InceptionImageClassifier(keras_hub.models.ImageClassifier):
         Raises:
             ValueError: `network` has no classification head.
         """
-        spec, network = network_of(network)
+        _, network = network_of(network)
         names = {layer.name for layer in network.layers}
-        if not spec.classifier or HEAD_LAYER not in names:
+        if HEAD_LAYER not in names:
             raise ValueError(f"{network.name!r} has no classification head ({HEAD_LAYER!r}): "
                              "build it with include_top=True, or build the classifier from "
                              "InceptionBackbone.from_network(network) and num_classes.")
@@ -94,39 +93,31 @@ class InceptionImageClassifier(keras_hub.models.ImageClassifier):
         return classifier
 
     @classmethod
-    def from_preset(cls, preset: str, load_weights: bool = True,
-                    **kwargs: Any) -> InceptionImageClassifier:
-        """A classifier from a preset, with the preset's head unless `num_classes` is given.
-
-        Args:
-            preset: a preset name (`cls.presets`), an `hf://timm/...` handle, or what
-                keras-hub loads (a local preset directory written by `save_to_preset`,
-                ...).
-            load_weights: whether to load the weights (else random initialization).
-            **kwargs: the backbone's arguments (`image_shape`, ...) and the classifier's
-                (`num_classes` for a new head on the preset's backbone, `activation`,
-                `preprocessor`, ...).
+    def preset_arguments(cls, preset: Any, handle: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """keras-hub's arguments for `from_preset`: a preset without a classifier (an
+        embedding network's) needs `num_classes`; the backbone's arguments beyond
+        keras-hub's `image_shape` and `dtype` build the backbone, handed to keras-hub.
 
         Raises:
-            ValueError: an unknown preset name (the message lists the presets), an
-                unknown keyword argument, or a FaceNet preset without `num_classes` (its
-                head makes embeddings).
-            ConnectionError: a remote handle's host cannot be reached (offline).
+            ValueError: a preset directory without `task.json` and no `num_classes`.
         """
-        entry = resolve_preset(preset)
-        if entry is None:
-            return load_with_keras_hub(os.fspath(preset), lambda: super(InceptionImageClassifier, cls)
-                                       .from_preset(preset, load_weights=load_weights, **kwargs))
-        check_keywords("InceptionImageClassifier.from_preset", kwargs,
-                       [name for name in (*classifier_args(), *BACKBONE_ARGS) if name != "backbone"])
-        if "num_classes" not in kwargs and not get_spec(entry.model).classifier:
-            raise ValueError(f"Preset {preset!r} has no classification head ({entry.model} makes "
+        local = os.path.isdir(handle)
+        has_task = local and os.path.isfile(os.path.join(handle, "task.json"))
+        if "num_classes" not in kwargs and local and not has_task:
+            raise ValueError(f"Preset {preset!r} has no classification head (its network makes "
                              "embeddings): pass num_classes to put a new head on its backbone.")
-        if "preprocessor" not in kwargs:
-            kwargs["preprocessor"] = cls.preprocessor_cls.from_preset(preset)
-        if load_weights and "num_classes" not in kwargs:
-            return cls.from_network(build_network(entry, include_top=True), **kwargs)
-        kwargs.setdefault("num_classes", entry.classes)
-        backbone = cls.backbone_cls.from_preset(preset, load_weights=load_weights,
-                                                **_backbone_kwargs(kwargs))
-        return cls(backbone=backbone, **kwargs)
+        if any(name in kwargs for name in BACKBONE_ARGS if name not in ("image_shape", "dtype")):
+            # With task.json keras-hub loads the backbone's weights into the one given.
+            load_weights = kwargs.get("load_weights", True) and not has_task
+            kwargs["backbone"] = cls.backbone_cls.from_preset(
+                handle, load_weights=load_weights, **_backbone_kwargs(kwargs))
+        return kwargs
+
+    def load_task_weights(self, filepath: str) -> None:
+        """keras-hub's `load_task_weights`; a placeholder weights file of a preset directory
+        in the weights cache (`preset_dirs`) is filled through the package's loader first."""
+        placeholder = preset_weights.placeholder_of(filepath)
+        if placeholder is None:
+            super().load_task_weights(filepath)
+        else:
+            preset_weights.fill_classifier(self, filepath, placeholder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-import os
 from typing import Any
 
 import keras
@@ -12,12 +11,7 @@ import numpy as np
 
 from keras_inception.keras_hub._compat import set_converter_resizing
 from keras_inception.keras_hub.backbone import InceptionBackbone
-from keras_inception.keras_hub.presets import (
-    PresetTable,
-    converter_config,
-    load_with_keras_hub,
-    resolve_preset,
-)
+from keras_inception.keras_hub.preset_loading import PresetLoading
 from keras_inception.layers import STANDARDIZATIONS, FaceStandardization
 from keras_inception.preprocessing import PIXEL_OFFSET, PIXEL_SCALE, check_crop_pct
 
@@ -132,7 +126,7 @@ def _scaling(standardization: str | None, scale: Any, offset: Any) -> tuple[Any,
 
 
 @keras.saving.register_keras_serializable(package="keras_inception")
-class InceptionImageConverter(keras_hub.layers.ImageConverter):
+class InceptionImageConverter(PresetLoading, keras_hub.layers.ImageConverter):
     """Raw RGB images (0-255) to the inputs of `InceptionBackbone`.
 
     The package's evaluation transform, `keras_inception.preprocessing.load_image`'s
@@ -168,7 +162,6 @@ class InceptionImageConverter(keras_hub.layers.ImageConverter):
     """
 
     backbone_cls = InceptionBackbone
-    presets = PresetTable()
 
     def __init__(
         self,
@@ -218,22 +211,3 @@ class InceptionImageConverter(keras_hub.layers.ImageConverter):
         config = super().get_config()
         config.update({"crop_pct": self.crop_pct, "standardization": self.standardization})
         return config
-
-    @classmethod
-    def from_preset(cls, preset: str, **kwargs: Any) -> InceptionImageConverter:
-        """The converter of a preset: its input size, crop, interpolation and scaling.
-
-        Args:
-            preset: a preset name (`cls.presets`), an `hf://timm/...` handle, or what
-                keras-hub loads (a local preset directory, ...).
-            **kwargs: arguments that replace the preset's.
-
-        Raises:
-            ValueError: an unknown preset name; the message lists the presets.
-            ConnectionError: a remote handle's host cannot be reached (offline).
-        """
-        entry = resolve_preset(preset)
-        if entry is None:
-            return load_with_keras_hub(os.fspath(preset), lambda: super(InceptionImageConverter, cls)
-                                       .from_preset(preset, **kwargs))
-        return cls(**{**converter_config(entry), **kwargs})

@@ -5,9 +5,10 @@ Every `WeightsPreset` of `keras_inception.registry` is the keras-hub preset
 the registry each time (a replaced registry entry, e.g. a mirror, is followed), and
 `hf://timm/<model>.<tag>` names a timm checkpoint on the Hugging Face hub: the preset
 whose `hf_repo` it is, or one made for it when its `<model>` is a network that the
-package's timm converter reads. Their weights are loaded by the package's own loader
-(download, hash check, conversion, cache; `keras_inception.presets`), never by
-keras-hub's, which refuses timm's Inception checkpoints.
+package's timm converter reads. Their weights come once through the package's own
+loader (download, hash check, conversion, cache; `keras_inception.presets`) into their
+keras-hub preset directories (`preset_dirs`), never through keras-hub's converters,
+which refuse timm's Inception checkpoints.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from keras_inception.registry import WeightsPreset, all_presets, get_spec, model_names
+from keras_inception.registry import (
+    CLASSIFIER,
+    WeightsPreset,
+    all_presets,
+    get_spec,
+    model_kind,
+    model_names,
+)
 
 HF_PREFIX = "hf://"
 TIMM_OWNER = "timm/"
@@ -48,8 +56,12 @@ def named_presets() -> dict[str, WeightsPreset]:
 
 
 def timm_models() -> list[str]:
-    """The networks whose timm checkpoints the package's converter reads."""
-    return [name for name in model_names() if get_spec(name).timm_classifier is not None]
+    """The networks whose timm checkpoints the package's converter reads (those with a
+    timm naming table, `keras_inception.convert.naming`)."""
+    from keras_inception.convert.naming import TIMM, naming_tables
+
+    tables = naming_tables(TIMM)
+    return [name for name in model_names() if name in tables]
 
 
 def hf_handles() -> list[str]:
@@ -57,28 +69,33 @@ def hf_handles() -> list[str]:
     return [HF_PREFIX + entry.hf_repo for entry in all_presets() if entry.hf_repo]
 
 
-def preset_table() -> dict[str, dict[str, Any]]:
-    """The named presets in keras-hub's `cls.presets` layout (`{name: {"metadata": ...}}`)."""
+# The parameter count of `InceptionBackbone(architecture)` (any geometry, image size and
+# dtype), as keras-hub's preset tables give it (`metadata["params"]`), known without
+# building the network; `tests/test_keras_hub_presets.py` checks it against `count_params()`.
+BACKBONE_PARAMS = {
+    "inception_v4": 41_174_400,
+    "inception_resnet_v1": 20_976_848,
+    "inception_resnet_v2": 54_336_736,
+    "facenet": 22_578_384,
+}
+
+
+def table_metadata(entry: WeightsPreset) -> dict[str, Any]:
+    """A preset's `"metadata"` in keras-hub's preset tables (`cls.presets[name]`)."""
     return {
-        name: {
-            "metadata": {
-                "description": entry.description,
-                "source": entry.source,
-                "license": entry.license,
-                "architecture": entry.model,
-                "path": "keras_inception",
-            },
-            "kaggle_handle": None,
-        }
-        for name, entry in named_presets().items()
+        "description": entry.description,
+        "source": entry.source,
+        "license": entry.license,
+        "architecture": entry.model,
+        "params": BACKBONE_PARAMS.get(entry.model),
+        "path": "keras_inception",
     }
 
 
-class PresetTable:
-    """`cls.presets` of the keras-hub classes: the named presets, read when asked for."""
-
-    def __get__(self, instance: Any, owner: type) -> dict[str, dict[str, Any]]:
-        return preset_table()
+def preset_table() -> dict[str, dict[str, Any]]:
+    """The named presets in keras-hub's preset-table layout (`{name: {"metadata": ...}}`)."""
+    return {name: {"metadata": table_metadata(entry), "kaggle_handle": None}
+            for name, entry in named_presets().items()}
 
 
 def unknown_preset_message(preset: Any) -> str:
@@ -189,7 +206,7 @@ def build_network(entry: WeightsPreset, include_top: bool) -> Any:
     spec = get_spec(entry.model)
     registered = entry in spec.presets
     kwargs: dict[str, Any] = {"weights": entry.name if registered else None}
-    if spec.classifier:
+    if model_kind(entry.model) == CLASSIFIER:
         kwargs.update(include_top=include_top, classes=entry.classes, classifier_activation=None)
     elif entry.embedding_dim is not None:
         kwargs["embedding_dim"] = entry.embedding_dim
