@@ -158,9 +158,11 @@ class ModelSpec:
     presets: tuple[WeightsPreset, ...] = ()
     # Why there are no ImageNet weights, when there are none.
     no_imagenet_reason: str | None = None
-    # (How timm, TF-slim, ... name its weights: its naming tables in keras_inception.convert.)
-    # Other formats whose weights of this network the converters read.
-    sources: tuple[str, ...] = ()
+    # The network without its head: `body(x, drop_path_rate=..., geometry=...)` -> the last
+    # feature map (what a head pools). The builder puts a head on it; a keras-hub backbone
+    # (keras_inception.keras_hub) is it alone. How timm, TF-slim, ... name its weights: its
+    # naming tables in keras_inception.convert.
+    body: Callable[..., Any] | None = None
     # The input size its weights were trained at (the training app's default).
     default_size: int = 299
     # What the builder's model is, as its metadata says (`ModelMetadata.kind`): its head.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -168,3 +169,24 @@ def no_work(monkeypatch):
         raise AssertionError("the refusal came after TensorFlow's import (and the work)")
 
     monkeypatch.setattr(cli, "_import_tensorflow_quietly", imported)
+
+
+@pytest.fixture(scope="module")
+def toy_net():
+    """The toy network's module (tests/support/toy_net.py): its spec and naming tables
+    registered, as a network's module registers them, while the requesting module runs."""
+    import importlib
+
+    from keras_inception import registry
+    from keras_inception.convert import naming
+
+    # A fresh execution registers it, even when an earlier test imported it and the registry
+    # has forgotten it since (`from support import toy_net` would hand back the package's
+    # attribute, the old module, without running it again).
+    sys.modules.pop("support.toy_net", None)
+    module = importlib.import_module("support.toy_net")
+    yield module
+    registry.MODELS.pop(module.MODEL_NAME, None)
+    for tables in naming.TABLES.values():
+        tables.pop(module.MODEL_NAME, None)
+    sys.modules.pop("support.toy_net", None)

@@ -181,20 +181,6 @@ TOY_TIMM_MODULES = {
 }
 
 
-@pytest.fixture(scope="module")
-def toy_net():
-    """The toy network's module: its spec and its naming tables registered, as another
-    network's module registers them, while this module's tests run."""
-    sys.modules.pop("support.toy_net", None)
-    from support import toy_net
-
-    yield toy_net
-    registry.MODELS.pop(toy_net.MODEL_NAME, None)
-    for tables in naming.TABLES.values():
-        tables.pop(toy_net.MODEL_NAME, None)
-    sys.modules.pop("support.toy_net", None)
-
-
 def _timm_state(model, rng) -> dict[str, np.ndarray]:
     """A random timm state dict of `model` in timm's layout (OIHW convs, (out, in) linear
     weights, BatchNorm weight/bias/running_mean/running_var), its shapes read from the

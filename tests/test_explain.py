@@ -12,8 +12,6 @@ model in test_training, FaceNet in test_facenet and the command line in test_cli
 
 from __future__ import annotations
 
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -83,17 +81,6 @@ def _package_peaks(maps: np.ndarray) -> np.ndarray:
     from its centre to the border), the one nearest the image's centre; `_peaks` takes
     numpy's first maximal pixel, the strip's top or left end."""
     return np.array([explain.peak(m) for m in maps])
-
-
-@pytest.fixture(scope="module")
-def toy_net():
-    """The toy network's module, registered while this module's tests run."""
-    sys.modules.pop("support.toy_net", None)
-    from support import toy_net
-
-    yield toy_net
-    registry.MODELS.pop(toy_net.MODEL_NAME, None)
-    sys.modules.pop("support.toy_net", None)
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,9 @@ from keras_inception.keras_hub import preset_weights
 from keras_inception.keras_hub.preset_loading import PresetLoading
 from keras_inception.keras_hub.preset_weights import copy_weights
 from keras_inception.keras_hub.presets import check_keywords
-from keras_inception.models.blocks import Geometry
 from keras_inception.models.builder import check_rate, dense_geometry, resolve_input_shape
-from keras_inception.models.facenet import MODEL_NAME as FACENET
-from keras_inception.registry import (
-    CLASSIFIER,
-    ModelSpec,
-    get_spec,
-    model_kind,
-    model_names,
-    network_of,
-)
+from keras_inception.registry import ModelSpec, get_spec, model_names, network_of
 
-# The global pooling layer of the builders' networks: the backbone ends at its input.
-POOL_LAYER = "avg_pool"
 # The constructor arguments that a task's `from_preset` / `from_network` hand to the backbone.
 BACKBONE_ARGS = ("image_shape", "align_feature_maps", "output_stride", "drop_path_rate", "dtype")
 # The other keyword arguments of keras-hub backbones (in their configs).
@@ -51,22 +40,9 @@ def _building_policy(dtype: Any) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def _facenet_network(image_shape: tuple, drop_path_rate: float, geometry: Geometry) -> keras.Model:
-    """FaceNet's body as FaceNet's builder builds it (the IR-v1 body with its linear
-    `block8_6`), without the embedding head, under `geometry` (the builder takes none)."""
-    from keras_inception.models.inception_resnet_v1 import inception_resnet_v1_body
-
-    shape = resolve_input_shape(input_shape=image_shape, input_tensor=None, include_top=False,
-                                preset=None)
-    inputs = keras.layers.Input(shape=shape, name="input_layer")
-    outputs = inception_resnet_v1_body(inputs, check_rate("drop_path_rate", drop_path_rate),
-                                       geometry, linear_block8=True)
-    return keras.Model(inputs, outputs)
-
-
 def build_body(spec: ModelSpec, image_shape: tuple, drop_path_rate: float, *,
                align_feature_maps: bool, output_stride: int) -> tuple[Any, Any, dict[str, Any]]:
-    """The network's body, built by its builder (FaceNet's: by its body function):
+    """The network's body (`ModelSpec.body`, what its builder puts a head on):
     (input, last feature map, pyramid).
 
     Args:
@@ -80,20 +56,16 @@ def build_body(spec: ModelSpec, image_shape: tuple, drop_path_rate: float, *,
         The input tensor, the output of the body (what the network pools) and
         `{"P1": ..., "P5": ...}`: the spec's feature taps, `Pk` at nominal reduction `2**k`.
     """
-    if spec.name == FACENET:
-        network = _facenet_network(image_shape, drop_path_rate,
-                                   dense_geometry(align_feature_maps, output_stride))
-        output = network.output
-    else:
-        head = ({"include_top": False, "pooling": "avg"} if model_kind(spec.name) == CLASSIFIER
-                else {})
-        network = spec.builder(weights=None, input_shape=image_shape, drop_path_rate=drop_path_rate,
-                               align_feature_maps=align_feature_maps, output_stride=output_stride,
-                               **head)
-        output = network.get_layer(POOL_LAYER).input
+    geometry = dense_geometry(align_feature_maps, output_stride)
+    shape = resolve_input_shape(input_shape=image_shape, input_tensor=None, include_top=False,
+                                preset=None)
+    inputs = keras.layers.Input(shape=shape, name="input_layer")
+    output = spec.body(inputs, drop_path_rate=check_rate("drop_path_rate", drop_path_rate),
+                       geometry=geometry)
+    network = keras.Model(inputs, output)
     pyramid = {f"P{round(math.log2(tap.reduction))}": network.get_layer(tap.layer).output
                for tap in spec.feature_taps}
-    return network.input, output, pyramid
+    return inputs, output, pyramid
 
 
 @keras.saving.register_keras_serializable(package="keras_inception")

@@ -40,7 +40,7 @@ from keras_inception.keras_hub.presets import (
     resolve_preset,
     table_metadata,
 )
-from keras_inception.registry import CLASSIFIER, WeightsPreset, model_kind
+from keras_inception.registry import WeightsPreset
 
 # The folder of the weights cache that holds the preset directories.
 PRESET_DIRS_FOLDER = "keras_hub_presets"
@@ -138,7 +138,7 @@ def write_preset_files(entry: WeightsPreset, source: str, folder: str) -> None:
     files: dict[str, Any] = {BACKBONE_CONFIG: backbone, PREPROCESSOR_CONFIG: preprocessor,
                              CONVERTER_CONFIG: converter, METADATA_FILE: preset_metadata(entry)}
     write_placeholder(os.path.join(folder, BACKBONE_WEIGHTS), source, include_top=False)
-    if model_kind(entry.model) == CLASSIFIER:
+    if entry.embedding is None:  # a classifier's weights: the task and its head
         files[TASK_CONFIG] = serialized("InceptionImageClassifier", {
             "backbone": backbone, "preprocessor": preprocessor, "num_classes": entry.classes})
         write_placeholder(os.path.join(folder, TASK_WEIGHTS), source, include_top=True)

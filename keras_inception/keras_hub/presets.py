@@ -22,11 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from keras_inception.registry import (
-    CLASSIFIER,
     WeightsPreset,
     all_presets,
     get_spec,
-    model_kind,
     model_names,
 )
 
@@ -206,10 +204,10 @@ def build_network(entry: WeightsPreset, include_top: bool) -> Any:
     spec = get_spec(entry.model)
     registered = entry in spec.presets
     kwargs: dict[str, Any] = {"weights": entry.name if registered else None}
-    if model_kind(entry.model) == CLASSIFIER:
+    if entry.embedding is None:  # a classifier's weights
         kwargs.update(include_top=include_top, classes=entry.classes, classifier_activation=None)
-    elif entry.embedding_dim is not None:
-        kwargs["embedding_dim"] = entry.embedding_dim
+    else:
+        kwargs["embedding_dim"] = entry.embedding.embedding_dim
     network = spec.builder(**kwargs)
     if not registered:
         hub.load_converted(network, entry, include_top=include_top)

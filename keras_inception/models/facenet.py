@@ -194,7 +194,7 @@ def FaceNet(
     metadata = _metadata(shape, embedding_dim, weights, kind, include_preprocessing,
                          standardization)
     return build_network(
-        spec, functools.partial(inception_resnet_v1_body, linear_block8=True),
+        spec, spec.body,
         functools.partial(embedding_head, embedding_dim=embedding_dim, dropout_rate=dropout_rate),
         shape=shape, weights=weights, preset=preset, name=name,
         preprocessing=(FaceStandardization(_mode(weights, kind, standardization),
@@ -246,8 +246,12 @@ def _check_arguments(spec: ModelSpec, preset: str | None, embedding_dim: Any,
     check_rate("drop_path_rate", drop_path_rate)
 
 
+# The Inception-ResNet-v1 body with its sixth, linear IR-C block: FaceNet's weights have it.
+FACENET_BODY = functools.partial(inception_resnet_v1_body, linear_block8=True)
+
 SPEC = register_model(ModelSpec(
     name=MODEL_NAME,
+    body=FACENET_BODY,
     builder=FaceNet,
     title="FaceNet (Inception-ResNet-v1)",
     signature=(*IR_V1_SPEC.signature, "block8_6", "bottleneck", "embedding"),
@@ -258,7 +262,6 @@ SPEC = register_model(ModelSpec(
         "FaceNet's weights are face-recognition weights (ms_celeb_1m, vggface2, "
         "casia_webface); there are no ImageNet weights for Inception-ResNet-v1."
     ),
-    sources=(facenet_convert.KERAS_SOURCE, facenet_convert.PYTORCH_SOURCE),
     default_size=DEFAULT_SIZE,
     kind="embedding",
 ))

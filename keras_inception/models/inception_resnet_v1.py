@@ -86,6 +86,7 @@ def InceptionResNetV1(
 
 SPEC = register_model(ModelSpec(
     name=MODEL_NAME,
+    body=inception_resnet_v1_body,
     builder=InceptionResNetV1,
     title="Inception-ResNet-v1",
     signature=("conv_4b", "block35_5", "block17_10", "block8_5"),

@@ -100,6 +100,7 @@ KERAS_RELEASE_BASE = (
 
 SPEC = register_model(ModelSpec(
     name=MODEL_NAME,
+    body=inception_resnet_v2_body,
     builder=InceptionResNetV2,
     title="Inception-ResNet-v2",
     signature=("conv_4a", "mixed_5b", "block35_10", "block8_10", "conv_7b"),

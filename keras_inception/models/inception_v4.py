@@ -108,6 +108,7 @@ def InceptionV4(
 
 SPEC = register_model(ModelSpec(
     name=MODEL_NAME,
+    body=inception_v4_body,
     builder=InceptionV4,
     title="Inception-v4",
     signature=("conv_2b", "mixed_3a", "mixed_5a", "mixed_7d"),

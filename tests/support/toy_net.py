@@ -69,6 +69,7 @@ def ToyNet(
 
 SPEC = register_model(ModelSpec(
     name=MODEL_NAME,
+    body=toy_net_body,
     builder=ToyNet,
     title="Toy network",
     signature=("block_a_1", "block_b_2", "mixed_6a"),
