@@ -9,11 +9,6 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Under `make test` two workers share two cores: one TensorFlow compute thread each (and in
-# the interpreters they start) spends the cores on the work instead of on contention (two
-# IR-v1 inference loops at once: 1.35-1.48 s -> 1.2-1.3 s each).
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= (os.cpu_count() or 1):
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest  # noqa: E402
 from support import schedule, tiers  # noqa: E402
