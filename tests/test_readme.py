@@ -72,7 +72,7 @@ PAGES = {
         python_checks={1: (["FeatureInfo(index=1"], []), 3: ([], ["daisy_gradcam.png"])},
         shell_subs=[
             (1, "--image-size 299 \\\n    --epochs 10 --weights imagenet",
-             "--image-size 75 \\\n    --epochs 2 --stage1-epochs 1 --max-per-class 4 "
+             "--image-size 75 \\\n    --epochs 1 --stage1-epochs 1 --max-per-class 4 "
              "--weights base.weights.h5"),
             (2, "--model inception_resnet_v2 --weights imagenet --format tflite",
              "--model inception_resnet_v2 --weights none --image-size 75 --format tflite"),
@@ -115,8 +115,7 @@ PAGES = {
         ],
         python_checks={
             0: ([], ["irv2_savedmodel/", "irv2_raw/", "irv2.onnx", "irv2.xml", "irv2.bin"]),
-            1: (["[("], ["irv2.tflite", "irv2_f16.tflite", "irv2_dyn.tflite",
-                         "irv2_int8.tflite"]),
+            1: (["[("], ["irv2.tflite", "irv2_int8.tflite"]),
         },
     ),
     "docs/training.md": Page(
@@ -130,7 +129,7 @@ PAGES = {
         shell_subs=[
             (0, "--batch-size 32 --data path/to/photos --out runs/photos",
              "--batch-size 8 --data path/to/photos --out runs/mirrored --image-size 75 "
-             "--epochs 1 --max-per-class 4 --weights none"),
+             "--epochs 1 --stage1-epochs 1 --max-per-class 4 --weights base.weights.h5"),
         ],
         shell_groups={"mirrored": (0,)}, shell_commands={0: 1},
         shell_leaves={"mirrored": ["runs/mirrored/report.json"]},
@@ -192,7 +191,7 @@ def _check_leaves(folder: Path, paths: list[str]) -> None:
         assert found, name
 
 
-@pytest.fixture(scope="session")  # its tests spread over the workers: once per worker
+@pytest.fixture(scope="session")
 def scratch(tmp_path_factory, flowers_dir, facenet_h5, face_crops_by_person):
     """A folder with the files the pages' examples name, and an environment whose
     weights cache holds FaceNet's file (the `auto` and `ms_celeb_1m` paths)."""
