@@ -191,14 +191,13 @@ def FaceNet(
     kind = None if weights is None else _weights_kind(weights)
     if kind in ORIGINAL_LOADERS and shape[channel_axis()] != 3:
         raise ValueError(f"FaceNet's weights need 3 input channels; received input_shape={shape}.")
-    metadata = _metadata(shape, embedding_dim, weights, kind, include_preprocessing,
-                         standardization)
+    mode = _mode(weights, kind, standardization)
+    metadata = _metadata(shape, embedding_dim, kind, include_preprocessing, mode)
     return build_network(
         spec, spec.body,
         functools.partial(embedding_head, embedding_dim=embedding_dim, dropout_rate=dropout_rate),
         shape=shape, weights=weights, preset=preset, name=name,
-        preprocessing=(FaceStandardization(_mode(weights, kind, standardization),
-                                           name="standardization")
+        preprocessing=(FaceStandardization(mode, name="standardization")
                        if include_preprocessing else None),
         drop_path_rate=drop_path_rate, metadata=metadata, convert=ORIGINAL_LOADERS.get(kind),
     )
@@ -210,12 +209,12 @@ def _mode(weights: Any, kind: str | None, standardization: str | None) -> str:
                                else STANDARDIZATIONS[0])
 
 
-def _metadata(shape: tuple, embedding_dim: int, weights: Any, kind: str | None,
-              include_preprocessing: bool, standardization: str | None) -> ModelMetadata:
+def _metadata(shape: tuple, embedding_dim: int, kind: str | None, include_preprocessing: bool,
+              mode: str) -> ModelMetadata:
     """What the built FaceNet means (saved inside its `.keras`): an embedding model on face
     crops (no margin cropped: crop_pct 1.0), standardised as its weights expect, with
-    the LFW threshold for trained weights (none for random or unknown ones)."""
-    mode = _mode(weights, kind, standardization)
+    the LFW threshold for trained weights (none for random or unknown ones); `mode` is the
+    input standardisation (`_mode`)."""
     height, width = (shape[0], shape[1]) if channel_axis() == -1 else (shape[1], shape[2])
     trained = kind == "preset" or kind in ORIGINAL_LOADERS
     return ModelMetadata(
