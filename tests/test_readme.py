@@ -4,8 +4,10 @@ Each Python block runs alone in a fresh interpreter (as a reader pastes it), in 
 folder holding the files they name. Where a block needs what this machine cannot
 have (ImageNet weights: no network) or would take an hour (299 px, 10 epochs), the
 page's substitutions say what changes; each must match, so an edit of a page cannot
-silently escape the test. Shell blocks run through `python -m keras_inception.cli` the same
-way; the blocks that cannot run here are listed with the reason. The README stays a front
+silently escape the test. Shell blocks run through the command line's `main` (what
+`keras-inception` calls) in the same kind of folder, in this process: a fresh interpreter per
+command would only add TensorFlow's start-up, which tests/test_cli.py already covers; the
+blocks that cannot run here are listed with the reason. The README stays a front
 page: at most 300 lines, linking every page of docs/.
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.runners import run_cli_process
+from support.runners import run_cli
 
 # Each block runs in a fresh interpreter, as a reader pastes it.
 RUNS_A_BLOCK = [pytest.mark.slow, pytest.mark.subprocess]
@@ -368,19 +370,24 @@ def test_doc_python_block_runs(scratch, page, index, tmp_path):
     _check_leaves(folder, paths)
 
 
-@pytest.mark.parametrize("page, group", [pytest.param(p, g, marks=RUNS_A_BLOCK, id=f"{_id(p)}-{g}")
+@pytest.mark.slow
+@pytest.mark.parametrize("page, group", [pytest.param(p, g, id=f"{_id(p)}-{g}")
                                          for p, g in SHELL_GROUPS])
-def test_doc_shell_blocks_run(scratch, page, group, tmp_path):
-    """The shell blocks' commands, each in a fresh interpreter as a shell runs them (the
-    multi-device training among them), in the scratch folder with its environment."""
+def test_doc_shell_blocks_run(scratch, page, group, tmp_path, monkeypatch):
+    """The shell blocks' commands in order (the multi-device training among them), in the
+    scratch folder with its environment, each through the command line's `main` as
+    `keras-inception` runs it: exit code 0, and the files the group leaves."""
     spec = PAGES[page]
     folder, env = _copy(scratch, tmp_path / f"shell_{group}")
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
     shell = _substitute(page, blocks(page, "bash"), spec.shell_subs)
     for index in spec.shell_groups[group]:
         commands = _commands(shell[index])
         assert len(commands) == spec.shell_commands[index]
         for command in commands:
             assert command.startswith("keras-inception "), command
-            proc = run_cli_process(*command.split()[1:], cwd=folder, env=env, timeout=1800)
+            proc = run_cli(*command.split()[1:], cwd=folder)
             assert proc.returncode == 0, (command, proc.stderr[-3000:])
     _check_leaves(folder, spec.shell_leaves.get(group, []))
