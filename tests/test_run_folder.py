@@ -31,6 +31,7 @@ def _config(out, base_weights, **changes) -> training.TrainConfig:
 
 @pytest.fixture(scope="module")
 def finished_run(module_tmp_path, base_weights):
+    """A finished one-epoch run (it trains: the tests that read it are marked `slow`)."""
     out = module_tmp_path / "run"
     report = training.train(_config(out, base_weights))
     return out, report
@@ -41,6 +42,7 @@ def _mtimes(folder) -> dict:
             for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_changes_nothing(finished_run, base_weights, capsys):
     out, report = finished_run
     before = _mtimes(out)
@@ -53,6 +55,7 @@ def test_rerun_of_a_finished_run_changes_nothing(finished_run, base_weights, cap
     assert run["finished"] is True and run["config"]["model"] == MODEL
 
 
+@pytest.mark.slow
 def test_another_run_in_the_same_folder_is_refused(finished_run, base_weights):
     out, _ = finished_run
     before = _mtimes(out)
@@ -177,12 +180,14 @@ def test_stage1_epochs_zero_means_fine_tune_only(tmp_path, base_weights):
             _config(tmp_path, base_weights, learning_rate=bad).validate()
 
 
+@pytest.mark.slow
 def test_report_names_its_weights_file_by_content(finished_run, base_weights):
     _, report = finished_run
     assert report["weights"].startswith(f"file {os.path.basename(base_weights)} (sha256 ")
     assert base_weights not in report["weights"]
 
 
+@pytest.mark.slow
 def test_plots_have_titles_integer_epochs_and_a_unit_accuracy_axis(finished_run):
     from matplotlib import pyplot as plt
 
