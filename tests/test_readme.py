@@ -6,8 +6,9 @@ have (ImageNet weights: no network) or would take an hour (299 px, 10 epochs), t
 page's substitutions say what changes; each must match, so an edit of a page cannot
 silently escape the test. Shell blocks run through the command line's `main` (what
 `keras-inception` calls) in the same kind of folder, in this process: a fresh interpreter per
-command would only add TensorFlow's start-up, which tests/test_cli.py already covers; the
-blocks that cannot run here are listed with the reason. The README stays a front
+command would only add TensorFlow's start-up (tests/test_run_folder.py runs `python -m
+keras_inception.cli train` in fresh interpreters); the blocks that cannot run here are listed
+with the reason. The README stays a front
 page: at most 300 lines, linking every page of docs/.
 """
 

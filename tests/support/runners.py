@@ -41,14 +41,6 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None) -> subprocess.Comp
                                        stderr.getvalue())
 
 
-def run_cli_process(*args: str, cwd: str | os.PathLike | None = REPO, env: dict | None = None,
-                    timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m keras_inception.cli ARGS...` in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "keras_inception.cli", *args], cwd=cwd,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow", **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def run_python(code: str, *args: str, cwd: str | os.PathLike | None = REPO, env: dict | None = None,
                timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -c CODE ARGS...` in a fresh interpreter (environment: this one's plus `env`)."""
