@@ -381,8 +381,7 @@ def test_doc_shell_blocks_run(scratch, page, group, tmp_path, monkeypatch):
     spec = PAGES[page]
     folder, env = _copy(scratch, tmp_path / f"shell_{group}")
     for name, value in env.items():
-        if os.environ.get(name) != value:
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value)
     shell = _substitute(page, blocks(page, "bash"), spec.shell_subs)
     for index in spec.shell_groups[group]:
         commands = _commands(shell[index])
