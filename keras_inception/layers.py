@@ -13,6 +13,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_inception import _compat
+
 
 @keras.saving.register_keras_serializable(package="keras_inception")
 class ScaledResidual(keras.layers.Layer):
@@ -188,6 +190,10 @@ class DescribedModel(keras.Model):
                 stored.to_dict() if hasattr(stored, "to_dict") else dict(stored))
         return config
 
+
+# Keras imports this module for the package (`keras_inception._registration`): from then on
+# its saving finds the attribute sets it computed (`_compat.cache_saving_attr_skipsets`).
+_compat.cache_saving_attr_skipsets()
 
 __all__ = ["STANDARDIZATIONS", "DescribedModel", "FaceStandardization", "FoldedBatchNorm",
            "L2Normalize", "ScaledResidual"]

@@ -277,3 +277,52 @@ def test_keras_hub_image_converter_resizes_through_its_resizing_attribute():
     converter.image_size = (5, 7)
     assert (converter.resizing.height, converter.resizing.width) == (5, 7)
     assert tuple(converter(np.zeros((10, 12, 3), "float32")).shape) == (5, 7, 3)
+
+
+def _weights_file(path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        found = {}
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+        return found
+
+
+def test_saving_finds_the_attribute_skip_sets_it_computed(tmp_path, monkeypatch):
+    """Keras still stores each skip set under a key it never reads (if this fails, Keras
+    caches them itself: remove `cache_saving_attr_skipsets`); with the package's layers
+    imported, the second request is the first's set, equal to what Keras computes; and a
+    trained model saves the same weights file with and without the cache."""
+    from keras.src.backend.common import global_state
+    from keras.src.saving import saving_lib
+
+    import keras_inception.layers  # noqa: F401  (installs the cache, as importing Keras does)
+
+    patched = saving_lib.get_attr_skipset
+    original = patched.__wrapped__
+    types = ("Layer", "Functional", "Operation", "Optimizer", "Metric", "Loss")
+
+    def forget_skipsets() -> None:  # what `clear_session` does to them, and nothing else
+        for obj_type in types:
+            for name in ("saving_attr_skiplist_{}", "saving_attr_skipset_{}"):
+                global_state.set_global_attribute(name.format(obj_type), None)
+
+    key = _compat.SKIPSET_KEY_READ.format("Layer")
+    forget_skipsets()
+    assert original("Layer") is not original("Layer")  # Keras alone: built on every call
+    assert global_state.get_global_attribute(key) is None
+    for obj_type in types:
+        first = patched(obj_type)
+        assert patched(obj_type) is first and first == original(obj_type)
+    _compat.cache_saving_attr_skipsets()  # idempotent: no second wrapper
+    assert saving_lib.get_attr_skipset is patched
+
+    model = _tiny_model()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((4, 4), "float32"), np.zeros((4, 3), "float32"), verbose=0)
+    model.save_weights(tmp_path / "cached.weights.h5")
+    monkeypatch.setattr(saving_lib, "get_attr_skipset", original)
+    forget_skipsets()
+    model.save_weights(tmp_path / "keras.weights.h5")
+    cached, plain = (_weights_file(tmp_path / f"{n}.weights.h5") for n in ("cached", "keras"))
+    assert cached.keys() == plain.keys() and len(plain) >= 4
+    assert all(np.array_equal(cached[k], plain[k]) for k in plain)
