@@ -187,6 +187,7 @@ def _predict_keras(args: argparse.Namespace) -> tuple[list, list, list]:
     import numpy as np
 
     from keras_inception.cli.images import load_input_images
+    from keras_inception.export.checks import keras_outputs
     from keras_inception.export.runtime import scaled_input
 
     model, metadata = load_classifier(args.model, args.weights, args.image_size, args.crop_pct)
@@ -195,7 +196,7 @@ def _predict_keras(args: argparse.Namespace) -> tuple[list, list, list]:
     if not loaded:
         return loaded, errors, []
     x = scaled_input(np.stack([im for _, _, im in loaded]), metadata.input_scaling)
-    preds = model.predict(x, verbose=0)
+    preds = keras_outputs(model, x)  # eager: a one-off `predict` would trace a graph first
     if preds.shape[-1] == 1000 and metadata.class_names is None and args.class_names is None:
         from keras_inception.preprocessing import decode_predictions
 

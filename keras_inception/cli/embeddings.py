@@ -131,12 +131,14 @@ class FaceEmbedder:
     def embed(self, crops):
         import numpy as np
 
+        from keras_inception.export.checks import keras_outputs
+
         x = np.stack(crops).astype(np.float32)
         if self.outside is not None:
             from keras_inception.embeddings import preprocess_input
 
             x = preprocess_input(x, self.outside)
-        return np.asarray(self.model.predict(x, batch_size=16, verbose=0), dtype=np.float32)
+        return keras_outputs(self.model, x, batch_size=16)  # eager: no graph traced per run
 
 
 def load_crops(paths: list[str], size: int, command: str = "embed") -> list:

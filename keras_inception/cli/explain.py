@@ -187,6 +187,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from keras_inception.cli.core import load_classifier, output_names
     from keras_inception.cli.images import load_input_images
     from keras_inception.explain import overlay, resolve_layer
+    from keras_inception.export.checks import keras_outputs
     from keras_inception.export.runtime import scaled_input
     from keras_inception.files import staged_path, write_json_atomic
 
@@ -204,7 +205,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if loaded:
         crops = np.stack([crop for _, _, crop in loaded])
         x = scaled_input(crops, metadata.input_scaling)
-        probabilities = np.asarray(model.predict(x, verbose=0), dtype="float64")
+        probabilities = keras_outputs(model, x).astype("float64")  # eager, as the maps run
         predicted = probabilities.argmax(axis=-1)
         targets = predicted if chosen is None else np.full(len(loaded), chosen)
         maps = _maps(model, x, targets, args,
