@@ -1,24 +1,32 @@
 """Every code block of the README and of the pages in docs/ runs as written.
 
-Each Python block runs alone in a fresh interpreter (as a reader pastes it), in a scratch
-folder holding the files they name. Where a block needs what this machine cannot
+Each Python block runs alone in this process with globals of its own (a name it neither
+imports nor defines fails, as where a reader pastes it), in a scratch folder holding the
+files they name; Keras's state, the random seeds and the logging levels are put back after
+each. Where a block needs what this machine cannot
 have (ImageNet weights: no network) or would take an hour (299 px, 10 epochs), the
 page's substitutions say what changes; each must match, so an edit of a page cannot
 silently escape the test. Shell blocks run through the command line's `main` (what
-`keras-inception` calls) in the same kind of folder, in this process: a fresh interpreter per
-command would only add TensorFlow's start-up (tests/test_run_folder.py runs `python -m
-keras_inception.cli train` in fresh interpreters); the blocks that cannot run here are listed
-with the reason. The README stays a front
+`keras-inception` calls) in the same kind of folder, in this process too: a fresh interpreter
+per block or command would only add TensorFlow's start-up (tests/test_run_folder.py runs
+`python -m keras_inception.cli train` in fresh interpreters); the blocks that cannot run here
+are listed with the reason. The README stays a front
 page: at most 300 lines, linking every page of docs/.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
+import linecache
+import logging
 import os
+import random
 import re
 import shutil
-import subprocess
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +34,8 @@ import numpy as np
 import pytest
 from support.runners import run_cli
 
-# Each block runs in a fresh interpreter, as a reader pastes it.
-RUNS_A_BLOCK = [pytest.mark.slow, pytest.mark.subprocess]
+# Each block builds and runs full-size networks (in this process: no interpreter starts).
+RUNS_A_BLOCK = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 300
@@ -353,21 +361,75 @@ def test_doc_named_files_exist(page):
     assert not missing, f"{page} names files that do not exist: {missing}"
 
 
+def _loggers() -> list[logging.Logger]:
+    """The root logger and every logger made so far (a block's imports add their own)."""
+    found = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(logger for logger in found if isinstance(logger, logging.Logger))]
+
+
+@pytest.fixture
+def process_state_kept():
+    """Puts back after a block what blocks change for the whole process, so that neither the
+    next block nor a later test of this worker sees it: Keras's session (and with it the
+    block's models) and dtype policy (docs/performance.md sets mixed_bfloat16), the Python
+    and NumPy random states and TensorFlow's global seed (training seeds all three, other
+    blocks draw), the logging levels (exporting to ONNX sets absl's) and sys.path. The
+    environment and the working folder are the test's `monkeypatch`'s (tf2onnx sets
+    TF_CPP_MIN_LOG_LEVEL)."""
+    import keras
+    import tensorflow as tf
+
+    policy, tf_seed = keras.config.dtype_policy(), tf.compat.v1.random.get_seed(None)[0]
+    py_state, np_state, path = random.getstate(), np.random.get_state(), list(sys.path)
+    levels = {logger: logger.level for logger in _loggers()}
+    yield
+    keras.backend.clear_session(free_memory=False)  # the policy too: set below; gc.collect last
+    keras.config.set_dtype_policy(policy)
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    tf.random.set_seed(tf_seed)
+    for logger, level in levels.items():
+        logger.setLevel(level)
+    sys.path[:] = path
+    gc.collect()
+
+
+def _exec_block(block: str, name: str) -> tuple[str, str | None]:
+    """Runs `block` in globals of its own, as a reader's script (`__name__` "__main__"):
+    what it printed, and its traceback (None when it ran to the end)."""
+    printed = io.StringIO()
+    linecache.cache[name] = (len(block), None, block.splitlines(True), name)  # traceback lines
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(block, name, "exec"), {"__name__": "__main__"})
+    except (Exception, SystemExit):
+        return printed.getvalue(), traceback.format_exc()
+    return printed.getvalue(), None
+
+
 @pytest.mark.parametrize("page, index", [pytest.param(p, i, marks=RUNS_A_BLOCK, id=f"{_id(p)}-{i}")
                                          for p, i in PYTHON_BLOCKS])
-def test_doc_python_block_runs(scratch, page, index, tmp_path):
-    """Each block alone in a fresh interpreter, as a reader pastes it (one process for all of
-    them would hold every model at once, gigabytes): a block that uses a name it does not
-    import or define fails here. What it produced is checked: features, exports, training."""
+def test_doc_python_block_runs(scratch, page, index, tmp_path, monkeypatch, process_state_kept):
+    """Each block alone, as a reader pastes it, in this process (a fresh interpreter per block
+    would add TensorFlow's start-up, seconds of CPU each) with fresh globals: a block that
+    uses a name it neither imports nor defines fails here. (A submodule that it reaches as an
+    attribute without importing it could be one an earlier test imported.) What a block
+    changes for the whole process is put back after it (`process_state_kept`). What it
+    produced is checked: features, exports, training."""
+    import keras
+
     spec = PAGES[page]
     folder, env = _copy(scratch, tmp_path / f"python{index}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(folder)
     block = _substitute(page, blocks(page, "python"), spec.python_subs)[index]
-    proc = subprocess.run([sys.executable, "-c", block + "\nprint('BLOCK-OK')\n"], cwd=folder,
-                          env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0 and "BLOCK-OK" in proc.stdout, (page, index, proc.stderr[-4000:])
+    stdout, error = _exec_block(block, f"<{page} block {index}>")
+    assert error is None, (page, index, error[-4000:])
+    assert keras.config.backend() == "tensorflow"
     printed, paths = spec.python_checks.get(index, ([], []))
     for text in printed:
-        assert text in proc.stdout, (page, index, text)
+        assert text in stdout, (page, index, text)
     _check_leaves(folder, paths)
 
 
