@@ -76,6 +76,9 @@ def flowers_batch(flowers_dir):
     return x, np.array(labels)
 
 
+# `mixed_models` builds every network of the registry again under each policy (about 15 s
+# of CPU per policy here): its tests are slow; the layer-level ones below stay fast.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_float32_weights_load_and_outputs_are_float32(mixed_models, small_models, name):
     policy, models = mixed_models
@@ -97,6 +100,7 @@ def test_float32_weights_load_and_outputs_are_float32(mixed_models, small_models
     assert np.abs(probs - ref_probs).max() < 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RESIDUAL_MODELS)
 def test_residual_scaling_runs_in_compute_dtype(mixed_models, name):
     policy, models = mixed_models
