@@ -40,7 +40,7 @@ def test_predict_top5_with_class_names(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == image
     ranked = [line.split()[1] for line in lines[1:6]]
-    expected = model.predict(ki.preprocess_input(load_image(image, 299)[None]), verbose=0)
+    expected = np.asarray(model(ki.preprocess_input(load_image(image, 299)[None]), training=False))
     top5 = [name for _, name, _ in ki.decode_predictions(expected, top=5)[0]]
     assert ranked == top5
     assert np.isclose(float(lines[1].split()[-1]), expected.max(), atol=1e-4)
@@ -265,7 +265,7 @@ def test_predict_with_a_trained_model_uses_the_crop_its_run_recorded(trained_fol
 
     def expected(crop_pct: float) -> dict[str, float]:
         x = ki.preprocess_input(load_image(image, 75, crop_pct=crop_pct)[None])
-        return dict(zip("abc", model.predict(x, verbose=0)[0].tolist(), strict=True))
+        return dict(zip("abc", np.asarray(model(x, training=False))[0].tolist(), strict=True))
 
     full, center = expected(1.0), expected(0.875)
     assert max(abs(full[k] - center[k]) for k in "abc") > 1e-3  # the crop shows
@@ -429,7 +429,7 @@ def test_explain_writes_overlays_and_what_it_explained(trained_folder, tmp_path,
                                                             OUTPUT_MARKER])
     crops = np.stack([load_image(p, 75, crop_pct=1.0) for p in (daisy, dandelion)])
     x = ki.preprocess_input(crops.copy())
-    probabilities = model.predict(x, verbose=0)
+    probabilities = np.asarray(model(x, training=False))
     predicted = probabilities.argmax(axis=-1)
     maps = explain.grad_cam(model, x, target=predicted, layer="block35_5_ac")
     assert all(m.max() - m.min() > 0.5 for m in maps)  # maps that vary: a peak that means something
@@ -494,7 +494,7 @@ def test_explain_integrated_gradients_sums_attributions_over_channels(trained_fo
     assert proc.returncode == 0, proc.stderr[-3000:]
     (args, kwargs, attributions), = seen
     x = ki.preprocess_input(load_image(rose, 75, crop_pct=1.0)[None])
-    predicted = int(model.predict(x, verbose=0).argmax())
+    predicted = int(np.asarray(model(x, training=False)).argmax())
     np.testing.assert_allclose(args[1], x, atol=1e-6)
     assert list(kwargs["target"]) == [predicted]
     heatmap = np.abs(attributions[0]).sum(axis=-1)

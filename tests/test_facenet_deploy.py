@@ -21,6 +21,7 @@ from support.runners import run_cli
 import keras_inception as ki
 from keras_inception import embeddings as face_embeddings
 from keras_inception import export
+from keras_inception.export.checks import keras_outputs
 from keras_inception.export.runtime import Embedder, non_integer_ops
 from keras_inception.preprocessing import load_image
 
@@ -77,8 +78,9 @@ def faces(face_crops_by_person, facenet_ms_celeb):
     crops, labels, calibration = np.stack(crops), np.array(labels), np.array(calibration)
     evaluation = ~calibration
     x_eval = crops[evaluation]
-    reference = facenet_ms_celeb.predict(face_embeddings.preprocess_input(x_eval, "prewhiten"),
-                                         batch_size=16, verbose=0)
+    reference = keras_outputs(facenet_ms_celeb,
+                              face_embeddings.preprocess_input(x_eval, "prewhiten"),
+                              batch_size=16)
     return SimpleNamespace(calibration=crops[calibration], x=x_eval, y=labels[evaluation],
                            reference=reference)
 
@@ -223,7 +225,7 @@ def test_cli_embed_and_verify(crop_files, facenet_h5, facenet_ms_celeb, tmp_path
     embeddings = np.load(out)
     assert embeddings.dtype == np.float32 and embeddings.shape == (3, 128)
     crops = np.stack([load_image(p, SIZE, crop_pct=1.0) for p in crop_files])
-    expected = facenet_ms_celeb.predict(face_embeddings.preprocess_input(crops), verbose=0)
+    expected = np.asarray(facenet_ms_celeb(face_embeddings.preprocess_input(crops), training=False))
     np.testing.assert_allclose(embeddings, expected, atol=1e-5)
     for path in crop_files:
         assert path in proc.stdout

@@ -54,7 +54,8 @@ def test_metadata_round_trips_through_keras_own_load_model_and_save(described, t
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert of_model(loaded) == metadata
     x = np.random.default_rng(0).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype("float32")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)),
+                               np.asarray(model(x, training=False)),
                                atol=1e-6)
     loaded.save(tmp_path / "again.keras")  # a user's own save keeps it
     assert read_keras_metadata(tmp_path / "again.keras") == metadata
@@ -101,7 +102,7 @@ def test_a_copied_model_answers_as_its_run(described, tmp_path, capsys):
     shutil.copy(path, copy)
     image = sample_image_path()
     x = ki.preprocess_input(load_image(image, SIZE, crop_pct=1.0)[None])
-    expected = dict(zip(NAMES, model.predict(x, verbose=0)[0].tolist(), strict=True))
+    expected = dict(zip(NAMES, np.asarray(model(x, training=False))[0].tolist(), strict=True))
     for keras_file in (path, copy):
         assert ki.cli.main(["predict", "--model", str(keras_file), "--top", "3", image]) == 0
         captured = capsys.readouterr()
@@ -165,7 +166,8 @@ def test_a_model_with_a_dynamic_input_gets_the_default_size_said_once(dynamic_mo
     notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "image size 299x299" in notes[0] and "crop_pct 0.875" in notes[0]
     x = ki.preprocess_input(load_image(image, 299, crop_pct=0.875)[None])
-    expected = {f"class_{i}": v for i, v in enumerate(model.predict(x, verbose=0)[0].tolist())}
+    expected = {f"class_{i}": v
+                for i, v in enumerate(np.asarray(model(x, training=False))[0].tolist())}
     assert _scores(proc.stdout) == pytest.approx(expected, abs=1e-4)
     proc = run_cli("explain", "--model", str(path), image, "--out", str(tmp_path / "maps"))
     assert proc.returncode == 0, proc.stderr[-2000:]

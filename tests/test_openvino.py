@@ -108,7 +108,7 @@ def test_classifier_opens_xml_with_the_keras_answers(small):
     assert classifier.class_names == list(NAMES) and classifier.crop_pct == 1.0
     files = val_images()
     images = np.stack([load_image(p, SIZE, crop_pct=1.0) for p in files])
-    expected = model.predict(preprocess_input(images), verbose=0)
+    expected = np.asarray(model(preprocess_input(images), training=False))
     got = classifier.classify_files(files, k=3)
     assert [row[0][1] for row in got] == [NAMES[i] for i in expected.argmax(-1)]
     np.testing.assert_allclose([[score for _, _, score in sorted(row)] for row in got], expected,

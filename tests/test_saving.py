@@ -39,7 +39,7 @@ def test_keras_files_reload_in_fresh_process(tmp_path, small_models):
         path = str(tmp_path / f"{name}.keras")
         model.save(path)
         paths.append(path)
-        expected[path] = model.predict(x, verbose=0)
+        expected[path] = model.predict(x, verbose=0)  # bit-exact: the same graph as the reload's
     result = subprocess.run(
         [sys.executable, "-c", RELOAD_SCRIPT, str(tmp_path / "x.npy"), *paths],
         capture_output=True, text=True, timeout=600,
@@ -133,7 +133,7 @@ def package_keras_files(module_tmp_path) -> dict[str, np.ndarray]:
         model.save(path)
         x = x.astype("float32")
         np.save(path + ".x.npy", x)
-        expected[path] = np.asarray(model.predict(x, verbose=0))
+        expected[path] = np.asarray(model(x, training=False))
     return expected
 
 
