@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.backend_worker import check_drop_path, check_remat, feature_model
+from support.backend_worker import check_drop_path, check_remat, explanations, feature_model
 from support.helpers import rel_l2
 
 from keras_inception.registry import classifier_names
@@ -36,6 +36,20 @@ EXPLAIN_TOL = 1e-3
 WORKER = Path(__file__).parent / "support" / "backend_worker.py"
 PARITY_TOL = 1e-4
 WORKER_TIMEOUT_S = 1200
+# XLA:CPU flags of the JAX worker, which compiles a few hundred small programs (initializers,
+# op-by-op gradients) and a few jitted ones; the numerics are the same. Level 0 halves LLVM's
+# time; the elemental emitters compile faster than the MLIR fusion emitters (the worker's CPU
+# time: 64 s -> 46 s on 2 cores).
+JAX_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+
+
+def _jax_xla_flags(env: dict[str, str]) -> str:
+    """JAX_XLA_FLAGS, less the emitters' switch where this jaxlib does not know it: XLA aborts
+    on an unknown flag, and that switch is recent (a second's probe, against 18 s it saves)."""
+    flags = " ".join(JAX_XLA_FLAGS)
+    probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"],
+                           env=dict(env, XLA_FLAGS=flags), capture_output=True, check=False)
+    return flags if probe.returncode == 0 else JAX_XLA_FLAGS[0]
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +68,12 @@ def backend_runs(small_models, module_tmp_path):
 
     procs = {}
     for backend in BACKENDS:
+        # One thread each: both workers and this process share the cores, where torch's
+        # OpenMP threads spin waiting for one another (its worker: 42 s of CPU -> 15 s).
         env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="",
-                   JAX_PLATFORMS="cpu")
+                   JAX_PLATFORMS="cpu", OMP_NUM_THREADS="1")
         if backend == "jax":
-            # Halves XLA:CPU compile time of the many small jitted ops; same numerics.
-            env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+            env["XLA_FLAGS"] = _jax_xla_flags(env)
         log = open(workdir / f"{backend}.log", "w")  # noqa: SIM115 (closed below)
         procs[backend] = (subprocess.Popen([sys.executable, str(WORKER), str(workdir)],
                                            env=env, stdout=log, stderr=subprocess.STDOUT), log)
@@ -111,18 +126,22 @@ def test_outputs_match_tensorflow(backend_runs, backend, name):
     assert rel_l2(outputs["probs"], ref_probs) <= PARITY_TOL
 
 
+@pytest.fixture(scope="module")
+def tf_explanations(backend_runs, small_models) -> dict[str, dict[str, np.ndarray]]:
+    """The TensorFlow explanations of each EXPLAIN_MODELS network, once for both backends."""
+    x = np.load(backend_runs[0] / "inputs.npy")
+    return {name: explanations(small_models[name], x) for name in EXPLAIN_MODELS}
+
+
 @pytest.mark.parametrize("name", EXPLAIN_MODELS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_explanations_match_tensorflow(backend_runs, small_models, backend, name):
+def test_explanations_match_tensorflow(backend_runs, tf_explanations, backend, name):
     """Identical weights and images: the same Grad-CAM, Grad-CAM++ and integrated
     gradients as TensorFlow (max abs difference <= 1e-3; maps are in [0, 1])."""
-    from support.backend_worker import explanations
-
     result_dir, _, _ = backend_runs
     _model_report(backend_runs, backend, name)
     outputs = np.load(result_dir / f"{backend}_{name}.npz")
-    expected = explanations(small_models[name], np.load(result_dir / "inputs.npy"))
-    for key, reference in expected.items():
+    for key, reference in tf_explanations[name].items():
         assert outputs[key].shape == reference.shape, key
         assert np.abs(reference).max() > 1e-3  # the comparison is not between zeros
         if key.startswith("map_"):  # maps that vary over the image, not one constant
